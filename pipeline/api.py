@@ -1,0 +1,134 @@
+"""The Python API for notebooks: fit arrays or rasters in memory and get named arrays back.
+
+>>> import numpy as np, pipeline
+>>> years = [2000, 2001, 2002, 2004]
+>>> values = np.array([1.0, 2.0, 3.0, 5.0])[:, None, None] * np.ones((1, 2, 2))
+>>> result = pipeline.fit(values, years)
+>>> float(result["slope"][0, 0])
+1.0
+
+For stacks larger than memory, use :func:`pipeline.trend_rasters`, which works
+window by window and writes a GeoTIFF.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UsageError, YearError
+from .kernels import fit_pixels
+from .outputs import RasterWriter
+from .stack import Grid, close_cached, open_stack, working_dtype
+from .trend import FitOptions
+
+@dataclass
+class TrendResult(Mapping[str, np.ndarray]):
+    """Named result arrays (``result["slope"]``), the years used, and the grid when known."""
+
+    bands: dict[str, np.ndarray]
+    years: tuple[int, ...]
+    options: FitOptions
+    grid: Grid | None = None
+    units: str = ""
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.bands[name]
+        except KeyError:
+            raise KeyError(f"no band {name!r}; this result has {', '.join(self.bands)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.bands)
+
+    def __len__(self) -> int:
+        return len(self.bands)
+
+    def write(self, path: str | os.PathLike[str], *, overwrite: bool = False, compress: str = "zstd") -> None:
+        """Write the bands as a GeoTIFF (needs the grid: results of :func:`fit_stack`, or pass one)."""
+        if self.grid is None:
+            raise UsageError("this result has no grid; use fit_stack(), or set result.grid before writing")
+        from rasterio.windows import Window
+
+        with RasterWriter(
+            path,
+            self.grid,
+            tuple(self.bands),
+            tags=self.options.tags(self.years, self.units),
+            units=self.units,
+            compress=compress,
+            overwrite=overwrite,
+        ) as writer:
+            window = Window(0, 0, self.grid.width, self.grid.height)
+            writer.write(window, self.bands)
+
+
+def fit(
+    values: np.ndarray,
+    years: Sequence[int],
+    *,
+    method: str = "ols",
+    min_years: int = 3,
+    nodata: float | None = None,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+) -> TrendResult:
+    """Fit the trend of every pixel of an in-memory stack.
+
+    ``values`` has years on its first axis, any shape after it: (years, rows,
+    cols) or (years, pixels). NaN and ``nodata`` are missing. ``years`` may come
+    in any order; they are matched to the first axis and sorted.
+    """
+    options = FitOptions(method=method, min_years=min_years, confidence=confidence, alpha=alpha)
+    data = np.asarray(values)
+    x = np.asarray(years, dtype=np.float64)
+    if data.ndim < 1 or data.shape[0] != x.shape[0]:
+        raise UsageError(f"values have {data.shape[0] if data.ndim else 0} layers but {x.shape[0]} years were given")
+    if len(np.unique(x)) != len(x):
+        raise YearError("a year appears twice in years; give each layer its own year")
+    order = np.argsort(x, kind="stable")
+    flat = data.reshape(data.shape[0], -1)[order]  # a copy: the caller's array is left alone
+    values = flat.astype(working_dtype(flat.dtype), copy=False)
+    if nodata is not None and not math.isnan(nodata):
+        values[flat == nodata] = np.nan
+    out = fit_pixels(values, x[order], options.method, options.min_years, options.confidence, options.alpha)
+    shaped = {name: band.reshape(data.shape[1:]) for name, band in out.items()}
+    return TrendResult(shaped, tuple(int(y) for y in x[order]), options)
+
+
+def fit_stack(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    years: Sequence[int] | None = None,
+    year_pattern: str | None = None,
+    band: int = 1,
+    method: str = "ols",
+    min_years: int = 3,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+) -> TrendResult:
+    """Read a whole annual stack (folder, glob, files or multi-band file) and fit it in memory."""
+    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=min_years)
+    try:
+        values = stack.read()
+    finally:
+        close_cached()
+    grid = stack.grid
+    result = fit(
+        values.reshape(len(stack.layers), grid.height, grid.width),
+        stack.year_list,
+        method=method,
+        min_years=min_years,
+        confidence=confidence,
+        alpha=alpha,
+    )
+    result.grid = grid
+    result.units = stack.units
+    return result
+
+
+__all__ = ["TrendResult", "fit", "fit_stack"]

@@ -1,0 +1,46 @@
+"""One exception tree for eetrend.
+
+Every error a user can cause derives from :class:`EetrendError`. Its message is a
+single line that says what is wrong and how to fix it; the CLI prints exactly that
+line (no traceback unless ``--debug``) and exits with :attr:`EetrendError.exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class EetrendError(Exception):
+    """Root of every error eetrend raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(EetrendError):
+    """Options or arguments that cannot work together (exit code 2)."""
+
+    exit_code = 2
+
+
+class InputError(EetrendError):
+    """Input rasters that are missing, unreadable or inconsistent."""
+
+
+class YearError(InputError):
+    """Years that cannot be parsed, repeat, or are too few."""
+
+
+class GridMismatchError(InputError):
+    """Rasters that do not share one CRS, transform, shape and band count."""
+
+
+class OutputExistsError(UsageError):
+    """The output file exists and ``--overwrite`` was not given."""
+
+
+class MissingExtraError(UsageError):
+    """An optional dependency (an extra) is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed; "
+            f"install it with: pip install 'eetrend[{extra}]'"
+        )

@@ -1,0 +1,137 @@
+"""Synthetic annual rasters with a known trend in every pixel.
+
+Used by ``eetrend sample``, the tests, the benchmarks and the emulator: each
+pixel follows ``base + slope * (year - first_year) + noise``, with a smooth
+spatial pattern of slopes (greening and browning patches), and a share of values
+missing at random (clouds). The true slope is written beside the annual files so
+a fit can be checked against the truth it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from .errors import UsageError
+from .stack import Grid
+
+SAMPLE_CRS = "EPSG:32633"  # UTM zone 33N
+SAMPLE_PIXEL = 30.0
+SAMPLE_ORIGIN = (500_000.0, 5_000_000.0)
+
+
+@dataclass(frozen=True)
+class SampleTruth:
+    """The per-pixel truth of a synthetic stack, (rows, cols) each."""
+
+    slope: np.ndarray
+    base: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What :func:`write_sample` wrote."""
+
+    folder: Path
+    files: tuple[Path, ...]
+    years: tuple[int, ...]
+    truth_file: Path
+
+
+def sample_grid(rows: int, cols: int) -> Grid:
+    transform = from_origin(SAMPLE_ORIGIN[0], SAMPLE_ORIGIN[1], SAMPLE_PIXEL, SAMPLE_PIXEL)
+    return Grid(rasterio.crs.CRS.from_string(SAMPLE_CRS).to_wkt(), tuple(transform)[:6], cols, rows)
+
+
+def sample_truth(rows: int, cols: int, seed: int = 0) -> SampleTruth:
+    """A smooth field of slopes in NDVI units per year (about -0.01 to 0.01) and base values."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, rows), np.linspace(0, 1, cols), indexing="ij")
+    phase = rng.uniform(0, 2 * np.pi, size=2)
+    slope = 0.008 * np.sin(2 * np.pi * xx * 1.5 + phase[0]) * np.cos(2 * np.pi * yy + phase[1])
+    base = 0.45 + 0.2 * np.cos(2 * np.pi * (xx + yy) / 2 + phase[1])
+    return SampleTruth(slope.astype(np.float64), base.astype(np.float64))
+
+
+def sample_layers(
+    years: Sequence[int], truth: SampleTruth, *, noise: float = 0.03, nan_fraction: float = 0.05, seed: int = 0
+) -> Iterator[np.ndarray]:
+    """Yield each year's (rows, cols) float32 layer of the synthetic stack, NaN where missing."""
+    rng = np.random.default_rng(seed + 1)
+    shape = truth.slope.shape
+    for year in years:
+        layer = truth.base + truth.slope * (year - years[0]) + rng.normal(0.0, noise, shape)
+        layer[rng.random(shape) < nan_fraction] = np.nan
+        yield layer.astype(np.float32)
+
+
+def write_sample(
+    folder: str | os.PathLike[str],
+    *,
+    years: Sequence[int] = tuple(range(1995, 2016)),
+    rows: int = 512,
+    cols: int = 512,
+    nan_fraction: float = 0.05,
+    noise: float = 0.03,
+    seed: int = 0,
+    prefix: str = "ndvi_",
+    compress: str = "deflate",
+) -> Sample:
+    """Write ``{prefix}{year}.tif`` for every year into ``folder`` and the truth into ``folder/truth``."""
+    if rows < 1 or cols < 1:
+        raise UsageError(f"--size {cols}x{rows} is empty; give a size such as 512x512")
+    if not 0.0 <= nan_fraction < 1.0:
+        raise UsageError(f"--nan-fraction is {nan_fraction}; give a share from 0 up to (not including) 1")
+    years = sorted(set(int(y) for y in years))
+    out = Path(folder)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    truth = sample_truth(rows, cols, seed)
+    grid = sample_grid(rows, cols)
+    profile = _profile(grid, compress)
+    files: list[Path] = []
+    layers = sample_layers(years, truth, noise=noise, nan_fraction=nan_fraction, seed=seed)
+    for year, layer in zip(years, layers):
+        path = out / f"{prefix}{year}.tif"
+        _write_atomic(path, profile, layer, description=f"NDVI {year}", units="NDVI")
+        files.append(path)
+    truth_file = out / "truth" / "true_slope.tif"
+    _write_atomic(truth_file, profile, truth.slope.astype(np.float32), description="true slope", units="NDVI per year")
+    return Sample(out, tuple(files), tuple(years), truth_file)
+
+
+def _profile(grid: Grid, compress: str) -> dict:
+    tiled = grid.width >= 256 and grid.height >= 256
+    profile = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": 1,
+        "width": grid.width,
+        "height": grid.height,
+        "crs": grid.crs,
+        "transform": rasterio.Affine(*grid.transform),
+        "nodata": float("nan"),
+        "tiled": tiled,
+    }
+    if tiled:
+        profile.update(blockxsize=256, blockysize=256)
+    if compress != "none":
+        profile.update(compress=compress)
+    return profile
+
+
+def _write_atomic(path: Path, profile: dict, data: np.ndarray, *, description: str, units: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            ds.write(data, 1)
+            ds.set_band_description(1, description)
+            ds.set_band_unit(1, units)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

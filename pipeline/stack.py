@@ -1,0 +1,348 @@
+"""Annual rasters as one stack: find the inputs, give each its year, check the grid, read windows.
+
+A :class:`Stack` is small and picklable (paths, years, grid), so a worker process
+receives the stack and a window, opens the files itself and reads only that window.
+Nothing large ever crosses a process boundary on the way in.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from .errors import GridMismatchError, InputError, UsageError, YearError
+from .years import compile_year_pattern, format_years, year_from_text
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+
+
+def working_dtype(dtype: np.dtype | str) -> np.dtype:
+    """float32 where it holds every input value exactly, else float64."""
+    kind = np.dtype(dtype)
+    if kind == np.float32 or (kind.kind in "iub" and kind.itemsize <= 2):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The pixel grid every layer must share."""
+
+    crs: str  # WKT, or "" when the file has none
+    transform: tuple[float, ...]
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def difference(self, other: Grid) -> str | None:
+        """A short description of how ``other`` differs from this grid, or None."""
+        if self.crs != other.crs:
+            return f"CRS differs ({_crs_name(other.crs)} vs {_crs_name(self.crs)})"
+        if (self.width, self.height) != (other.width, other.height):
+            return f"shape differs ({other.width}x{other.height} vs {self.width}x{self.height} pixels)"
+        size = max(abs(self.transform[0]), abs(self.transform[4]), 1e-12)
+        if any(not math.isclose(a, b, rel_tol=0, abs_tol=size * 1e-6) for a, b in zip(self.transform, other.transform)):
+            return f"transform differs ({_affine_text(other.transform)} vs {_affine_text(self.transform)})"
+        return None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One year of the stack: a band of a file."""
+
+    path: str
+    band: int
+    year: int
+    nodata: float | None
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Layers sorted by year on one grid; cheap to pickle."""
+
+    layers: tuple[Layer, ...]
+    grid: Grid
+    dtype: str
+    block_shape: tuple[int, int]
+    units: str = ""
+
+    @property
+    def years(self) -> np.ndarray:
+        return np.array([layer.year for layer in self.layers], dtype=np.float64)
+
+    @property
+    def year_list(self) -> list[int]:
+        return [layer.year for layer in self.layers]
+
+    @property
+    def working_dtype(self) -> np.dtype:
+        return working_dtype(self.dtype)
+
+    def read(self, window: Window | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Read a window of every layer as (years, pixels) floats, NaN where missing.
+
+        Values come as float32 when that holds them exactly (8- and 16-bit
+        integers, float32), else float64. ``out`` is an optional buffer to fill.
+        """
+        if window is None:
+            window = Window(0, 0, self.grid.width, self.grid.height)
+        rows, cols = int(window.height), int(window.width)
+        shape = (len(self.layers), rows * cols)
+        if out is None or out.shape != shape or out.dtype != self.working_dtype:
+            out = np.empty(shape, dtype=self.working_dtype)
+        values = out
+        for i, layer in enumerate(self.layers):
+            try:
+                data = _open_cached(layer.path).read(layer.band, window=window)
+            except RasterioError as exc:
+                raise InputError(
+                    f"cannot read {layer.path} (year {layer.year}): {_first_line(exc)}; "
+                    "the file is damaged or truncated: download it again or remove it"
+                ) from None
+            row = values[i]
+            row[:] = data.reshape(-1)
+            if layer.nodata is not None and not math.isnan(layer.nodata):
+                row[data.reshape(-1) == layer.nodata] = np.nan
+        return values
+
+
+# Each process keeps its own open datasets; a forked child must not reuse its parent's.
+_OPEN: dict[str, rasterio.io.DatasetReader] = {}
+_OPEN_PID = [os.getpid()]
+
+
+def _open_cached(path: str) -> rasterio.io.DatasetReader:
+    if _OPEN_PID[0] != os.getpid():
+        _OPEN.clear()
+        _OPEN_PID[0] = os.getpid()
+    dataset = _OPEN.get(path)
+    if dataset is None or dataset.closed:
+        dataset = _OPEN[path] = rasterio.open(path)
+    return dataset
+
+
+def close_cached() -> None:
+    """Close the datasets this process opened for reading windows."""
+    if _OPEN_PID[0] == os.getpid():
+        for dataset in _OPEN.values():
+            dataset.close()
+    _OPEN.clear()
+
+
+def find_rasters(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand a folder, a glob, one file or a list of them into raster paths."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    found: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+            if not matches:
+                raise InputError(
+                    f"no rasters found in {path} (looked for {', '.join('*' + s for s in RASTER_SUFFIXES)}); "
+                    "point INPUT at the folder that holds the annual files"
+                )
+            found.extend(matches)
+        elif glob.has_magic(text):
+            matches = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"no files match {text}; check the pattern and quote it so the shell does not expand it")
+            found.extend(matches)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{text} does not exist; give a folder of annual rasters, a glob, or a multi-band file")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+@dataclass(frozen=True)
+class _Header:
+    path: Path
+    grid: Grid
+    count: int
+    dtype: str
+    nodata: float | None
+    descriptions: tuple[str | None, ...]
+    block_shape: tuple[int, int]
+    units: str
+
+
+def _read_header(path: Path) -> _Header:
+    try:
+        with rasterio.open(path) as ds:
+            return _Header(
+                path=path,
+                grid=Grid(
+                    crs=ds.crs.to_wkt() if ds.crs else "",
+                    transform=tuple(ds.transform)[:6],
+                    width=ds.width,
+                    height=ds.height,
+                ),
+                count=ds.count,
+                dtype=ds.dtypes[0],
+                nodata=ds.nodata,
+                descriptions=tuple(ds.descriptions),
+                block_shape=tuple(ds.block_shapes[0]),
+                units=(ds.units[0] or "") if ds.units else "",
+            )
+    except RasterioError as exc:
+        raise InputError(
+            f"cannot open {path}: {_first_line(exc)}; it is not a readable raster: download it again or remove it"
+        ) from None
+
+
+def open_stack(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    years: Sequence[int] | None = None,
+    year_pattern: str | None = None,
+    band: int = 1,
+    min_years: int = 3,
+    exclude: Sequence[str | os.PathLike[str]] = (),
+) -> Stack:
+    """Describe the annual stack behind ``inputs``, checking years and grid.
+
+    Years come from file names (``year_pattern``, default the first 19xx/20xx
+    group) or, for one multi-band file, from its band descriptions. Where years
+    are found that way, ``years`` selects which to use; for a multi-band file
+    without years in its descriptions, ``years`` gives them in band order.
+    """
+    if min_years < 2:
+        raise UsageError(f"--min-years is {min_years}; a trend needs at least 2 years")
+    excluded = {Path(p).resolve() for p in exclude}
+    paths = [p for p in find_rasters(inputs) if p not in excluded]
+    if not paths:
+        raise InputError(f"no rasters found in {inputs} apart from the output itself")
+    pattern = compile_year_pattern(year_pattern)
+    headers = [_read_header(p) for p in paths]
+
+    if len(headers) == 1 and headers[0].count > 1:
+        layers = _layers_from_bands(headers[0], pattern, years)
+    else:
+        if len(headers) == 1:
+            raise InputError(
+                f"{paths[0]} is a single one-band raster, one year only; "
+                "give a folder or glob of annual files, or a multi-band file whose bands are years"
+            )
+        layers = _layers_from_files(headers, pattern, band, years)
+
+    _check_grids(headers)
+    layers.sort(key=lambda layer: layer.year)
+    if len(layers) < min_years:
+        raise YearError(
+            f"only {len(layers)} years ({format_years(layer.year for layer in layers)}) but --min-years is "
+            f"{min_years}; add years or lower --min-years"
+        )
+    first = headers[0]
+    return Stack(
+        layers=tuple(layers), grid=first.grid, dtype=first.dtype, block_shape=first.block_shape, units=first.units
+    )
+
+
+def _layers_from_files(headers: list[_Header], pattern, band: int, years: Sequence[int] | None) -> list[Layer]:
+    by_year: dict[int, Layer] = {}
+    for header in headers:
+        if band > header.count:
+            raise InputError(f"{header.path} has {header.count} band(s); --band {band} does not exist in it")
+        year = year_from_text(header.path.name, pattern)
+        if year is None:
+            raise YearError(
+                f"cannot find a year in the name {header.path.name} with pattern {pattern.pattern!r}; "
+                "rename the file, move it out of the folder, or pass --year-pattern"
+            )
+        if year in by_year:
+            raise YearError(
+                f"year {year} appears twice: {Path(by_year[year].path).name} and {header.path.name}; "
+                "remove one of them or narrow the input with a glob"
+            )
+        by_year[year] = Layer(str(header.path), band, year, header.nodata)
+    return _select(by_year, years)
+
+
+def _layers_from_bands(header: _Header, pattern, years: Sequence[int] | None) -> list[Layer]:
+    found = [year_from_text(d or "", pattern) for d in header.descriptions]
+    if all(y is None for y in found):
+        if years is None:
+            raise YearError(
+                f"{header.path.name} has {header.count} bands but no years in their descriptions; "
+                f"pass --years with {header.count} years in band order, e.g. --years 2000-{1999 + header.count}"
+            )
+        if len(years) != header.count:
+            raise YearError(
+                f"--years gives {len(years)} years but {header.path.name} has {header.count} bands; "
+                "give one year per band, in band order"
+            )
+        return [Layer(str(header.path), i + 1, int(y), header.nodata) for i, y in enumerate(years)]
+    by_year: dict[int, Layer] = {}
+    for index, (year, description) in enumerate(zip(found, header.descriptions), start=1):
+        if year is None:
+            raise YearError(
+                f"band {index} of {header.path.name} has no year in its description {description!r}; "
+                "fix the descriptions or pass --year-pattern"
+            )
+        if year in by_year:
+            raise YearError(
+                f"year {year} appears twice in {header.path.name}: bands {by_year[year].band} and {index}; "
+                "remove one of them"
+            )
+        by_year[year] = Layer(str(header.path), index, year, header.nodata)
+    return _select(by_year, years)
+
+
+def _select(by_year: dict[int, Layer], years: Sequence[int] | None) -> list[Layer]:
+    if years is None:
+        return list(by_year.values())
+    missing = [y for y in years if y not in by_year]
+    if missing:
+        raise YearError(
+            f"year(s) {format_years(missing)} requested but not in the input "
+            f"(it has {format_years(by_year)}); drop them from --years or add their files"
+        )
+    return [by_year[y] for y in years]
+
+
+def _check_grids(headers: list[_Header]) -> None:
+    reference = headers[0]
+    for header in headers[1:]:
+        difference = reference.grid.difference(header.grid)
+        if difference is None and header.count != reference.count:
+            difference = f"band count differs ({header.count} vs {reference.count})"
+        if difference:
+            raise GridMismatchError(
+                f"{header.path.name} is not on the grid of {reference.path.name}: {difference}; "
+                "export every year with the same region, crs and scale (or resample it onto that grid)"
+            )
+
+
+def _crs_name(wkt: str) -> str:
+    if not wkt:
+        return "none"
+    try:
+        crs = rasterio.crs.CRS.from_wkt(wkt)
+        return crs.to_string()
+    except Exception:  # noqa: BLE001 - only used to word a message
+        return wkt[:40]
+
+
+def _affine_text(transform: tuple[float, ...]) -> str:
+    a, b, c, d, e, f = transform
+    return f"origin {c:g},{f:g} pixel {a:g}x{e:g}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,203 @@
+"""The trend engine: annual rasters in, one trend GeoTIFF out, window by window.
+
+The parent process checks the inputs, plans windows under the memory budget,
+hands (stack, window) pairs to the workers, and is the only writer. Workers open
+the files themselves and read only their window.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from rasterio.windows import Window
+
+from . import __version__
+from .errors import UsageError
+from .executors import map_unordered, resolve_workers
+from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
+from .outputs import RasterWriter, check_output
+from .stack import Stack, close_cached, open_stack
+from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, parse_memory, plan_windows
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How each pixel is fitted; validated once, then shipped to the workers."""
+
+    method: Method = Method.ols
+    min_years: int = 3
+    confidence: float = 0.95
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", Method(self.method))
+        if self.min_years < 2:
+            raise UsageError(f"--min-years is {self.min_years}; a trend needs at least 2 years")
+        if not 0.0 < self.confidence < 1.0:
+            raise UsageError(f"--confidence is {self.confidence}; give a level between 0 and 1, e.g. 0.95")
+        if not 0.0 < self.alpha < 1.0:
+            raise UsageError(f"--alpha is {self.alpha}; give a significance level between 0 and 1, e.g. 0.05")
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return band_names(self.method)
+
+    def tags(self, years: Sequence[int], units: str) -> dict[str, str]:
+        tags = {
+            "eetrend_version": __version__,
+            "method": self.method.value,
+            "years": ",".join(str(y) for y in years),
+            "min_years": str(self.min_years),
+            "alpha": str(self.alpha),
+            "units": f"{units or 'input units'} per year",
+            "x": "calendar year (gaps between years are real gaps)",
+            "trend_class": "+1 significant increase, -1 significant decrease, 0 none (p < alpha), NaN not fitted",
+        }
+        if self.method is not Method.ols:
+            tags["confidence"] = str(self.confidence)
+            tags["sen_intercept"] = "median(y) - sen_slope * median(year), over the valid years"
+        return tags
+
+
+@dataclass
+class WindowResult:
+    window: Window
+    bands: dict[str, np.ndarray]
+    read_seconds: float
+    fit_seconds: float
+
+
+@dataclass
+class TrendRun:
+    """What a run did: where, which years, how many windows, and where the time went."""
+
+    output: str
+    years: list[int]
+    method: str
+    windows: int
+    workers: int
+    pixels: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+_READ_BUFFER: list[np.ndarray] = []  # one per process, reused: fresh pages are slow to fault in
+
+
+def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResult:
+    """Read one window of every year and fit it; runs in a worker process."""
+    started = time.perf_counter()
+    values = stack.read(window, out=_READ_BUFFER[0] if _READ_BUFFER else None)
+    _READ_BUFFER[:] = [values]
+    read_done = time.perf_counter()
+    bands = fit_pixels(
+        values,
+        stack.years,
+        method=options.method,
+        min_years=options.min_years,
+        confidence=options.confidence,
+        alpha=options.alpha,
+        dtype=np.float32,
+    )
+    return WindowResult(window, bands, read_done - started, time.perf_counter() - read_done)
+
+
+def _align(input_block: int, full: int) -> int:
+    """Window edges that never split an input block nor an output tile."""
+    if input_block >= full:
+        return OUTPUT_BLOCK
+    if OUTPUT_BLOCK % input_block == 0:
+        return OUTPUT_BLOCK
+    if input_block % OUTPUT_BLOCK == 0:
+        return input_block
+    return OUTPUT_BLOCK
+
+
+def plan_stack_windows(stack: Stack, options: FitOptions, workers: int, budget: int) -> list[Window]:
+    """Windows for this stack under the budget, aligned to its blocks."""
+    block_rows, block_cols = stack.block_shape
+    return plan_windows(
+        stack.grid.height,
+        stack.grid.width,
+        bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize),
+        fixed_bytes=chunk_overhead(options.method, len(stack.layers)),
+        budget=budget,
+        workers=workers,
+        block_height=_align(block_rows, stack.grid.height),
+        block_width=_align(block_cols, stack.grid.width),
+        striped=block_cols >= stack.grid.width and stack.grid.width > OUTPUT_BLOCK,
+    )
+
+
+def trend_rasters(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    options: FitOptions | None = None,
+    years: Sequence[int] | None = None,
+    year_pattern: str | None = None,
+    band: int = 1,
+    workers: int | None = None,
+    memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
+    compress: str = "zstd",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TrendRun:
+    """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
+
+    ``inputs`` is a folder, a glob, a list of files, or one multi-band file. The
+    output appears under ``output`` only once it is complete.
+    """
+    started = time.perf_counter()
+    options = options or FitOptions()
+    check_output(output, overwrite)
+    stack = open_stack(
+        inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years, exclude=[output]
+    )
+    n_workers = resolve_workers(workers)
+    windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget))
+    n_workers = min(n_workers, len(windows))
+    opened = time.perf_counter()
+    timings = {"open": opened - started, "read": 0.0, "fit": 0.0, "write": 0.0}
+    done = 0
+    if progress:
+        progress(0, len(windows))
+    with RasterWriter(
+        output,
+        stack.grid,
+        options.bands,
+        tags=options.tags(stack.year_list, stack.units),
+        units=stack.units,
+        compress=compress,
+        overwrite=overwrite,
+    ) as writer:
+        try:
+            tasks = ((stack, window, options) for window in windows)
+            for result in map_unordered(fit_window, tasks, workers=n_workers):
+                write_started = time.perf_counter()
+                writer.write(result.window, result.bands)
+                timings["write"] += time.perf_counter() - write_started
+                timings["read"] += result.read_seconds
+                timings["fit"] += result.fit_seconds
+                done += 1
+                if progress:
+                    progress(done, len(windows))
+        finally:
+            close_cached()
+        finish = time.perf_counter()
+    timings["finish"] = time.perf_counter() - finish
+    timings["wall"] = time.perf_counter() - started
+    return TrendRun(
+        output=os.fspath(output),
+        years=stack.year_list,
+        method=options.method.value,
+        windows=len(windows),
+        workers=n_workers,
+        pixels=stack.grid.pixels,
+        timings=timings,
+    )

@@ -1,0 +1,130 @@
+"""Shared fixtures: a network guard and factories for small annual rasters with known answers."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = address[0]
+    else:
+        return True  # AF_UNIX paths and the like never leave the machine
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: refuse, tests must use 127.0.0.1
+
+
+def _refuse_remote(event: str, args: tuple) -> None:
+    if event == "socket.connect" and not _is_loopback(args[1]):
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {args[1]!r}")
+    if event == "socket.getaddrinfo" and args and args[0] not in (None, "localhost", "127.0.0.1", "::1"):
+        host = args[0]
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+        raise ConnectionRefusedError(f"tests may only resolve loopback names, not {host!r}")
+
+
+sys.addaudithook(_refuse_remote)
+
+
+@pytest.fixture
+def network_guard_check() -> Callable[[], None]:
+    """Try to reach a public address; the guard must refuse it."""
+
+    def attempt() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(("8.8.8.8", 53))
+
+    return attempt
+
+
+PROFILE = {
+    "driver": "GTiff",
+    "crs": "EPSG:32633",
+    "transform": from_origin(500_000, 5_000_000, 30, 30),
+}
+
+
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    nodata: float | None = None,
+    crs: str = PROFILE["crs"],
+    transform=PROFILE["transform"],
+    descriptions: Sequence[str] | None = None,
+    tiled: bool = False,
+) -> Path:
+    """Write a (rows, cols) or (bands, rows, cols) array as a GeoTIFF."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    profile = dict(
+        driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
+        crs=crs, transform=transform, nodata=nodata,
+    )
+    if tiled:
+        profile.update(tiled=True, blockxsize=16, blockysize=16)
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        for i, text in enumerate(descriptions or [], start=1):
+            ds.set_band_description(i, text)
+    return path
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Callable[..., tuple[Path, np.ndarray, list[int]]]:
+    """Write one file per year from a (years, rows, cols) array; returns (folder, values, years)."""
+
+    def factory(
+        values: np.ndarray,
+        years: Sequence[int],
+        *,
+        name: str = "ndvi_{year}.tif",
+        folder: str = "stack",
+        nodata: float | None = None,
+        tiled: bool = False,
+    ) -> tuple[Path, np.ndarray, list[int]]:
+        out = tmp_path / folder
+        out.mkdir(parents=True, exist_ok=True)
+        for year, layer in zip(years, values):
+            write_raster(out / name.format(year=year), layer, nodata=nodata, tiled=tiled)
+        return out, values, list(years)
+
+    return factory
+
+
+@pytest.fixture
+def gappy_values() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """A (years, rows, cols) float64 stack with trends, ties and gaps, and its years."""
+
+    def factory(rows: int = 12, cols: int = 10, seed: int = 0, nan_fraction: float = 0.2, round_to: float = 0.0):
+        rng = np.random.default_rng(seed)
+        years = np.array([1990, 1991, 1993, 1994, 1995, 1998, 1999, 2000, 2003, 2004, 2005, 2008])
+        slope = rng.normal(0, 0.02, (rows, cols))
+        values = 0.5 + slope * (years[:, None, None] - 1990) + rng.normal(0, 0.05, (len(years), rows, cols))
+        if round_to:
+            values = np.round(values / round_to) * round_to
+        values[rng.random(values.shape) < nan_fraction] = np.nan
+        return values, years
+
+    return factory
