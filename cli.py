@@ -5,13 +5,18 @@ Library imports happen inside the commands, so ``eetrend --help`` stays quick.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
+# GDAL's default block cache is 5 % of RAM per process; eetrend reads each block once,
+# so a small cache keeps every worker's memory flat. A user's own setting wins.
+os.environ.setdefault("GDAL_CACHEMAX", "64")
 
 app = typer.Typer(
     name="eetrend",
@@ -136,13 +141,18 @@ def sample(
 def trend(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or one multi-band file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The trend GeoTIFF to write.")],
-    method: Annotated[MethodChoice, typer.Option(help="ols: least squares; sen: Sen's slope + Mann-Kendall; both.")] = MethodChoice.ols,
+    method: Annotated[
+        MethodChoice, typer.Option(help="ols: least squares; sen: Sen's slope + Mann-Kendall; both.")
+    ] = MethodChoice.ols,
     years: Annotated[
-        Optional[str],
-        typer.Option(help="Years to use (e.g. 2000-2020); for a multi-band file without years in its band descriptions, the year of each band."),
+        str | None,
+        typer.Option(
+            help="Years to use (e.g. 2000-2020); for a multi-band file without years in its band "
+            "descriptions, the year of each band in order."
+        ),
     ] = None,
     year_pattern: Annotated[
-        Optional[str], typer.Option(help="Regular expression whose first group is the year in each file name.")
+        str | None, typer.Option(help="Regular expression whose first group is the year in each file name.")
     ] = None,
     band: Annotated[int, typer.Option(help="Band to read from each annual file.")] = 1,
     min_years: Annotated[int, typer.Option(help="Pixels with fewer valid years are NaN.")] = 3,
@@ -150,7 +160,9 @@ def trend(
     confidence: Annotated[float, typer.Option(help="Confidence level of Sen's slope interval.")] = 0.95,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 means one per core, 1 runs in-process.")] = 0,
     memory_budget: Annotated[str, typer.Option(help="Memory for all workers together, e.g. 512MB or 4GB.")] = "1GB",
-    compress: Annotated[CompressChoice, typer.Option(help="Output compression (zstd is fast; deflate reads everywhere).")] = CompressChoice.zstd,
+    compress: Annotated[
+        CompressChoice, typer.Option(help="Output compression (zstd is fast; deflate reads everywhere).")
+    ] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:

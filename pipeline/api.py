@@ -26,6 +26,7 @@ from .outputs import RasterWriter
 from .stack import Grid, close_cached, open_stack, working_dtype
 from .trend import FitOptions
 
+
 @dataclass
 class TrendResult(Mapping[str, np.ndarray]):
     """Named result arrays (``result["slope"]``), the years used, and the grid when known."""

@@ -96,7 +96,7 @@ def write_sample(
     profile = _profile(grid, compress)
     files: list[Path] = []
     layers = sample_layers(years, truth, noise=noise, nan_fraction=nan_fraction, seed=seed)
-    for year, layer in zip(years, layers):
+    for year, layer in zip(years, layers, strict=False):
         path = out / f"{prefix}{year}.tif"
         _write_atomic(path, profile, layer, description=f"NDVI {year}", units="NDVI")
         files.append(path)

@@ -53,7 +53,10 @@ class Grid:
         if (self.width, self.height) != (other.width, other.height):
             return f"shape differs ({other.width}x{other.height} vs {self.width}x{self.height} pixels)"
         size = max(abs(self.transform[0]), abs(self.transform[4]), 1e-12)
-        if any(not math.isclose(a, b, rel_tol=0, abs_tol=size * 1e-6) for a, b in zip(self.transform, other.transform)):
+        if any(
+            not math.isclose(a, b, rel_tol=0, abs_tol=size * 1e-6)
+            for a, b in zip(self.transform, other.transform, strict=False)
+        ):
             return f"transform differs ({_affine_text(other.transform)} vs {_affine_text(self.transform)})"
         return None
 
@@ -105,16 +108,19 @@ class Stack:
         values = out
         for i, layer in enumerate(self.layers):
             try:
-                data = _open_cached(layer.path).read(layer.band, window=window)
+                dataset = _open_cached(layer.path)
+                if np.dtype(self.dtype) == values.dtype:  # read straight into the buffer
+                    data = dataset.read(layer.band, window=window, out=values[i].reshape(rows, cols))
+                else:
+                    data = dataset.read(layer.band, window=window)
+                    values[i] = data.reshape(-1)
             except RasterioError as exc:
                 raise InputError(
                     f"cannot read {layer.path} (year {layer.year}): {_first_line(exc)}; "
                     "the file is damaged or truncated: download it again or remove it"
                 ) from None
-            row = values[i]
-            row[:] = data.reshape(-1)
             if layer.nodata is not None and not math.isnan(layer.nodata):
-                row[data.reshape(-1) == layer.nodata] = np.nan
+                values[i][data.reshape(-1) == layer.nodata] = np.nan
         return values
 
 
@@ -159,7 +165,9 @@ def find_rasters(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         elif glob.has_magic(text):
             matches = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
             if not matches:
-                raise InputError(f"no files match {text}; check the pattern and quote it so the shell does not expand it")
+                raise InputError(
+                    f"no files match {text}; check the pattern and quote it so the shell does not expand it"
+                )
             found.extend(matches)
         elif path.is_file():
             found.append(path)
@@ -288,7 +296,7 @@ def _layers_from_bands(header: _Header, pattern, years: Sequence[int] | None) ->
             )
         return [Layer(str(header.path), i + 1, int(y), header.nodata) for i, y in enumerate(years)]
     by_year: dict[int, Layer] = {}
-    for index, (year, description) in enumerate(zip(found, header.descriptions), start=1):
+    for index, (year, description) in enumerate(zip(found, header.descriptions, strict=False), start=1):
         if year is None:
             raise YearError(
                 f"band {index} of {header.path.name} has no year in its description {description!r}; "

@@ -21,7 +21,7 @@ from .executors import map_unordered, resolve_workers
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
 from .outputs import RasterWriter, check_output
 from .stack import Stack, close_cached, open_stack
-from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, parse_memory, plan_windows
+from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -118,7 +118,9 @@ def _align(input_block: int, full: int) -> int:
     return OUTPUT_BLOCK
 
 
-def plan_stack_windows(stack: Stack, options: FitOptions, workers: int, budget: int) -> list[Window]:
+def plan_stack_windows(
+    stack: Stack, options: FitOptions, workers: int, budget: int, window_pixels: int = TARGET_PIXELS
+) -> list[Window]:
     """Windows for this stack under the budget, aligned to its blocks."""
     block_rows, block_cols = stack.block_shape
     return plan_windows(
@@ -131,6 +133,7 @@ def plan_stack_windows(stack: Stack, options: FitOptions, workers: int, budget: 
         block_height=_align(block_rows, stack.grid.height),
         block_width=_align(block_cols, stack.grid.width),
         striped=block_cols >= stack.grid.width and stack.grid.width > OUTPUT_BLOCK,
+        target_pixels=window_pixels,
     )
 
 
@@ -147,11 +150,13 @@ def trend_rasters(
     compress: str = "zstd",
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    window_pixels: int = TARGET_PIXELS,
 ) -> TrendRun:
     """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
 
     ``inputs`` is a folder, a glob, a list of files, or one multi-band file. The
-    output appears under ``output`` only once it is complete.
+    output appears under ``output`` only once it is complete. ``window_pixels``
+    is the preferred window size; the memory budget may make windows smaller.
     """
     started = time.perf_counter()
     options = options or FitOptions()
@@ -160,7 +165,7 @@ def trend_rasters(
         inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years, exclude=[output]
     )
     n_workers = resolve_workers(workers)
-    windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget))
+    windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget), window_pixels)
     n_workers = min(n_workers, len(windows))
     opened = time.perf_counter()
     timings = {"open": opened - started, "read": 0.0, "fit": 0.0, "write": 0.0}
@@ -189,6 +194,7 @@ def trend_rasters(
                     progress(done, len(windows))
         finally:
             close_cached()
+            _READ_BUFFER.clear()
         finish = time.perf_counter()
     timings["finish"] = time.perf_counter() - finish
     timings["wall"] = time.perf_counter() - started

@@ -4,7 +4,7 @@ A window's size is set by the budget and a preferred size, never by the size of
 the raster, so peak memory stays flat as rasters grow. Windows follow the input's
 blocks (no compressed block is decoded twice) and the output's 256-pixel tiles:
 tiled inputs give tile-aligned rectangles, striped inputs full-width strips.
-Small rasters are cut finer so that every worker gets a share.
+Small rasters are cut finer so that every worker (when there are several) gets a share.
 """
 
 from __future__ import annotations
@@ -18,8 +18,19 @@ from .errors import UsageError
 DEFAULT_MEMORY_BUDGET = 1 << 30  # 1 GiB across all workers
 TARGET_PIXELS = 1 << 17  # preferred window (two 256x256 tiles): amortises per-window costs, overlaps well
 OUTPUT_BLOCK = 256  # output tile edge in pixels
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
-          "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1 << 10,
+    "KB": 1 << 10,
+    "KIB": 1 << 10,
+    "M": 1 << 20,
+    "MB": 1 << 20,
+    "MIB": 1 << 20,
+    "G": 1 << 30,
+    "GB": 1 << 30,
+    "GIB": 1 << 30,
+}
 
 
 def parse_memory(text: str | int) -> int:
@@ -64,7 +75,7 @@ def plan_windows(
             f"({smallest} pixels at {bytes_per_pixel} bytes each plus {fixed_bytes / 2**20:.0f} MiB); "
             "raise --memory-budget or use fewer --workers"
         )
-    share = -(-height * width // (workers * windows_per_worker))  # cut small rasters finer
+    share = -(-height * width // (workers * windows_per_worker)) if workers > 1 else target_pixels
     cap = min(max(min(target_pixels, share), smallest), fitting)
     if striped or cap >= block_height * width:
         cols = width

@@ -24,9 +24,7 @@ def compile_year_pattern(pattern: str | None) -> re.Pattern[str]:
     except re.error as exc:
         raise UsageError(f"--year-pattern {text!r} is not a valid regular expression ({exc})") from None
     if compiled.groups < 1 and "year" not in compiled.groupindex:
-        raise UsageError(
-            f"--year-pattern {text!r} has no group; wrap the year in parentheses, e.g. 'ndvi_(\\d{{4}})'"
-        )
+        raise UsageError(f"--year-pattern {text!r} has no group; wrap the year in parentheses, e.g. 'ndvi_(\\d{{4}})'")
     return compiled
 
 
@@ -57,9 +55,7 @@ def parse_years(spec: str) -> list[int]:
         elif re.fullmatch(r"\d{4}", part):
             years.add(int(part))
         else:
-            raise UsageError(
-                f"cannot read {part!r} as a year; use forms like 1995-2015 or 1995,1997,2000-2005"
-            )
+            raise UsageError(f"cannot read {part!r} as a year; use forms like 1995-2015 or 1995,1997,2000-2005")
     if not years:
         raise UsageError(f"no years in {spec!r}; use forms like 1995-2015 or 1995,1997,2000-2005")
     return sorted(years)

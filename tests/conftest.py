@@ -79,8 +79,14 @@ def write_raster(
     if data.ndim == 2:
         data = data[None]
     profile = dict(
-        driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
-        crs=crs, transform=transform, nodata=nodata,
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
     )
     if tiled:
         profile.update(tiled=True, blockxsize=16, blockysize=16)
@@ -106,7 +112,7 @@ def make_stack(tmp_path: Path) -> Callable[..., tuple[Path, np.ndarray, list[int
     ) -> tuple[Path, np.ndarray, list[int]]:
         out = tmp_path / folder
         out.mkdir(parents=True, exist_ok=True)
-        for year, layer in zip(years, values):
+        for year, layer in zip(years, values, strict=False):
             write_raster(out / name.format(year=year), layer, nodata=nodata, tiled=tiled)
         return out, values, list(years)
 

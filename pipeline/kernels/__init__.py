@@ -105,4 +105,14 @@ def fit_pixels(
     return out
 
 
-__all__ = ["Method", "band_names", "bytes_per_pixel", "chunk_overhead", "chunk_pixels", "fit_pixels", "trend_class", "ols", "sen_mk"]
+__all__ = [
+    "Method",
+    "band_names",
+    "bytes_per_pixel",
+    "chunk_overhead",
+    "chunk_pixels",
+    "fit_pixels",
+    "trend_class",
+    "ols",
+    "sen_mk",
+]

@@ -1,0 +1,75 @@
+"""The command line through Typer's CliRunner: exit codes, one-line errors, outputs reopened."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_sample_then_trend(tmp_path) -> None:
+    folder = tmp_path / "demo"
+    result = _run("sample", str(folder), "--size", "64x48", "--years", "2000-2010", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert len(list(folder.glob("ndvi_*.tif"))) == 11 and (folder / "truth" / "true_slope.tif").exists()
+    out = tmp_path / "trend.tif"
+    result = _run("trend", str(folder), "-o", str(out), "--method", "both", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "11 years (2000-2010)" in result.output
+    with rasterio.open(out) as ds:
+        assert ds.count == 17 and ds.descriptions[0] == "slope" and ds.descriptions[-1] == "trend_class"
+        assert ds.width == 64 and ds.height == 48
+        assert np.isfinite(ds.read(1)).mean() > 0.95
+
+
+def test_quiet_prints_nothing(tmp_path) -> None:
+    folder = tmp_path / "demo"
+    _run("sample", str(folder), "--size", "16x16", "--years", "2000-2005")
+    result = _run("trend", str(folder), "-o", str(tmp_path / "t.tif"), "-q")
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_errors_are_one_line_with_exit_code(tmp_path) -> None:
+    folder = tmp_path / "demo"
+    _run("sample", str(folder), "--size", "16x16", "--years", "2000-2005")
+    out = tmp_path / "t.tif"
+    assert _run("trend", str(folder), "-o", str(out)).exit_code == 0
+
+    again = _run("trend", str(folder), "-o", str(out))
+    assert again.exit_code == 2
+    assert again.output.strip().count("\n") == 0
+    assert again.output.startswith("error: ") and "--overwrite" in again.output
+    assert "Traceback" not in again.output
+
+    missing = _run("trend", str(tmp_path / "nope"), "-o", str(tmp_path / "x.tif"))
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+
+    too_few = _run("trend", str(folder), "-o", str(tmp_path / "y.tif"), "--years", "2000-2001")
+    assert too_few.exit_code == 1 and "--min-years is 3" in too_few.output
+    assert not (tmp_path / "y.tif").exists()
+
+    bad_years = _run("trend", str(folder), "-o", str(tmp_path / "y.tif"), "--years", "20x0")
+    assert bad_years.exit_code == 2 and "cannot read '20x0' as a year" in bad_years.output
+
+    bad_budget = _run("trend", str(folder), "-o", str(tmp_path / "y.tif"), "--memory-budget", "much")
+    assert bad_budget.exit_code == 2 and "512MB" in bad_budget.output
+
+
+def test_debug_shows_the_traceback(tmp_path) -> None:
+    result = _run("--debug", "trend", str(tmp_path / "nope"), "-o", str(tmp_path / "x.tif"))
+    assert result.exit_code == 1
+    assert result.exception is not None and "does not exist" in str(result.exception)
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for command in ("sample", "trend"):
+        result = _run(command, "--help")
+        assert result.exit_code == 0 and "Example" in result.output, command
