@@ -79,13 +79,8 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
         # whose spread is within rounding of zero need the exact check.
         suspects = np.flatnonzero(syy <= 1e-20 * n * y_bar * y_bar)
         if suspects.size:
-            block = np.where(valid[:, suspects], y0[:, suspects], np.nan)
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    constant = suspects[np.nanmax(block, axis=0) == np.nanmin(block, axis=0)]
+            values_of = np.where(valid[:, suspects], y0[:, suspects], np.nan)  # each has a valid value
+            constant = suspects[np.nanmax(values_of, axis=0) == np.nanmin(values_of, axis=0)]
             syy[constant] = 0.0
             sxy[constant] = 0.0
         del y0, valid
