@@ -13,7 +13,6 @@ window by window and writes a GeoTIFF.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 from .errors import UsageError, YearError
 from .kernels import fit_pixels
 from .outputs import RasterWriter
-from .stack import Grid, close_cached, open_stack, working_dtype
+from .stack import Grid, close_cached, mask_nodata, open_stack, working_dtype
 from .trend import FitOptions
 
 
@@ -94,8 +93,7 @@ def fit(
     order = np.argsort(x, kind="stable")
     flat = data.reshape(data.shape[0], -1)[order]  # a copy: the caller's array is left alone
     values = flat.astype(working_dtype(flat.dtype), copy=False)
-    if nodata is not None and not math.isnan(nodata):
-        values[flat == nodata] = np.nan
+    mask_nodata(values, flat, nodata)
     out = fit_pixels(values, x[order], options.method, options.min_years, options.confidence, options.alpha)
     shaped = {name: band.reshape(data.shape[1:]) for name, band in out.items()}
     return TrendResult(shaped, tuple(int(y) for y in x[order]), options)

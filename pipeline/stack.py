@@ -119,9 +119,17 @@ class Stack:
                     f"cannot read {layer.path} (year {layer.year}): {_first_line(exc)}; "
                     "the file is damaged or truncated: download it again or remove it"
                 ) from None
-            if layer.nodata is not None and not math.isnan(layer.nodata):
-                values[i][data.reshape(-1) == layer.nodata] = np.nan
+            mask_nodata(values[i], data.reshape(-1), layer.nodata)
         return values
+
+
+def mask_nodata(values: np.ndarray, raw: np.ndarray, nodata: float | None) -> None:
+    """Set ``values`` to NaN where ``raw`` (the same pixels as stored) equals ``nodata``.
+
+    NaN itself is always missing; a NaN or absent nodata value needs no mask.
+    """
+    if nodata is not None and not math.isnan(nodata):
+        values[raw == nodata] = np.nan
 
 
 # Each process keeps its own open datasets; a forked child must not reuse its parent's.
