@@ -59,7 +59,11 @@ def main(
     ] = False,
 ) -> None:
     """Per-pixel trends of annual Earth Engine composites."""
+    import logging
+
     _STATE["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("googleapiclient").setLevel(logging.ERROR)
 
 
 @contextmanager
@@ -200,6 +204,105 @@ def trend(
                 f"read {t['read']:.2f} s, fit {t['fit']:.2f} s; writing {t['write']:.2f} s)",
                 err=True,
             )
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]
+
+
+@app.command(epilog="Example: eetrend export configs/example.toml --queue-wait 600")
+def export(
+    config: ConfigArg,
+    force: Annotated[
+        bool, typer.Option(help="Accept a config change that changes exported pixels; re-export the years it affects.")
+    ] = False,
+    resubmit: Annotated[bool, typer.Option(help="Export cancelled and given-up years again.")] = False,
+    queue_wait: Annotated[
+        float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
+    ] = 0.0,
+) -> None:
+    """Submit one Earth Engine export per year that has none done or running.
+
+    Running it again submits nothing new: each submission has a fixed requestId and the
+    study's manifest (SQLite, in paths.state) records every task. FAILED tasks are
+    submitted again up to export.max_attempts; "Export too large" and "User memory limit
+    exceeded" are never retried.
+    """
+    with _errors():
+        from pipeline.config import load_study
+        from pipeline.exports import export_study
+
+        study = load_study(config)
+        report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
+        for line in report.lines():
+            typer.echo(line)
+        if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command(epilog="Examples: eetrend status configs/example.toml --watch\n\neetrend status study.toml --json")
+def status(
+    config: ConfigArg,
+    watch: Annotated[
+        bool, typer.Option(help="Poll until every task has finished, with a progress bar per task.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls with --watch.")] = 30.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON (one object per year) for scripts.")] = False,
+    cached: Annotated[bool, typer.Option(help="Show the manifest as it is, without asking Earth Engine.")] = False,
+) -> None:
+    """Show each year's export: state, progress, attempts, elapsed time and last error."""
+    with _errors():
+        from pipeline.config import load_study
+        from pipeline.exports import study_status
+        from pipeline.status_view import print_json, print_table, watch_with_progress
+
+        study = load_study(config)
+        if watch and not cached:
+            rows = watch_with_progress(study, interval=interval, show=not json_output and sys.stderr.isatty())
+        else:
+            rows = study_status(study, refresh_remote=not cached)
+        if json_output:
+            print_json(study, rows)
+        else:
+            print_table(study, rows)
+
+
+@app.command(epilog="Example: eetrend cancel configs/example.toml --years 2001-2003")
+def cancel(
+    config: ConfigArg,
+    years: Annotated[str | None, typer.Option(help="Years to cancel, e.g. 2001-2003; default every year.")] = None,
+) -> None:
+    """Cancel the study's queued and running Earth Engine tasks."""
+    with _errors():
+        from pipeline.config import load_study
+        from pipeline.exports import cancel_study
+        from pipeline.years import format_years, parse_years
+
+        study = load_study(config)
+        cancelled = cancel_study(study, parse_years(years) if years else None)
+        typer.echo(f"cancelled {format_years(cancelled)}" if cancelled else "no queued or running task to cancel")
+
+
+@app.command(epilog="Example: eetrend emulator --port 8765 --speed 10")
+def emulator(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    speed: Annotated[float, typer.Option(help="How much faster than real time tasks run.")] = 10.0,
+) -> None:
+    """Run the loopback emulator of Earth Engine until Ctrl-C, to try a study config offline.
+
+    Point a config at it with, in [earthengine]: endpoint = "<the URL printed>",
+    auth = "none", project = "any-name".
+    """
+    import time
+
+    from pipeline.emulator import Emulator
+
+    with Emulator(port=port, speed=speed) as emu:
+        typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopped")
 
 
 if __name__ == "__main__":

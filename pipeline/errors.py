@@ -44,3 +44,19 @@ class MissingExtraError(UsageError):
             f"{purpose} needs the '{package}' package, which is not installed; "
             f"install it with: pip install 'eetrend[{extra}]'"
         )
+
+
+class ConfigError(UsageError):
+    """A study config that is missing, unreadable or invalid (exit code 2)."""
+
+
+class ConfigChangedError(UsageError):
+    """The study config changed in a way that changes exported data; needs ``--force``."""
+
+
+class EarthEngineError(EetrendError):
+    """Earth Engine refused or failed a request in a way a retry will not fix."""
+
+
+class AuthError(EetrendError):
+    """Credentials that are missing, unreadable, expired or revoked."""

@@ -134,3 +134,80 @@ def gappy_values() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
         return values, years
 
     return factory
+
+
+# -- Earth Engine emulator fixtures ----------------------------------------------------------------
+@pytest.fixture
+def http_sleeps(monkeypatch) -> list[float]:
+    """googleapiclient's retry backoff, recorded instead of slept (so 429/503 tests are quick)."""
+    import time
+    import types
+
+    import googleapiclient.http
+
+    sleeps: list[float] = []
+    fake_time = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
+    fake_time.sleep = sleeps.append
+    monkeypatch.setattr(googleapiclient.http, "time", fake_time)
+    return sleeps
+
+
+@pytest.fixture
+def emulator(http_sleeps):
+    """A running emulator on 127.0.0.1 with a clock that moves only when a test moves it."""
+    from pipeline.emulator import Emulator
+
+    with Emulator() as emu:
+        yield emu
+
+
+def study_toml(
+    emu_url: str,
+    *,
+    name: str = "test-study",
+    years: str = "1995..2015",
+    region: str = "bbox = [10.0, 46.0, 10.2, 46.1]\ncrs = \"EPSG:32632\"\nscale = 30",
+    composite: str = "",
+    export: str = 'folder = "eetrend_test"',
+    earthengine: str = "",
+    extra: str = "",
+) -> str:
+    """The text of a study config pointed at the emulator."""
+    return f"""
+[study]
+name = "{name}"
+years = "{years}"
+
+[region]
+{region}
+
+[composite]
+{composite}
+
+[export]
+{export}
+
+[earthengine]
+project = "test-project"
+endpoint = "{emu_url}"
+{earthengine or 'auth = "none"'}
+
+[paths]
+state = "state"
+downloads = "downloads"
+outputs = "outputs"
+{extra}
+"""
+
+
+@pytest.fixture
+def make_study(tmp_path, emulator):
+    """Write a study config for the emulator and return (path, loaded study)."""
+    from pipeline.config import load_study
+
+    def make(**kwargs):
+        path = tmp_path / "study.toml"
+        path.write_text(study_toml(emulator.url, **kwargs))
+        return path, load_study(path)
+
+    return make

@@ -1,0 +1,407 @@
+"""Study configs: one TOML file describes a region, its years, the composite and the export.
+
+The config is validated with pydantic; every problem becomes one line that names the
+key path (``composite.reducer``) and the fix. Paths inside the config are relative to
+the config file's folder, so a cron job may run from anywhere.
+
+Two fingerprints per year decide what a config change means for work already done:
+``output_fingerprint`` covers what changes the exported pixels (region, crs, scale and
+the composite, counting only the sensors that flew that year), and
+``request_fingerprint`` adds how the file is delivered (destination, names, limits).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, UsageError
+from .years import parse_years
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+PREFIX_CHARS = re.compile(r"[A-Za-z0-9._/-]+")
+PREFIX_FIELDS = ("study", "index", "reducer", "year")
+
+
+class Sensor(str, Enum):
+    """Landsat Collection 2 Level 2 sensors, as users name them."""
+
+    TM = "TM"
+    ETM = "ETM+"
+    OLI = "OLI"
+    OLI2 = "OLI-2"
+
+
+class Index(str, Enum):
+    NDVI = "NDVI"
+    EVI = "EVI"
+    NBR = "NBR"
+    NDMI = "NDMI"
+    SAVI = "SAVI"
+
+
+class Reducer(str, Enum):
+    max = "max"
+    median = "median"
+    mean = "mean"
+    percentile = "percentile"
+
+
+class MaskFlag(str, Enum):
+    """QA_PIXEL conditions that can be masked out."""
+
+    fill = "fill"
+    dilated_cloud = "dilated_cloud"
+    cirrus = "cirrus"
+    cloud = "cloud"
+    shadow = "shadow"
+    snow = "snow"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class StudySection(_Section):
+    name: str = Field(description="Letters, digits, '-' and '_'; used in task names and file names.")
+    years: str | list[int] = Field(description="'1995..2015', '1995-2015', '1995..current' or a list of years.")
+    exclude_years: list[int] = []
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not STUDY_NAME.fullmatch(value):
+            raise ValueError("use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+        return value
+
+
+class RegionSection(_Section):
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description="[west, south, east, north] in degrees (WGS84)."
+    )
+    geojson: Path | None = Field(None, description="A GeoJSON file with a Polygon or MultiPolygon (WGS84).")
+    asset: str | None = Field(None, description="An Earth Engine table asset id, e.g. projects/p/assets/aoi.")
+    crs: str = "EPSG:4326"
+    scale: float = Field(30.0, gt=0, description="Pixel size in the crs's units (metres for UTM).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegionSection:
+        given = [name for name in ("bbox", "geojson", "asset") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of bbox, geojson or asset (got {', '.join(given) or 'none'})"
+            )
+        if self.bbox is not None:
+            west, south, east, north = self.bbox
+            if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+                raise ValueError("bbox must be [west, south, east, north] in degrees with west < east, south < north")
+        return self
+
+    @field_validator("crs")
+    @classmethod
+    def _crs(cls, value: str) -> str:
+        if not re.fullmatch(r"EPSG:\d{4,6}", value):
+            raise ValueError("write the crs as 'EPSG:<code>', e.g. 'EPSG:32633'")
+        return value
+
+
+class CompositeSection(_Section):
+    sensors: list[Sensor] = [Sensor.TM, Sensor.ETM, Sensor.OLI, Sensor.OLI2]
+    index: Index = Index.NDVI
+    reducer: Reducer = Reducer.max
+    percentile: Annotated[float, Field(ge=0, le=100)] | None = None
+    months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8].")
+    mask: list[MaskFlag] = [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow]
+    harmonize: bool = Field(True, description="Adjust TM/ETM+ reflectance to OLI (Roy et al. 2016).")
+
+    @model_validator(mode="after")
+    def _percentile(self) -> CompositeSection:
+        if self.reducer is Reducer.percentile and self.percentile is None:
+            raise ValueError("reducer = 'percentile' needs percentile = <0-100>, e.g. percentile = 90")
+        if self.reducer is not Reducer.percentile and self.percentile is not None:
+            raise ValueError(f"percentile is only used with reducer = 'percentile' (reducer is '{self.reducer.value}')")
+        if not self.sensors:
+            raise ValueError("sensors is empty; list at least one of TM, ETM+, OLI, OLI-2")
+        if self.months is not None and not all(1 <= m <= 12 for m in self.months):
+            raise ValueError("months must be two month numbers 1-12, e.g. [6, 8]")
+        return self
+
+
+class ExportSection(_Section):
+    destination: Literal["drive", "gcs"] = "drive"
+    folder: str | None = Field(None, description="Drive folder name (destination = 'drive').")
+    bucket: str | None = Field(None, description="Cloud Storage bucket (destination = 'gcs').")
+    prefix: str = Field(
+        "{study}_{index}_{year}", description="File name prefix; fields {study} {index} {reducer} {year}."
+    )
+    max_pixels: float = Field(1e10, gt=0)
+    file_dimensions: int | None = Field(None, gt=0, description="Tile size in pixels before Earth Engine splits files.")
+    cloud_optimized: bool = True
+    max_attempts: int = Field(3, ge=1, le=20, description="Submissions of a year before a FAILED task is given up.")
+    delete_remote: bool = False
+
+    @model_validator(mode="after")
+    def _destination(self) -> ExportSection:
+        if self.destination == "gcs" and not self.bucket:
+            raise ValueError("destination = 'gcs' needs bucket = '<bucket name>'")
+        if self.destination == "drive" and self.bucket:
+            raise ValueError("bucket is only used with destination = 'gcs'; for Drive set folder")
+        try:
+            sample = self.prefix.format(study="s", index="NDVI", reducer="max", year=2000)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"prefix may use only {{study}} {{index}} {{reducer}} {{year}} ({exc})") from None
+        if "{year}" not in self.prefix:
+            raise ValueError("prefix must contain {year}, or every year's file would have the same name")
+        if not PREFIX_CHARS.fullmatch(sample) or ".." in sample or sample.startswith("/"):
+            raise ValueError("prefix may hold only letters, digits and . _ - / (no '..', no leading '/')")
+        return self
+
+
+class EarthEngineSection(_Section):
+    project: str = Field(description="Google Cloud project registered for Earth Engine.")
+    auth: Literal["user", "service_account", "none"] = "user"
+    key_file: Path | None = Field(None, description="Service-account JSON key (auth = 'service_account').")
+    credentials_file: Path | None = Field(None, description="Stored user credentials; default is earthengine's own.")
+    endpoint: str | None = Field(None, description="Another Earth Engine API root, e.g. the eetrend emulator.")
+    token_uri: str | None = Field(None, description="Another OAuth token endpoint (the emulator's, for dry runs).")
+    http_retries: int = Field(5, ge=0, le=10, description="Retries of a request answered 429 or 5xx.")
+
+    @model_validator(mode="after")
+    def _auth(self) -> EarthEngineSection:
+        if self.auth == "service_account" and self.key_file is None:
+            raise ValueError("auth = 'service_account' needs key_file = '<path to the JSON key>'")
+        if self.auth == "none" and not _is_loopback(self.endpoint):
+            raise ValueError("auth = 'none' is only for the local emulator; set endpoint = 'http://127.0.0.1:<port>'")
+        return self
+
+
+class PathsSection(_Section):
+    downloads: Path | None = None
+    outputs: Path | None = None
+    state: Path | None = None
+
+
+class TrendSection(_Section):
+    method: Literal["ols", "sen", "both"] = "both"
+    min_years: int = Field(3, ge=2)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class StudyConfig(_Section):
+    """A whole study config, as read from TOML."""
+
+    study: StudySection
+    region: RegionSection
+    composite: CompositeSection = CompositeSection()
+    export: ExportSection = ExportSection()
+    earthengine: EarthEngineSection
+    paths: PathsSection = PathsSection()
+    trend: TrendSection = TrendSection()
+
+
+class Study:
+    """A validated config plus what follows from it: years, resolved paths, fingerprints."""
+
+    def __init__(self, config: StudyConfig, source: Path, today: dt.date | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.base = source.parent
+        self.years = _resolve_years(config.study, today or dt.date.today())
+        root = Path("data") / config.study.name
+        self.downloads = self._path(config.paths.downloads, root / "downloads")
+        self.outputs = self._path(config.paths.outputs, root / "outputs")
+        self.state = self._path(config.paths.state, root / "state")
+
+    @property
+    def name(self) -> str:
+        return self.config.study.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.state / "manifest.sqlite"
+
+    def _path(self, given: Path | None, default: Path) -> Path:
+        path = (given or default).expanduser()
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = path.expanduser()
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    def prefix(self, year: int) -> str:
+        c = self.config
+        return c.export.prefix.format(
+            study=c.study.name, index=c.composite.index.value, reducer=c.composite.reducer.value, year=year
+        )
+
+    def description(self, year: int) -> str:
+        """The task description Earth Engine shows: at most 100 of ``[A-Za-z0-9.,:;_-]``."""
+        text = f"eetrend_{self.name}_{self.config.composite.index.value}_{year}"
+        text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", text)
+        return text[:95] + f"_{year}" if len(text) > 100 else text
+
+    def output_settings(self, year: int) -> dict[str, Any]:
+        """The settings that decide a year's exported pixels (used for the fingerprint and diffs)."""
+        from .recipes import sensors_for_year
+
+        c = self.config
+        region = c.region.model_dump(mode="json")
+        if c.region.geojson is not None:
+            region["geojson"] = hashlib.sha256(self.resolve(c.region.geojson).read_bytes()).hexdigest()
+        composite = c.composite.model_dump(mode="json")
+        composite["sensors"] = [s.value for s in sensors_for_year(c.composite.sensors, year)]
+        return {"region": region, "composite": composite}
+
+    def request_settings(self, year: int) -> dict[str, Any]:
+        export = self.config.export
+        return {
+            **self.output_settings(year),
+            "export": {
+                "destination": export.destination,
+                "folder": export.folder,
+                "bucket": export.bucket,
+                "prefix": self.prefix(year),
+                "max_pixels": export.max_pixels,
+                "file_dimensions": export.file_dimensions,
+                "cloud_optimized": export.cloud_optimized,
+            },
+        }
+
+    def output_fingerprint(self, year: int) -> str:
+        return _fingerprint(self.output_settings(year))
+
+    def request_fingerprint(self, year: int) -> str:
+        return _fingerprint(self.request_settings(year))
+
+
+def load_study(path: str | Path, today: dt.date | None = None) -> Study:
+    """Read and validate a study config; raises :class:`ConfigError` with one line."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file; copy configs/example.toml and edit it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read the config ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    try:
+        config = StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_explain(exc, raw)}") from None
+    study = Study(config, source.resolve(), today)
+    if config.region.geojson is not None:
+        _check_geojson(study.resolve(config.region.geojson), source)
+    if config.earthengine.key_file is not None and config.earthengine.auth != "service_account":
+        raise ConfigError(f"{source}: earthengine.key_file is set but auth is '{config.earthengine.auth}'; "
+                          "set auth = 'service_account' or remove key_file")
+    return study
+
+
+def _resolve_years(section: StudySection, today: dt.date) -> list[int]:
+    if isinstance(section.years, list):
+        years = set(section.years)
+    else:
+        spec = re.sub(r"current$", str(today.year), section.years.strip())
+        try:
+            years = set(parse_years(spec))
+        except UsageError as exc:
+            raise ConfigError(f"study.years: {exc}") from None
+    bad = sorted(y for y in years if not 1982 <= y <= today.year)
+    if bad:
+        raise ConfigError(f"study.years: {bad[0]} is outside 1982-{today.year}, the years of Landsat Collection 2")
+    years -= set(section.exclude_years)
+    if len(years) < 2:
+        raise ConfigError("study.years: fewer than 2 years remain after exclude_years; a trend needs more")
+    return sorted(years)
+
+
+def _explain(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One line for the first validation problem: key path, what is wrong, the fix."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location)
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(location[:-1])
+        guess = difflib.get_close_matches(location[-1], known, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"known keys here: {', '.join(known)}"
+        return f"{key}: unknown key; {hint}"
+    if error["type"] == "missing":
+        return f"{key}: required key is missing; see configs/example.toml"
+    message = error["msg"].removeprefix("Value error, ")
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return f"{key or 'config'}: {message}{more}"
+
+
+def _known_keys(location: list[str]) -> list[str]:
+    model: type[BaseModel] = StudyConfig
+    for part in location:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _check_geojson(path: Path, source: Path) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: region.geojson: {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{source}: region.geojson: {path} is not readable GeoJSON ({exc})") from None
+    if region_geometry(data) is None:
+        raise ConfigError(f"{source}: region.geojson: {path} holds no Polygon or MultiPolygon")
+
+
+def region_geometry(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The (multi)polygon geometry of a GeoJSON Geometry, Feature or FeatureCollection."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind in ("Polygon", "MultiPolygon"):
+        return data
+    if kind == "Feature":
+        return region_geometry(data.get("geometry") or {})
+    if kind == "FeatureCollection":
+        polygons: list[Any] = []
+        for feature in data.get("features", []):
+            geometry = region_geometry(feature)
+            if geometry is not None:
+                coords = geometry["coordinates"]
+                polygons.extend([coords] if geometry["type"] == "Polygon" else coords)
+        if polygons:
+            return {"type": "MultiPolygon", "coordinates": polygons}
+    return None
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_loopback(url: str | None) -> bool:
+    return bool(url) and re.match(r"https?://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)", url) is not None
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two nested settings dicts."""
+    changed: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed.extend(settings_diff(a, b, path + "."))
+        elif a != b:
+            changed.append(path)
+    return changed

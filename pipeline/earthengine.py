@@ -1,0 +1,275 @@
+"""Talking to Earth Engine: credentials, initialisation, export submission, operations.
+
+Everything goes through the official ``earthengine-api`` client; this module adds the
+things a long-running, unattended tool needs around it: credentials loaded from a
+config with one-line errors, a deterministic ``requestId`` per submission, and the
+classification of Earth Engine's error messages into "wait and resubmit", "retry" and
+"never retry, here is the fix". Tokens and key contents are never printed or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import AuthError, ConfigError, EarthEngineError
+
+if TYPE_CHECKING:
+    from .config import Study
+
+log = logging.getLogger(__name__)
+
+EE_SCOPES = (
+    "https://www.googleapis.com/auth/earthengine",
+    "https://www.googleapis.com/auth/cloud-platform",
+    "https://www.googleapis.com/auth/drive",
+    "https://www.googleapis.com/auth/devstorage.full_control",
+)
+REQUEST_NAMESPACE = uuid.UUID("6f1c54a2-9a0e-4a8e-9d55-3c1b1f0e7e11")
+
+#: Operation states that will still change, and the ones that will not.
+ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+_PERMANENT = {
+    "export too large": "raise export.max_pixels, set export.file_dimensions, or shrink the region or scale",
+    "user memory limit exceeded": "shrink the region, raise region.scale, or shorten the season "
+                                  "(composite.months) so each year's computation is smaller",
+}
+_QUEUE_FULL = "too many tasks already in the queue"
+_AUTH_HINTS = ("invalid_grant", "expired or revoked", "invalid authentication credentials",
+               "missing required authentication", "unauthenticated")
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    """The parts of an Earth Engine operation eetrend keeps."""
+
+    name: str
+    state: str  # PENDING, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED
+    progress: float
+    description: str
+    error: str | None
+    destination_uris: tuple[str, ...]
+    create_time: str | None
+    start_time: str | None
+    end_time: str | None
+    update_time: str | None
+
+    @classmethod
+    def from_operation(cls, operation: dict[str, Any]) -> OperationStatus:
+        metadata = operation.get("metadata", {})
+        error = operation.get("error", {}).get("message") if operation.get("done") else None
+        return cls(
+            name=operation["name"],
+            state=metadata.get("state", "UNKNOWN"),
+            progress=float(metadata.get("progress", 0.0) or 0.0),
+            description=metadata.get("description", ""),
+            error=error,
+            destination_uris=tuple(metadata.get("destinationUris", ())),
+            create_time=metadata.get("createTime"),
+            start_time=metadata.get("startTime"),
+            end_time=metadata.get("endTime"),
+            update_time=metadata.get("updateTime"),
+        )
+
+
+def request_id(study_name: str, year: int, fingerprint: str, attempt: int) -> str:
+    """The same submission always gets the same id, so Earth Engine drops a duplicate."""
+    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{study_name}/{year}/{fingerprint}/{attempt}"))
+
+
+def is_queue_full(message: str) -> bool:
+    return _QUEUE_FULL in message.lower()
+
+
+def permanent_fix(message: str) -> str | None:
+    """For errors that a retry cannot fix, what the user should change; else None."""
+    lowered = message.lower()
+    for needle, fix in _PERMANENT.items():
+        if needle in lowered:
+            return fix
+    return None
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind an exception from ``ee`` (which wraps googleapiclient's HttpError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "resp", None)
+        if response is not None and getattr(response, "status", None) is not None:
+            return int(response.status)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def is_auth_error(message: str) -> bool:
+    lowered = message.lower()
+    return any(hint in lowered for hint in _AUTH_HINTS)
+
+
+# -- credentials ------------------------------------------------------------------------------
+def load_credentials(study: Study) -> Any:
+    """The credentials the config asks for, checked enough to fail early with a clear line."""
+    section = study.config.earthengine
+    token_uri = section.token_uri
+    if section.auth == "none":
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token="emulator-static-token")  # noqa: S106 - not a secret: the emulator's
+    if section.auth == "service_account":
+        return _service_account(study.resolve(section.key_file), token_uri)
+    return _stored_user(section.credentials_file and study.resolve(section.credentials_file), token_uri)
+
+
+def _service_account(path: Path, token_uri: str | None) -> Any:
+    from google.oauth2 import service_account
+
+    try:
+        mode = path.stat().st_mode
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AuthError(f"earthengine.key_file: {path} does not exist; download a JSON key for the "
+                        "service account from the Cloud console") from None
+    except PermissionError:
+        raise AuthError(f"earthengine.key_file: {path} is not readable by this user; fix its permissions "
+                        "(chmod 600, owned by the user that runs eetrend)") from None
+    except (OSError, ValueError):
+        raise AuthError(f"earthengine.key_file: {path} is not a JSON service-account key; download a new "
+                        "key (JSON) from the Cloud console") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("service-account key %s is readable by other users; run: chmod 600 %s", path, path)
+    if not isinstance(info, dict) or info.get("type") != "service_account" or "private_key" not in info:
+        raise AuthError(f"earthengine.key_file: {path} is not a service-account key (no 'type: service_account' "
+                        "and 'private_key'); download a JSON key from the Cloud console")
+    if token_uri:
+        info = {**info, "token_uri": token_uri}
+    try:
+        return service_account.Credentials.from_service_account_info(info, scopes=list(EE_SCOPES))
+    except (ValueError, KeyError):
+        raise AuthError(f"earthengine.key_file: {path} holds a key that cannot be loaded; download a new "
+                        "JSON key from the Cloud console") from None
+
+
+def _stored_user(path: Path | None, token_uri: str | None) -> Any:
+    from google.oauth2.credentials import Credentials
+
+    if path is None:
+        import ee
+
+        path = Path(ee.oauth.get_credentials_path())
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AuthError(f"no stored Earth Engine credentials at {path}; run: earthengine authenticate "
+                        "(or set earthengine.auth = 'service_account' and key_file)") from None
+    except (OSError, ValueError):
+        raise AuthError(f"stored credentials at {path} are unreadable; run: earthengine authenticate") from None
+    if not isinstance(stored, dict) or "refresh_token" not in stored:
+        raise AuthError(f"stored credentials at {path} hold no refresh token; run: earthengine authenticate")
+    import ee
+
+    return Credentials(
+        token=None,
+        refresh_token=stored["refresh_token"],
+        token_uri=token_uri or stored.get("token_uri") or ee.oauth.TOKEN_URI,
+        client_id=stored.get("client_id") or ee.oauth.CLIENT_ID,
+        client_secret=stored.get("client_secret") or ee.oauth.CLIENT_SECRET,
+        scopes=stored.get("scopes") or list(EE_SCOPES),
+    )
+
+
+# -- the session ------------------------------------------------------------------------------
+def connect(study: Study) -> None:
+    """Initialise the ``ee`` client for this study (the project is required)."""
+    import ee
+
+    section = study.config.earthengine
+    if not section.project:
+        raise ConfigError("earthengine.project: set the Google Cloud project registered for Earth Engine")
+    credentials = load_credentials(study)
+    if section.endpoint:
+        # ee.Initialize fetches a deprecated-assets catalogue from the public internet; against another
+        # endpoint (the emulator) that request must not leave the machine.
+        ee.deprecation._FetchDataCatalogStac = dict  # noqa: SLF001 - documented in DESIGN.md
+    ee.Reset()  # a process may have initialised against another endpoint; its algorithm list would stay
+    ee.data.setMaxRetries(section.http_retries)
+    try:
+        ee.Initialize(credentials=credentials, project=section.project,
+                      url=section.endpoint.rstrip("/") if section.endpoint else None)
+    except Exception as exc:  # noqa: BLE001 - ee and google-auth raise many types; each becomes one line
+        raise translate(exc, "connecting to Earth Engine") from None
+
+
+def translate(exc: BaseException, doing: str) -> Exception:
+    """One line for an exception from ``ee``, ``google-auth`` or the HTTP layer; no secrets."""
+    message = _first_line(str(exc)) or type(exc).__name__
+    if is_auth_error(message) or type(exc).__name__ in ("RefreshError", "TransportError") and "token" in message:
+        return AuthError(f"{doing}: the credentials were refused ({_scrub(message)}); run: earthengine "
+                         "authenticate, or for a service account check that its key is still valid")
+    if "not found" in message.lower() and "project" in message.lower():
+        return EarthEngineError(f"{doing}: {message}; check earthengine.project")
+    return EarthEngineError(f"{doing}: {_scrub(message)}")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _scrub(message: str) -> str:
+    """Drop anything that looks like a token from a message before it is shown."""
+    import re
+
+    return re.sub(r"(ya29\.|1//|emulator-)[A-Za-z0-9._\-]+", "<redacted>", message)
+
+
+def export_image(study: Study, year: int, image: Any, request: str) -> OperationStatus:
+    """Submit one year's export with a fixed ``requestId``; returns the operation."""
+    import ee
+
+    from .recipes import region as study_region
+
+    c = study.config
+    region = study_region(study)
+    common = dict(
+        image=image,
+        description=study.description(year),
+        fileNamePrefix=study.prefix(year),
+        region=region,
+        scale=c.region.scale,
+        crs=c.region.crs,
+        maxPixels=c.export.max_pixels,
+        fileFormat="GeoTIFF",
+        formatOptions={"cloudOptimized": c.export.cloud_optimized},
+    )
+    if c.export.file_dimensions:
+        common["fileDimensions"] = c.export.file_dimensions
+    if c.export.destination == "drive":
+        task = ee.batch.Export.image.toDrive(folder=c.export.folder, **common)
+    else:
+        task = ee.batch.Export.image.toCloudStorage(bucket=c.export.bucket, **common)
+    operation = ee.data.exportImage(request, dict(task.config))
+    return OperationStatus.from_operation(operation)
+
+
+def list_operations() -> list[OperationStatus]:
+    import ee
+
+    return [OperationStatus.from_operation(op) for op in ee.data.listOperations()]
+
+
+def get_operation(name: str) -> OperationStatus:
+    import ee
+
+    return OperationStatus.from_operation(ee.data.getOperation(name))
+
+
+def cancel_operation(name: str) -> None:
+    import ee
+
+    ee.data.cancelOperation(name)

@@ -1,0 +1,70 @@
+"""A loopback emulator of the Google APIs eetrend talks to, for tests, dry runs and the demo.
+
+The real ``earthengine-api`` and ``google-api-python-client`` are pointed at it, so the
+code under test is the code users run. It listens on 127.0.0.1 only, on a free port::
+
+    with Emulator() as emu:
+        study = emu.study_config(tmp_path)         # a config whose endpoint is emu.url
+        ...
+        emu.earthengine.finish_all()             # move the clock past every task
+
+``eetrend emulator`` runs it standalone for trying a config by hand.
+"""
+
+from __future__ import annotations
+
+from .clock import Clock
+from .earthengine import EarthEngineService, TaskFault
+from .http import Fault, Router, start_server
+
+__all__ = ["Clock", "Emulator", "Fault", "TaskFault"]
+
+
+class Emulator:
+    """The Earth Engine REST v1 emulator (Drive and Cloud Storage join it for downloads)."""
+
+    def __init__(self, port: int = 0, speed: float | None = None) -> None:
+        self.clock = Clock(speed)
+        self.router = Router()
+        self.earthengine = EarthEngineService(self.router, self.clock)
+        self._port = port
+        self._server = None
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; use it as a context manager or call start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.url}/token"
+
+    def start(self) -> Emulator:
+        self._server, self._thread = start_server(self.router, self._port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def inject(self, method: str, path: str, status: int = 503, times: int = 1, **kwargs) -> Fault:
+        """Answer the next ``times`` requests matching ``method`` and the ``path`` regex with a fault."""
+        return self.router.inject(Fault(method, path, status=status, times=times, **kwargs))
+
+    def count(self, method: str, pattern: str) -> int:
+        """How many requests matching method and path regex were served (faults included)."""
+        import re
+
+        with self.router.lock:
+            return sum(1 for m, p, _ in self.router.log if m == method and re.search(pattern, p))

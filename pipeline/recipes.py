@@ -1,0 +1,189 @@
+"""Earth Engine recipes: one annual Landsat composite per year, built without any HTTP.
+
+The image is only an expression graph until Earth Engine runs the export; building it
+needs the algorithm signatures that ``ee.Initialize`` loaded, nothing more. Each year
+merges the Collection 2 Level 2 scenes of the sensors that flew that year, with:
+
+- the sensors' own band names mapped to blue, green, red, nir, swir1, swir2;
+- the Collection 2 surface-reflectance scale 0.0000275 and offset -0.2;
+- a QA_PIXEL bit mask (fill, dilated cloud, cirrus, cloud, shadow, snow as configured);
+- optionally TM/ETM+ reflectance moved to OLI's with Roy et al. (2016), Table 2, reduced
+  major axis coefficients (the ones the Earth Engine community harmonisation tutorial uses);
+- the spectral index, the annual reducer, clipped to the region, one float band named
+  for the index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import CompositeSection, Index, MaskFlag, Reducer, Sensor, region_geometry
+
+if TYPE_CHECKING:  # ee is imported lazily: building a recipe needs it, the trend engine does not
+    import ee
+
+    from .config import Study
+
+SR_SCALE = 0.0000275
+SR_OFFSET = -0.2
+COMMON_BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
+
+#: Roy et al. (2016), Remote Sensing of Environment 185: 57-70, Table 2, RMA: OLI = slope * ETM+ + intercept.
+ROY2016_SLOPES = (0.9785, 0.9542, 0.9825, 1.0073, 1.0171, 0.9949)
+ROY2016_INTERCEPTS = (-0.0095, -0.0016, -0.0022, -0.0021, -0.0030, 0.0029)
+
+#: QA_PIXEL bit of each maskable condition (Landsat Collection 2 Level 2 product guide).
+QA_BITS = {
+    MaskFlag.fill: 0,
+    MaskFlag.dilated_cloud: 1,
+    MaskFlag.cirrus: 2,
+    MaskFlag.cloud: 3,
+    MaskFlag.shadow: 4,
+    MaskFlag.snow: 5,
+}
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One Landsat Collection 2 Level 2 collection and how to read it."""
+
+    sensor: Sensor
+    asset: str
+    first_year: int
+    last_year: int | None
+    bands: tuple[str, ...]  # the sensor's names for blue, green, red, nir, swir1, swir2
+
+    def flew_in(self, year: int) -> bool:
+        return self.first_year <= year and (self.last_year is None or year <= self.last_year)
+
+
+_TM_BANDS = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7")
+_OLI_BANDS = ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
+
+COLLECTIONS = (
+    Collection(Sensor.TM, "LANDSAT/LT04/C02/T1_L2", 1982, 1993, _TM_BANDS),
+    Collection(Sensor.TM, "LANDSAT/LT05/C02/T1_L2", 1984, 2012, _TM_BANDS),
+    Collection(Sensor.ETM, "LANDSAT/LE07/C02/T1_L2", 1999, 2024, _TM_BANDS),
+    Collection(Sensor.OLI, "LANDSAT/LC08/C02/T1_L2", 2013, None, _OLI_BANDS),
+    Collection(Sensor.OLI2, "LANDSAT/LC09/C02/T1_L2", 2021, None, _OLI_BANDS),
+)
+
+
+def collections_for_year(sensors: Iterable[Sensor], year: int) -> list[Collection]:
+    """The configured collections that hold scenes of ``year``."""
+    wanted = set(sensors)
+    return [c for c in COLLECTIONS if c.sensor in wanted and c.flew_in(year)]
+
+
+def sensors_for_year(sensors: Iterable[Sensor], year: int) -> list[Sensor]:
+    """The configured sensors that flew in ``year``, in a fixed order."""
+    flying = {c.sensor for c in collections_for_year(sensors, year)}
+    return [s for s in Sensor if s in flying]
+
+
+def region(study: Study) -> ee.Geometry:
+    """The study region as an ``ee.Geometry`` (geodesic lon/lat)."""
+    import ee
+
+    section = study.config.region
+    if section.bbox is not None:
+        return ee.Geometry.Rectangle(list(section.bbox), proj="EPSG:4326", geodesic=False)
+    if section.geojson is not None:
+        data = json.loads(study.resolve(section.geojson).read_text(encoding="utf-8"))
+        return ee.Geometry(region_geometry(data))
+    return ee.FeatureCollection(section.asset).geometry()
+
+
+def annual_composite(study: Study, year: int) -> ee.Image:
+    """The composite of ``year``: one float band named for the index, clipped to the region."""
+    import ee
+
+    composite = study.config.composite
+    collections = collections_for_year(composite.sensors, year)
+    if not collections:
+        from .errors import ConfigError
+
+        flown = ", ".join(s.value for s in composite.sensors)
+        raise ConfigError(f"composite.sensors: none of {flown} flew in {year}; add a sensor or exclude the year")
+    area = region(study)
+    start, end = ee.Date(f"{year}-01-01"), ee.Date(f"{year + 1}-01-01")
+    merged = None
+    for collection in collections:
+        scenes = ee.ImageCollection(collection.asset).filterBounds(area).filterDate(start, end)
+        if composite.months is not None:
+            scenes = scenes.filter(ee.Filter.calendarRange(composite.months[0], composite.months[1], "month"))
+        prepared = scenes.map(_scene_preparer(collection, composite))
+        merged = prepared if merged is None else merged.merge(prepared)
+    reduced = _reduce(merged, composite)
+    name = composite.index.value
+    return reduced.rename([name]).toFloat().clip(area).set({"year": year, "eetrend:index": name})
+
+
+def _scene_preparer(collection: Collection, composite: CompositeSection):
+    """A function for ``ImageCollection.map``: mask, scale, harmonise, compute the index."""
+    import ee
+
+    flags = set(composite.mask)
+    if collection.sensor not in (Sensor.OLI, Sensor.OLI2):
+        flags.discard(MaskFlag.cirrus)  # TM/ETM+ have no cirrus band; the bit is never set
+    bitmask = sum(1 << QA_BITS[flag] for flag in flags)
+    harmonize = composite.harmonize and collection.sensor in (Sensor.TM, Sensor.ETM)
+
+    def prepare(scene: ee.Image) -> ee.Image:
+        scene = ee.Image(scene)
+        reflectance = scene.select(list(collection.bands), list(COMMON_BANDS)).multiply(SR_SCALE).add(SR_OFFSET)
+        if harmonize:
+            reflectance = reflectance.multiply(ee.Image.constant(list(ROY2016_SLOPES))).add(
+                ee.Image.constant(list(ROY2016_INTERCEPTS))
+            )
+        clear = scene.select("QA_PIXEL").bitwiseAnd(bitmask).eq(0) if bitmask else ee.Image.constant(1)
+        index = spectral_index(reflectance.rename(list(COMMON_BANDS)), composite.index)
+        return index.updateMask(clear).copyProperties(scene, ["system:time_start"])
+
+    return prepare
+
+
+def spectral_index(image: ee.Image, index: Index) -> ee.Image:
+    """The index from reflectance bands named blue, green, red, nir, swir1, swir2."""
+    import ee
+
+    nir, red, blue = image.select("nir"), image.select("red"), image.select("blue")
+    if index is Index.NDVI:
+        result = image.normalizedDifference(["nir", "red"])
+    elif index is Index.NBR:
+        result = image.normalizedDifference(["nir", "swir2"])
+    elif index is Index.NDMI:
+        result = image.normalizedDifference(["nir", "swir1"])
+    elif index is Index.EVI:  # 2.5 (nir - red) / (nir + 6 red - 7.5 blue + 1)
+        denominator = nir.add(red.multiply(6)).subtract(blue.multiply(7.5)).add(1)
+        result = nir.subtract(red).multiply(2.5).divide(denominator)
+    else:  # SAVI, L = 0.5: 1.5 (nir - red) / (nir + red + 0.5)
+        result = nir.subtract(red).multiply(1.5).divide(nir.add(red).add(0.5))
+    return ee.Image(result).rename([index.value])
+
+
+def _reduce(scenes: ee.ImageCollection, composite: CompositeSection) -> ee.Image:
+    if composite.reducer is Reducer.max:
+        return scenes.max()
+    if composite.reducer is Reducer.median:
+        return scenes.median()
+    if composite.reducer is Reducer.mean:
+        return scenes.mean()
+    return scenes.reduce(_percentile_reducer(composite.percentile))
+
+
+def _percentile_reducer(percentile: float | None) -> Any:
+    import ee
+
+    return ee.Reducer.percentile([percentile])
+
+
+def serialize(image: ee.Image) -> dict[str, Any]:
+    """The Cloud API expression of an image, as Earth Engine receives it (offline)."""
+    import ee
+
+    return ee.serializer.encode(image, for_cloud_api=True)
+

@@ -1,0 +1,307 @@
+"""Recipes: the serialized Earth Engine expression of each year, checked offline.
+
+Two kinds of checks. Structure: the right collections for the year, its dates, the
+season, the reducer, the final band. Arithmetic: a small numpy interpreter runs the
+per-scene function *from the serialized expression* on a synthetic scene, and the result
+is compared with the published formulas computed by hand (the Collection 2 scale and
+offset, Roy et al. 2016 RMA coefficients, the index, the QA_PIXEL bits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import earthengine as ee_api
+from pipeline import recipes
+
+# -- a tiny interpreter for the serialized per-scene function -----------------------------------
+
+
+class _Img(dict):
+    """Bands by name (insertion order) plus a validity mask."""
+
+    mask: np.ndarray
+
+
+def _image(bands: dict, mask: np.ndarray) -> _Img:
+    image = _Img(bands)
+    image.mask = mask
+    return image
+
+
+def _binary(op):
+    def run(args):
+        a, b = args["image1"], args["image2"]
+        av, bv = list(a.values()), list(b.values())
+        if len(bv) == 1:
+            bv = bv * len(av)
+        if len(av) == 1:
+            av = av * len(bv)
+        return _image(dict(zip(list(a)[: len(av)] if len(a) >= len(av) else list(a) * len(av),
+                               [op(x, y) for x, y in zip(av, bv, strict=True)], strict=False)),
+                      a.mask & b.mask)
+
+    return run
+
+
+def _constant(args):
+    value = args["value"]
+    values = value if isinstance(value, list) else [value]
+    names = ["constant"] if len(values) == 1 else [f"constant_{i}" for i in range(len(values))]
+    return _image({n: np.float64(v) for n, v in zip(names, values, strict=True)}, np.array(True))
+
+
+def _select(args):
+    image = args["input"]
+    names = args.get("newNames") or args["bandSelectors"]
+    return _image({new: image[old] for old, new in zip(args["bandSelectors"], names, strict=True)}, image.mask)
+
+
+def _rename(args):
+    image = args["input"]
+    return _image(dict(zip(args["names"], image.values(), strict=True)), image.mask)
+
+
+def _normalized_difference(args):
+    image = args["input"]
+    a, b = (image[name] for name in args["bandNames"])
+    return _image({"nd": (a - b) / (a + b)}, image.mask)
+
+
+def _update_mask(args):
+    image, mask = args["image"], args["mask"]
+    (flag,) = mask.values()
+    return _image(dict(image), image.mask & (flag != 0))
+
+
+OPS = {
+    "Image.constant": _constant,
+    "Image.select": _select,
+    "Image.rename": _rename,
+    "Image.multiply": _binary(np.multiply),
+    "Image.add": _binary(np.add),
+    "Image.subtract": _binary(np.subtract),
+    "Image.divide": _binary(np.divide),
+    "Image.bitwiseAnd": _binary(lambda a, b: np.bitwise_and(a.astype(np.int64), np.int64(b))),
+    "Image.eq": _binary(lambda a, b: (a == b)),
+    "Image.normalizedDifference": _normalized_difference,
+    "Image.updateMask": _update_mask,
+    "Image.copyProperties": lambda args: args["destination"],
+}
+
+
+def _evaluate(node, values, env):
+    if "valueReference" in node:
+        return _evaluate(values[node["valueReference"]], values, env)
+    if "argumentReference" in node:
+        return env[node["argumentReference"]]
+    if "constantValue" in node:
+        return node["constantValue"]
+    if "arrayValue" in node:
+        return [_evaluate(v, values, env) for v in node["arrayValue"]["values"]]
+    call = node["functionInvocationValue"]
+    args = {k: _evaluate(v, values, env) for k, v in call["arguments"].items()}
+    return OPS[call["functionName"]](args)
+
+
+def _invocations(expression):
+    """Every function invocation in the graph: (name, raw arguments)."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "functionInvocationValue" in node:
+                call = node["functionInvocationValue"]
+                found.append((call["functionName"], call["arguments"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(expression["values"])
+    return found
+
+
+def _scene_function(expression, asset):
+    """The function mapped over the collection loaded from ``asset``."""
+    for name, args in _invocations(expression):
+        if name != "Collection.map":
+            continue
+        inner = args["collection"]
+        while "functionInvocationValue" in inner:
+            call = inner["functionInvocationValue"]
+            if call["functionName"] == "ImageCollection.load":
+                break
+            inner = call["arguments"]["collection"]
+        if call["arguments"]["id"]["constantValue"] == asset:
+            algorithm = args["baseAlgorithm"]
+            if "valueReference" in algorithm:
+                algorithm = expression["values"][algorithm["valueReference"]]
+            return algorithm["functionDefinitionValue"]
+    raise AssertionError(f"no Collection.map over {asset}")
+
+
+def _run_scene(expression, asset, scene):
+    definition = _scene_function(expression, asset)
+    (argument,) = definition["argumentNames"]
+    return _evaluate({"valueReference": definition["body"]}, expression["values"], {argument: scene})
+
+
+def _synthetic_scene(band_names, seed=0, n=4000):
+    rng = np.random.default_rng(seed)
+    bands = {name: rng.integers(7273, 43636, n).astype(np.float64) for name in band_names}  # reflectance 0..1
+    bits = rng.random((8, n)) < 0.15  # each QA bit set in 15 % of pixels, so masks both keep and drop
+    bands["QA_PIXEL"] = (bits * (1 << np.arange(8))[:, None]).sum(axis=0).astype(np.float64)
+    return _image(bands, np.ones(n, bool))
+
+
+@pytest.fixture
+def connected(make_study):
+    def connect(**kwargs):
+        path, study = make_study(**kwargs)
+        ee_api.connect(study)
+        return study
+
+    return connect
+
+
+def _expression(study, year):
+    return recipes.serialize(recipes.annual_composite(study, year))
+
+
+# -- structure -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("year", "assets"),
+    [
+        (1990, ["LANDSAT/LT04/C02/T1_L2", "LANDSAT/LT05/C02/T1_L2"]),
+        (2000, ["LANDSAT/LT05/C02/T1_L2", "LANDSAT/LE07/C02/T1_L2"]),
+        (2014, ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LC08/C02/T1_L2"]),
+        (2022, ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LC08/C02/T1_L2", "LANDSAT/LC09/C02/T1_L2"]),
+    ],
+)
+def test_each_year_loads_the_sensors_that_flew_and_only_its_dates(connected, year, assets):
+    study = connected(years="1984..2024")
+    calls = _invocations(_expression(study, year))
+    loaded = sorted(a["id"]["constantValue"] for n, a in calls if n == "ImageCollection.load")
+    assert loaded == sorted(assets)
+    dates = sorted(a["value"]["constantValue"] for n, a in calls if n == "Date")
+    assert dates == [f"{year}-01-01", f"{year + 1}-01-01"]
+    assert not [n for n, _ in calls if n == "Filter.calendarRange"]  # no season configured
+
+
+def test_season_reducer_and_final_band(connected):
+    study = connected(composite='months = [6, 8]\nreducer = "percentile"\npercentile = 90\nindex = "EVI"')
+    calls = _invocations(_expression(study, 2003))
+    (season,) = [a for n, a in calls if n == "Filter.calendarRange"]
+    assert (season["start"]["constantValue"], season["end"]["constantValue"], season["field"]["constantValue"]) == (
+        6, 8, "month")
+    (percentile,) = [a for n, a in calls if n == "Reducer.percentile"]
+    assert percentile["percentiles"]["constantValue"] == [90]
+    names = [n for n, _ in calls]
+    assert "ImageCollection.reduce" in names and "reduce.max" not in names
+    # The result: set(set(clip(toFloat(rename(<reduced>, ["EVI"])), region))): one float band named for the index.
+    expression = _expression(study, 2003)
+    values = expression["values"]
+
+    def resolve(node):
+        while "valueReference" in node:
+            node = values[node["valueReference"]]
+        return node["functionInvocationValue"] if "functionInvocationValue" in node else node
+
+    node = resolve({"valueReference": expression["result"]})
+    while node["functionName"] == "Element.set":
+        node = resolve(node["arguments"]["object"])
+    assert node["functionName"] == "Image.clip"
+    to_float = resolve(node["arguments"]["input"])
+    assert to_float["functionName"] == "Image.toFloat"
+    rename = resolve(to_float["arguments"]["value"])
+    assert rename["functionName"] == "Image.rename"
+    names = _evaluate(rename["arguments"]["names"], values, {})
+    assert names == ["EVI"]
+    assert resolve(rename["arguments"]["input"])["functionName"] == "ImageCollection.reduce"
+
+
+@pytest.mark.parametrize(("reducer", "algorithm"), [("max", "reduce.max"), ("median", "reduce.median"),
+                                                    ("mean", "reduce.mean")])
+def test_reducers(connected, reducer, algorithm):
+    study = connected(composite=f'reducer = "{reducer}"')
+    names = [n for n, _ in _invocations(_expression(study, 2010))]
+    assert algorithm in names
+
+
+def test_building_twenty_one_years_makes_no_http_request(connected, emulator):
+    study = connected()
+    before = len(emulator.router.log)
+    for year in study.years:
+        _expression(study, year)
+    assert len(emulator.router.log) == before
+
+
+def test_a_year_no_configured_sensor_flew_is_a_config_error(connected):
+    from pipeline.errors import ConfigError
+
+    study = connected(years="2000..2016", composite='sensors = ["OLI"]')
+    with pytest.raises(ConfigError, match="none of OLI flew in 2000"):
+        recipes.annual_composite(study, 2000)
+
+
+# -- arithmetic, through the serialized expression ------------------------------------------------
+
+TM = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7")
+OLI = ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
+ROY_SLOPE = dict(zip(("blue", "green", "red", "nir", "swir1", "swir2"),
+                     (0.9785, 0.9542, 0.9825, 1.0073, 1.0171, 0.9949), strict=True))
+ROY_INTERCEPT = dict(zip(("blue", "green", "red", "nir", "swir1", "swir2"),
+                         (-0.0095, -0.0016, -0.0022, -0.0021, -0.0030, 0.0029), strict=True))
+
+
+def _reflectance(scene, band_names, harmonize):
+    out = {}
+    for common, band in zip(("blue", "green", "red", "nir", "swir1", "swir2"), band_names, strict=True):
+        value = scene[band] * 0.0000275 - 0.2
+        out[common] = value * ROY_SLOPE[common] + ROY_INTERCEPT[common] if harmonize else value
+    return out
+
+
+def _index(r, index):
+    if index == "NDVI":
+        return (r["nir"] - r["red"]) / (r["nir"] + r["red"])
+    if index == "NBR":
+        return (r["nir"] - r["swir2"]) / (r["nir"] + r["swir2"])
+    if index == "NDMI":
+        return (r["nir"] - r["swir1"]) / (r["nir"] + r["swir1"])
+    if index == "EVI":
+        return 2.5 * (r["nir"] - r["red"]) / (r["nir"] + 6 * r["red"] - 7.5 * r["blue"] + 1)
+    return 1.5 * (r["nir"] - r["red"]) / (r["nir"] + r["red"] + 0.5)
+
+
+@pytest.mark.parametrize("index", ["NDVI", "EVI", "NBR", "NDMI", "SAVI"])
+@pytest.mark.parametrize(("asset", "bands", "harmonized", "qa_bits"), [
+    ("LANDSAT/LE07/C02/T1_L2", TM, True, 0b11011),   # fill, dilated cloud, cloud, shadow (no cirrus on ETM+)
+    ("LANDSAT/LC08/C02/T1_L2", OLI, False, 0b11111),  # OLI also masks cirrus
+])
+def test_scene_arithmetic_matches_the_published_formulas(connected, index, asset, bands, harmonized, qa_bits):
+    study = connected(composite=f'index = "{index}"')
+    expression = _expression(study, 2014)
+    scene = _synthetic_scene(bands)
+    result = _run_scene(expression, asset, scene)
+    (values,) = result.values()
+    expected = _index(_reflectance(scene, bands, harmonized), index)
+    np.testing.assert_allclose(values, expected, rtol=1e-12, atol=0)
+    expected_mask = (scene["QA_PIXEL"].astype(np.int64) & qa_bits) == 0
+    np.testing.assert_array_equal(result.mask, expected_mask)
+    assert 0.3 < expected_mask.mean() < 0.8  # the synthetic QA bits exercise both outcomes
+    assert list(result) == [index]
+
+
+def test_harmonisation_and_masking_can_be_switched_off(connected):
+    study = connected(composite='harmonize = false\nmask = ["snow"]')
+    scene = _synthetic_scene(TM, seed=3)
+    result = _run_scene(_expression(study, 2005), "LANDSAT/LT05/C02/T1_L2", scene)
+    expected = _index(_reflectance(scene, TM, harmonize=False), "NDVI")
+    np.testing.assert_allclose(result["NDVI"], expected, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(result.mask, (scene["QA_PIXEL"].astype(np.int64) & (1 << 5)) == 0)
