@@ -282,6 +282,53 @@ def cancel(
         typer.echo(f"cancelled {format_years(cancelled)}" if cancelled else "no queued or running task to cancel")
 
 
+@app.command(epilog="Example: eetrend download configs/example.toml --delete-remote")
+def download(
+    config: ConfigArg,
+    delete_remote: Annotated[
+        bool | None,
+        typer.Option("--delete-remote/--keep-remote", help="Delete remote files once verified (default: the config's "
+                     "export.delete_remote)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download the files of every finished year, verify size and md5, and mosaic split exports.
+
+    Files go to paths.downloads: one GeoTIFF per year, or for a year Earth Engine split
+    into tiles, the tiles under parts/ and one VRT per year. A second run fetches only
+    what is missing; an interrupted run resumes from the bytes on disk.
+    """
+    with _errors():
+        from pipeline.config import load_study
+        from pipeline.downloads import download_study
+
+        study = load_study(config)
+        with _byte_progress(_show_progress(quiet)) as progress:
+            report = download_study(study, delete_remote=delete_remote, progress=progress)
+        for line in report.lines():
+            typer.echo(line)
+        if report.failed:
+            raise typer.Exit(1)
+
+
+@contextmanager
+def _byte_progress(enabled: bool):
+    """A rich progress bar in bytes, or nothing when not on a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as progress:
+        task = progress.add_task("downloading", total=None)
+
+        def update(received: int, _file_size: int) -> None:
+            progress.update(task, advance=received)
+
+        yield update
+
+
 @app.command(epilog="Example: eetrend emulator --port 8765 --speed 10")
 def emulator(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,

@@ -171,7 +171,7 @@ class EarthEngineSection(_Section):
     auth: Literal["user", "service_account", "none"] = "user"
     key_file: Path | None = Field(None, description="Service-account JSON key (auth = 'service_account').")
     credentials_file: Path | None = Field(None, description="Stored user credentials; default is earthengine's own.")
-    endpoint: str | None = Field(None, description="Another Earth Engine API root, e.g. the eetrend emulator.")
+    endpoint: str | None = Field(None, description="Another root for Earth Engine, Drive and Storage: the emulator.")
     token_uri: str | None = Field(None, description="Another OAuth token endpoint (the emulator's, for dry runs).")
     http_retries: int = Field(5, ge=0, le=10, description="Retries of a request answered 429 or 5xx.")
 

@@ -118,6 +118,7 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
         assert record is not None
         if record.task and record.state in m.ACTIVE and cancel is not None:
             cancel(record.task)
+        manifest.forget_downloads(year)
         manifest.update(year, state=m.PENDING, failures=0, output_fingerprint=study.output_fingerprint(year),
                         request_fingerprint=study.request_fingerprint(year), settings=study.output_settings(year),
                         destination_uris=[], progress=0.0)

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import EetrendError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Year states. READY/RUNNING/CANCEL_REQUESTED/COMPLETED/FAILED/CANCELLED are Earth Engine's task
 #: states; PENDING means "to submit", SUBMITTING "submitted with request_id, answer not recorded".
@@ -62,6 +62,23 @@ CREATE TABLE IF NOT EXISTS years (
     ended               TEXT,
     updated             TEXT,
     changed_at          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    year           INTEGER NOT NULL,
+    name           TEXT NOT NULL,
+    remote_ref     TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    md5            TEXT NOT NULL,
+    local_path     TEXT NOT NULL,
+    verified_at    TEXT NOT NULL,
+    remote_deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (year, name)
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    year       INTEGER PRIMARY KEY,
+    path       TEXT NOT NULL,
+    parts      INTEGER NOT NULL,
+    written_at TEXT NOT NULL
 );
 """
 
@@ -220,6 +237,47 @@ class Manifest:
             assert record is not None
             errors = [*record.errors, {"attempt": record.attempts, "time": now_text(), "message": message}]
             return self.update(year, errors=errors, **changes)
+
+
+    # -- downloaded files and the dataset of each year ---------------------------------------------
+    def files(self, year: int) -> dict[str, dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM files WHERE year = ? ORDER BY name", (year,)).fetchall()
+        return {row["name"]: dict(row) for row in rows}
+
+    def record_file(self, year: int, name: str, remote_ref: str, size: int, md5: str, local_path: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO files(year, name, remote_ref, size, md5, local_path, verified_at) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(year, name) DO UPDATE SET remote_ref = excluded.remote_ref, "
+                "size = excluded.size, md5 = excluded.md5, local_path = excluded.local_path, "
+                "verified_at = excluded.verified_at, remote_deleted = 0",
+                (year, name, remote_ref, size, md5, local_path, now_text()),
+            )
+
+    def mark_remote_deleted(self, year: int, name: str) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE files SET remote_deleted = 1 WHERE year = ? AND name = ?", (year, name))
+
+    def dataset(self, year: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM datasets WHERE year = ?", (year,)).fetchone()
+        return dict(row) if row else None
+
+    def datasets(self) -> dict[int, dict[str, Any]]:
+        return {row["year"]: dict(row) for row in self.conn.execute("SELECT * FROM datasets ORDER BY year")}
+
+    def record_dataset(self, year: int, path: str, parts: int) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO datasets(year, path, parts, written_at) VALUES(?, ?, ?, ?) ON CONFLICT(year) "
+                "DO UPDATE SET path = excluded.path, parts = excluded.parts, written_at = excluded.written_at",
+                (year, path, parts, now_text()),
+            )
+
+    def forget_downloads(self, year: int) -> None:
+        """Drop a year's download records (its export is being redone)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM files WHERE year = ?", (year,))
+            self.conn.execute("DELETE FROM datasets WHERE year = ?", (year,))
 
 
 def now_text() -> str:

@@ -71,6 +71,18 @@ def sample_layers(
         yield layer.astype(np.float32)
 
 
+def sample_layer(
+    year: int, truth: SampleTruth, *, origin_year: int = 2000, noise: float = 0.03, nan_fraction: float = 0.05,
+    seed: int = 0,
+) -> np.ndarray:
+    """One year's (rows, cols) float32 layer, generated on its own (the emulator makes years one by one)."""
+    rng = np.random.default_rng([seed, year])
+    shape = truth.slope.shape
+    layer = truth.base + truth.slope * (year - origin_year) + rng.normal(0.0, noise, shape)
+    layer[rng.random(shape) < nan_fraction] = np.nan
+    return layer.astype(np.float32)
+
+
 def write_sample(
     folder: str | os.PathLike[str],
     *,

@@ -16,17 +16,30 @@ from __future__ import annotations
 from .clock import Clock
 from .earthengine import EarthEngineService, TaskFault
 from .http import Fault, Router, start_server
+from .rasters import RasterFactory
+from .storage import DriveService, ExportWriter, StorageService
 
-__all__ = ["Clock", "Emulator", "Fault", "TaskFault"]
+__all__ = ["Clock", "Emulator", "Fault", "RasterFactory", "TaskFault"]
 
 
 class Emulator:
-    """The Earth Engine REST v1 emulator (Drive and Cloud Storage join it for downloads)."""
+    """Earth Engine REST v1, Drive v3 and Cloud Storage v1 on one loopback port.
 
-    def __init__(self, port: int = 0, speed: float | None = None) -> None:
+    A finished export writes synthetic GeoTIFFs (``rasters``, with a known trend) into the
+    emulated Drive folder or bucket it names, split into tiles when it is larger than the
+    export's fileDimensions.
+    """
+
+    def __init__(self, port: int = 0, speed: float | None = None, rasters: RasterFactory | None = None) -> None:
         self.clock = Clock(speed)
         self.router = Router()
         self.earthengine = EarthEngineService(self.router, self.clock)
+        self.drive = DriveService(self.router, self.clock)
+        self.storage = StorageService(self.router, self.clock)
+        self.rasters = rasters or RasterFactory()
+        self._writer = ExportWriter(self.earthengine, self.drive, self.storage, self.rasters)
+        # Files of finished exports appear in Drive or the bucket whether or not anyone polled the task.
+        self.router.before_request.append(self.earthengine.sweep)
         self._port = port
         self._server = None
         self._thread = None

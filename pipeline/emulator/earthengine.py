@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from .clock import Clock
 from .discovery import discovery_document
-from .http import Request, Response, Router
+from .http import Request, Response, Router, bearer_required
 
 DESCRIPTION = re.compile(r"[A-Za-z0-9.,:;_-]{1,100}")
 QUEUE_FULL = "Too many tasks already in the queue ({limit}). Please wait for some of them to complete."
@@ -105,8 +105,17 @@ class EarthEngineService:
         return fault
 
     def finish_all(self) -> None:
-        """Move the clock past the end of every operation."""
+        """Move the clock past the end of every operation (their files appear at once)."""
         self.clock.advance(self.queue_seconds + self.run_seconds + 1)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Deliver the files of every operation that has succeeded by now, polled or not."""
+        now = self.clock.now()
+        with self._lock:
+            for operation in self.operations.values():
+                if operation.state(now)[0] == "SUCCEEDED":
+                    self._notify_succeeded(operation)
 
     def states(self) -> list[tuple[str, str]]:
         """(description, state) of every operation, oldest first (for tests)."""
@@ -116,14 +125,7 @@ class EarthEngineService:
 
     # -- handlers --------------------------------------------------------------------------
     def _authorized(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def check(request: Request) -> Response:
-            if not request.headers.get("authorization", "").startswith("Bearer "):
-                return Response.error(401, "Request is missing required authentication credential.")
-            if self.revoked:
-                return Response.error(401, "Request had invalid authentication credentials.")
-            return handler(request)
-
-        return check
+        return bearer_required(handler, lambda: self.revoked)
 
     def _discovery(self, request: Request) -> Response:
         if request.query.get("version", self.version) != self.version:

@@ -49,6 +49,7 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without answering
+    drop_after: int | None = None  # send the headers and this many body bytes, then close
 
     @classmethod
     def json(cls, payload: Any, status: int = 200) -> Response:
@@ -82,6 +83,19 @@ class Fault:
 Handler = Callable[[Request], Response]
 
 
+def bearer_required(handler: Handler, revoked: Callable[[], bool] = lambda: False) -> Handler:
+    """Refuse requests without an OAuth bearer token (401), or all of them once credentials are revoked."""
+
+    def check(request: Request) -> Response:
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return Response.error(401, "Request is missing required authentication credential.")
+        if revoked():
+            return Response.error(401, "Request had invalid authentication credentials.")
+        return handler(request)
+
+    return check
+
+
 class Router:
     """Routes, faults and a request log shared by every service of one emulator."""
 
@@ -90,6 +104,7 @@ class Router:
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []
         self.lock = threading.RLock()
+        self.before_request: list[Callable[[], None]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(pattern), handler))
@@ -100,6 +115,8 @@ class Router:
         return fault
 
     def dispatch(self, request: Request) -> Response:
+        for hook in self.before_request:
+            hook()
         with self.lock:
             for fault in self.faults:
                 if fault.matches(request):
@@ -144,8 +161,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        if self.command == "HEAD":
+            return
+        if response.drop_after is not None:
+            self.wfile.write(response.body[: response.drop_after])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(response.body)
 
     do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = do_HEAD = _serve
 
