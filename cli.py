@@ -329,6 +329,105 @@ def _byte_progress(enabled: bool):
         yield update
 
 
+RUN_EPILOG = (
+    "Exit codes: 0 complete and up to date; 75 waiting on Earth Engine (run again later); 1 needs attention "
+    "(a task failed beyond its retries, a file failed verification, a year was cancelled); 2 usage or config "
+    "error; 3 another run holds the study's lock.\n\n"
+    "Example (cron): eetrend run /studies/alps.toml --log-file /var/log/eetrend/alps.log"
+)
+
+
+@app.command(epilog=RUN_EPILOG)
+def run(
+    config: ConfigArg,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Poll Earth Engine until every year is done "
+                                       "(--no-wait, the default, does what can be done now and exits).")] = False,
+    timeout: Annotated[float | None, typer.Option(help="With --wait, give up waiting after this many seconds.")] = None,
+    poll: Annotated[float, typer.Option(help="With --wait, seconds between checks.")] = 60.0,
+    log_file: Annotated[Path | None, typer.Option(help="Also append timestamped lines to this file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Do everything the study needs now: export, check, download, fit, write the outputs.
+
+    Safe to run from cron: it never submits or downloads anything twice, never overlaps
+    another run of the same study, and refits only when an input changed. Outputs in
+    paths.outputs: STUDY_trend.tif, STUDY_slope.png and STUDY_report.json.
+    """
+    with _errors(), _log_file(log_file):
+        import logging
+
+        from pipeline.config import load_study
+        from pipeline.run import run_study
+
+        study = load_study(config)
+        with _byte_progress(_show_progress(quiet)) as progress:
+            result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
+        log = logging.getLogger("eetrend.run")
+        for line in result.lines:
+            typer.echo(line)
+            log.info("%s: %s", study.name, line)
+        log.info("%s: exit %d", study.name, result.exit_code)
+        raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _log_file(path: Path | None):
+    """Append timestamped log lines to ``path`` for the duration of the command."""
+    if path is None:
+        yield
+        return
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(min(previous, logging.INFO))
+    for name in ("googleapiclient", "urllib3", "google", "matplotlib", "rasterio", "httplib2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+@app.command(epilog="Example: eetrend demo eetrend-demo/")
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Folder for the demo's config, downloads and outputs.")] = Path(
+        "eetrend-demo"),
+    years: Annotated[str, typer.Option(help="Years of the demo study.")] = "1995..2015",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run the whole pipeline against the built-in emulator of Earth Engine and Drive (no account needed).
+
+    Exports one composite per year, waits for the tasks, downloads and verifies the files
+    (some years split into tiles), fits the trend and writes the GeoTIFF, PNG and report,
+    then compares the fitted slopes with the truth the emulator's rasters were built from.
+    """
+    with _errors():
+        from pipeline.demo import run_demo
+
+        typer.echo(f"eetrend demo: a {years} study against the local emulator, in {folder}/", err=True)
+        with _byte_progress(_show_progress(quiet)) as progress:
+            result = run_demo(folder, years=years, progress=progress)
+        for line in result.run.lines:
+            typer.echo(line)
+        if result.run.exit_code != 0:
+            raise typer.Exit(result.run.exit_code)
+        outputs = result.run.outputs
+        typer.echo(f"config:  {result.config}")
+        typer.echo(f"trend:   {outputs['trend']}")
+        typer.echo(f"picture: {outputs['png']}")
+        typer.echo(f"report:  {outputs['report']}")
+        typer.echo(f"against the known truth: median |fitted - true slope| = {result.median_abs_error:.5f} NDVI per "
+                   f"year over {result.compared_pixels:,} pixels; sign right in {result.sign_agreement:.1%} of "
+                   "pixels whose true slope is not within 0.001 of zero")
+
+
 @app.command(epilog="Example: eetrend emulator --port 8765 --speed 10")
 def emulator(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,

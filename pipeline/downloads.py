@@ -177,7 +177,6 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
     with open_manifest(study) as manifest:
         records = manifest.years()
         if any(r.state in m.ACTIVE for r in records.values()):
-            ee_api.connect(study)
             refresh(study, manifest)
             records = manifest.years()
         store = None

@@ -185,11 +185,18 @@ def _stored_user(path: Path | None, token_uri: str | None) -> Any:
 
 
 # -- the session ------------------------------------------------------------------------------
+_CONNECTED: list[tuple] = []  # the settings this process last initialised ee with
+
+
 def connect(study: Study) -> None:
-    """Initialise the ``ee`` client for this study (the project is required)."""
+    """Initialise the ``ee`` client for this study (the project is required); once per process and settings."""
     import ee
 
     section = study.config.earthengine
+    key = (section.endpoint, section.project, section.auth, section.key_file, section.credentials_file,
+           section.token_uri, study.base)
+    if _CONNECTED and _CONNECTED[0] == key:
+        return
     if not section.project:
         raise ConfigError("earthengine.project: set the Google Cloud project registered for Earth Engine")
     credentials = load_credentials(study)
@@ -203,7 +210,9 @@ def connect(study: Study) -> None:
         ee.Initialize(credentials=credentials, project=section.project,
                       url=section.endpoint.rstrip("/") if section.endpoint else None)
     except Exception as exc:  # noqa: BLE001 - ee and google-auth raise many types; each becomes one line
+        _CONNECTED.clear()
         raise translate(exc, "connecting to Earth Engine") from None
+    _CONNECTED[:] = [key]
 
 
 def translate(exc: BaseException, doing: str) -> Exception:

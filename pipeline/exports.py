@@ -117,6 +117,7 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
         record = manifest.year(year)
         assert record is not None
         if record.task and record.state in m.ACTIVE and cancel is not None:
+            ee_api.connect(study)
             cancel(record.task)
         manifest.forget_downloads(year)
         manifest.update(year, state=m.PENDING, failures=0, output_fingerprint=study.output_fingerprint(year),
@@ -134,6 +135,7 @@ def refresh(study: Study, manifest: Manifest, years: Iterable[int] | None = None
     if not live:
         return []
     statuses: dict[str, ee_api.OperationStatus] = {}
+    ee_api.connect(study)
     try:
         if len(live) >= LIST_THRESHOLD:
             statuses = {op.name: op for op in ee_api.list_operations()}
@@ -190,6 +192,7 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
             request_id=ee_api.request_id(study.name, year, record.request_fingerprint, attempt),
             task=None, progress=0.0, created=None, started=None, ended=None, updated=None, destination_uris=[],
         )
+    ee_api.connect(study)
     image = annual_composite(study, year)
     try:
         operation = ee_api.export_image(study, year, image, record.request_id)
@@ -232,7 +235,6 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
     """Submit one export per year that needs one (see the module docstring)."""
     report = ExportReport()
     with open_manifest(study) as manifest:
-        ee_api.connect(study)
         report.restarted = sync(study, manifest, force=force, resubmit=resubmit, cancel=_cancel_quietly)
         before = manifest.years()
         refresh(study, manifest)

@@ -1,0 +1,214 @@
+"""``eetrend run``: everything a study needs that can be done now, never twice, never overlapping.
+
+One run, under the study's lock: export what is missing, check the tasks, download what
+finished, and once every year is on disk fit the trend and write the outputs (trend
+GeoTIFF, slope PNG, JSON report). The fit is skipped when its inputs (the md5 of every
+year's files, the years and the trend options) are those of the outputs already there.
+
+The exit code says where the study stands, for cron and scripts:
+0 complete and up to date; 75 waiting on Earth Engine (run again later); 1 needs
+attention (a task failed beyond its retries, a file failed verification, a year was
+cancelled); 2 usage or config error; 3 another run holds the study's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import manifest as m
+from .config import Study
+from .downloads import DownloadReport, Progress, download_study
+from .exports import ExportReport, export_study, open_manifest
+from .lock import StudyLock
+from .years import format_years
+
+log = logging.getLogger(__name__)
+
+EXIT_COMPLETE, EXIT_ATTENTION, EXIT_WAITING = 0, 1, 75
+
+
+@dataclass
+class RunResult:
+    """What a run did and where the study stands (``exit_code``)."""
+
+    exit_code: int
+    lines: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    fitted: bool = False
+    submitted: list[int] = field(default_factory=list)
+    downloaded: list[str] = field(default_factory=list)
+
+
+def output_paths(study: Study) -> dict[str, Path]:
+    stem = study.name
+    return {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
+            "report": study.outputs / f"{stem}_report.json"}
+
+
+def run_study(study: Study, *, wait: bool = False, timeout: float | None = None, poll: float = 60.0,
+              sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None,
+              fit_progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """One run of the whole pipeline for ``study`` (see the module docstring)."""
+    result = RunResult(EXIT_WAITING)
+    started = time.monotonic()
+    notes: list[str] = []
+    downloaded_bytes = 0
+    with StudyLock(study.state, study.name):
+        while True:
+            exported = export_study(study)
+            downloaded = download_study(study, progress=progress)
+            result.submitted += exported.submitted + exported.retried
+            result.downloaded += downloaded.downloaded
+            downloaded_bytes += downloaded.bytes
+            notes += [n for n in downloaded.notes if n not in notes]
+            problems = _problems(exported, downloaded)
+            waiting = sorted(set(downloaded.waiting) - set(problems))
+            if problems or not waiting:
+                break
+            if not wait or (timeout is not None and time.monotonic() - started >= timeout):
+                break
+            log.info("waiting for Earth Engine: %s", format_years(waiting))
+            sleep(poll)
+        result.lines += notes
+        if result.submitted:
+            result.lines.append(f"submitted {len(result.submitted)} export task(s): {format_years(result.submitted)}")
+        if exported.restarted:
+            result.lines.append(f"restarted because the config changed: {format_years(exported.restarted)}")
+        if exported.waiting_for_queue:
+            result.lines.append(f"Earth Engine's queue is full; {format_years(exported.waiting_for_queue)} will be "
+                                "submitted by a later run")
+        if result.downloaded:
+            result.lines.append(f"downloaded and verified {len(result.downloaded)} file(s), "
+                                f"{downloaded_bytes / 1e6:.1f} MB")
+        if problems:
+            result.exit_code = EXIT_ATTENTION
+            result.lines += [f"{year} needs attention: {message}" for year, message in sorted(problems.items())]
+        elif waiting:
+            result.exit_code = EXIT_WAITING
+            result.lines.append(f"still waiting on Earth Engine for {format_years(waiting)}; run again later")
+        else:
+            result.exit_code = EXIT_COMPLETE
+            _finish(study, downloaded, result, fit_progress)
+    return result
+
+
+def _problems(exported: ExportReport, downloaded: DownloadReport) -> dict[int, str]:
+    problems = dict(exported.failed)
+    problems.update({year: f"download failed: {msg}" for year, msg in downloaded.failed.items()})
+    for year in exported.held:
+        problems.setdefault(year, "its task was cancelled or given up; run: eetrend export CONFIG --resubmit")
+    return problems
+
+
+def _finish(study: Study, downloaded: DownloadReport, result: RunResult,
+            fit_progress: Callable[[int, int], None] | None) -> None:
+    outputs = output_paths(study)
+    result.outputs = outputs
+    with open_manifest(study) as manifest:
+        fingerprint = _fit_fingerprint(study, manifest)
+        up_to_date = manifest.get("fit_fingerprint") == fingerprint and all(p.exists() for p in outputs.values())
+        if up_to_date:
+            result.lines.append(f"complete and up to date: {outputs['trend']}")
+            return
+        timings = _fit(study, downloaded, outputs, fit_progress)
+        _write_report(study, manifest, outputs, fingerprint, timings)
+        manifest.set("fit_fingerprint", fingerprint)
+    result.fitted = True
+    result.lines.append(f"fitted {study.config.trend.method} trend of {format_years(study.years)}: "
+                        f"{outputs['trend']}, {outputs['png'].name}, {outputs['report'].name}")
+
+
+def _fit_fingerprint(study: Study, manifest: m.Manifest) -> str:
+    """The md5 of every year's files, the years and the trend options: what the outputs depend on."""
+    inputs = {str(year): sorted(f["md5"] for f in manifest.files(year).values()) for year in study.years}
+    payload = {"inputs": inputs, "trend": study.config.trend.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def year_pattern(study: Study) -> str:
+    """A regex finding the year in this study's file names (the study name may hold digits)."""
+    marker = "\0YEAR\0"
+    template = study.config.export.prefix.format(study=study.name, index=study.config.composite.index.value,
+                                                 reducer=study.config.composite.reducer.value, year=marker)
+    stem = template.rsplit("/", 1)[-1]
+    before, _, after = stem.partition(marker)
+    return "^" + re.escape(before) + r"(\d{4})" + re.escape(after) + r"\.(?:tif|vrt)$"
+
+
+def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
+         fit_progress: Callable[[int, int], None] | None) -> dict[str, float]:
+    from .plots import plot_slope
+    from .trend import FitOptions, trend_rasters
+
+    trend = study.config.trend
+    outputs["trend"].parent.mkdir(parents=True, exist_ok=True)
+    datasets = [downloaded.datasets[year] for year in study.years]
+    run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
+                        options=FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
+                                           confidence=trend.confidence),
+                        overwrite=True, progress=fit_progress)
+    index = study.config.composite.index.value
+    band = "sen_slope" if trend.method == "sen" else "slope"
+    started = time.perf_counter()
+    plot_slope(outputs["trend"], outputs["png"], band=band, units=f"{index} per year",
+               title=f"{study.name}: {band.replace('_', ' ')} of annual {study.config.composite.reducer.value} "
+                     f"{index}, {format_years(study.years)}")
+    return {**run.timings, "plot": time.perf_counter() - started}
+
+
+def _write_report(study: Study, manifest: m.Manifest, outputs: dict[str, Path], fingerprint: str,
+                  timings: dict[str, float]) -> None:
+    records = manifest.years()
+    datasets = manifest.datasets()
+    report: dict[str, Any] = {
+        "study": study.name,
+        "config": str(study.source),
+        "written": m.now_text(),
+        "status": "complete",
+        "years": study.years,
+        "method": study.config.trend.method,
+        "outputs": {name: str(path) for name, path in outputs.items()},
+        "fit_fingerprint": fingerprint,
+        "timings_seconds": {k: round(v, 4) for k, v in timings.items()},
+        "versions": _versions(),
+        "per_year": [
+            {
+                "year": year,
+                "task_id": records[year].task_id,
+                "request_id": records[year].request_id,
+                "attempts": records[year].attempts,
+                "dataset": datasets[year]["path"],
+                "files": [{"name": f["name"], "md5": f["md5"], "size": f["size"], "path": f["local_path"]}
+                          for f in manifest.files(year).values()],
+            }
+            for year in study.years
+        ],
+    }
+    temporary = outputs["report"].with_name(f".{outputs['report'].name}.{os.getpid()}.partial")
+    temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, outputs["report"])
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import rasterio
+
+    found = {"eetrend": __version__, "python": platform.python_version(), "gdal": rasterio.__gdal_version__}
+    for package in ("earthengine-api", "google-api-python-client", "numpy", "scipy", "rasterio"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
