@@ -30,8 +30,7 @@ def plot_slope(raster: Path, png: Path, *, band: str = "slope", title: str, unit
     finite = np.isfinite(values)
     limit = float(np.percentile(np.abs(values[finite]), 98)) if finite.any() else 1.0
     limit = limit or 1.0
-    cmap = matplotlib.colormaps["BrBG"].copy()
-    cmap.set_bad(alpha=0.0)
+    cmap = matplotlib.colormaps["BrBG"].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     height, width = values.shape
     figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / width + 0.8), dpi=110)
     image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")

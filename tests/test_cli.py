@@ -70,6 +70,6 @@ def test_debug_shows_the_traceback(tmp_path) -> None:
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for command in ("sample", "trend"):
+    for command in ("sample", "trend", "export", "status", "cancel", "download", "run", "demo", "emulator"):
         result = _run(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output, command
