@@ -36,6 +36,34 @@ class MethodChoice(str, Enum):
     both = "both"
 
 
+class ExecutorChoice(str, Enum):
+    process = "process"
+    thread = "thread"
+    dask = "dask"
+
+
+class IndexChoice(str, Enum):
+    ndvi = "ndvi"
+    evi = "evi"
+    nbr = "nbr"
+    ndmi = "ndmi"
+    savi = "savi"
+
+
+def _executor_options(executor: ExecutorChoice | str, scheduler: str | None, workers: int) -> dict:
+    """Library keyword arguments for --executor/--scheduler/--workers."""
+    from pipeline.dask_executor import DaskSettings
+    from pipeline.errors import UsageError
+    from pipeline.executors import resolve_workers
+
+    kind = getattr(executor, "value", executor)
+    if scheduler and kind != "dask":
+        raise UsageError("--scheduler needs --executor dask")
+    if kind != "dask":
+        return {"executor": kind}
+    return {"executor": "dask", "dask": DaskSettings(scheduler=scheduler, workers=resolve_workers(workers))}
+
+
 class CompressChoice(str, Enum):
     zstd = "zstd"
     deflate = "deflate"
@@ -169,6 +197,13 @@ def trend(
     ] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    executor: Annotated[
+        ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
+    ] = ExecutorChoice.process,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
+    ] = None,
 ) -> None:
     """Fit the trend of every pixel of an annual stack and write a multi-band GeoTIFF.
 
@@ -194,6 +229,7 @@ def trend(
                 compress=compress.value,
                 overwrite=overwrite,
                 progress=progress,
+                **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
             t = run.timings
@@ -204,6 +240,105 @@ def trend(
                 f"read {t['read']:.2f} s, fit {t['fit']:.2f} s; writing {t['write']:.2f} s)",
                 err=True,
             )
+
+
+@app.command(
+    epilog=(
+        "Examples: eetrend index L7_ETMs.tif -o ndvi.tif\n\n"
+        "eetrend index scene.tif -o nbr.tif --index nbr --nir 5 --swir2 7 --executor dask --workers 4"
+    ),
+)
+def index(
+    input: Annotated[Path, typer.Argument(help="A multi-band raster (bands are spectral bands).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index GeoTIFF to write.")],
+    index: Annotated[IndexChoice, typer.Option("--index", help="The spectral index.")] = IndexChoice.ndvi,
+    blue: Annotated[str | None, typer.Option(help="Blue band: number or description (default 1).")] = None,
+    red: Annotated[str | None, typer.Option(help="Red band: number or description (default 3).")] = None,
+    nir: Annotated[str | None, typer.Option(help="Near-infrared band (default 4).")] = None,
+    swir1: Annotated[str | None, typer.Option(help="Shortwave-infrared 1 band (default 5).")] = None,
+    swir2: Annotated[str | None, typer.Option(help="Shortwave-infrared 2 band (default 6).")] = None,
+    scale: Annotated[float, typer.Option(help="Multiply every band by this first (e.g. 0.0000275).")] = 1.0,
+    offset: Annotated[float, typer.Option(help="Then add this (e.g. -0.2 for Collection 2 reflectance).")] = 0.0,
+    workers: Annotated[int, typer.Option(help="Workers; 0 means one per core, 1 runs in-process.")] = 0,
+    executor: Annotated[
+        ExecutorChoice, typer.Option(help="thread (fastest for band math), process, or dask (a Dask cluster).")
+    ] = ExecutorChoice.thread,
+    scheduler: Annotated[str | None, typer.Option(help="With --executor dask: an existing scheduler address.")] = None,
+    memory_budget: Annotated[str, typer.Option(help="Memory for all workers together, e.g. 512MB.")] = "1GB",
+    compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
+
+    NDVI = (nir - red) / (nir + red); EVI = 2.5 (nir - red) / (nir + 6 red - 7.5 blue + 1);
+    NBR = (nir - swir2) / (nir + swir2); NDMI = (nir - swir1) / (nir + swir1);
+    SAVI = 1.5 (nir - red) / (nir + red + 0.5). Integer bands are computed as float;
+    nodata and a zero denominator give NaN.
+    """
+    with _errors():
+        from pipeline.bandmath import index_raster
+
+        bands = {"blue": blue, "red": red, "nir": nir, "swir1": swir1, "swir2": swir2}
+        with _progress_bar("computing windows", _show_progress(quiet)) as progress:
+            run = index_raster(input, output, index=index.value, bands=bands, scale=scale, offset=offset,
+                               workers=workers, memory_budget=memory_budget, compress=compress.value,
+                               overwrite=overwrite, progress=progress,
+                               **_executor_options(executor, scheduler, workers))
+        if not quiet:
+            typer.echo(f"wrote {run.output}: {run.index.upper()} of {run.pixels:,} pixels "
+                       f"({', '.join(f'{k} = band {v}' for k, v in run.bands.items())}) in {run.timings['wall']:.2f} s "
+                       f"({run.windows} windows, {run.workers} worker(s), {run.executor})", err=True)
+
+
+@app.command(
+    epilog=(
+        "Examples: eetrend plot trend.tif -o slope.png --band slope\n\n"
+        "eetrend plot L7_ETMs.tif -o rgb.png --rgb 3,2,1"
+    ),
+)
+def plot(
+    raster: Annotated[Path, typer.Argument(help="The raster to draw.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
+    band: Annotated[str | None, typer.Option(help="Band number or description (default: the first band).")] = None,
+    rgb: Annotated[str | None, typer.Option(help="Three band numbers for a colour view, e.g. 3,2,1.")] = None,
+    title: Annotated[str | None, typer.Option(help="The title (default: file, band and years).")] = None,
+) -> None:
+    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent."""
+    with _errors():
+        from pipeline.errors import UsageError
+        from pipeline.plots import plot_raster, plot_rgb
+
+        if rgb and band:
+            raise UsageError("give --band or --rgb, not both")
+        if rgb:
+            try:
+                numbers = [int(v) for v in rgb.split(",")]
+            except ValueError:
+                raise UsageError(f"--rgb {rgb!r} is not three band numbers such as 3,2,1") from None
+            plot_rgb(raster, output, numbers, title=title)
+        else:
+            plot_raster(raster, output, band=band, title=title)
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("plot-pixel", epilog="Example: eetrend plot-pixel downloads/ --xy 512345 5012345 -o pixel.png")
+def plot_pixel_command(
+    input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or a multi-band file.")],
+    xy: Annotated[tuple[float, float], typer.Option(help="Map coordinates X Y in the rasters' CRS.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
+    years: Annotated[str | None, typer.Option(help="Years to use, or of each band of a multi-band file.")] = None,
+    year_pattern: Annotated[str | None, typer.Option(help="Regex whose first group is the year.")] = None,
+) -> None:
+    """Plot one pixel's yearly values with its OLS and Sen trend lines."""
+    with _errors():
+        from pipeline.plots import plot_pixel
+        from pipeline.years import parse_years
+
+        found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
+                           year_pattern=year_pattern)
+        typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
+                   f"(row {found['row']}, col {found['col']})", err=True)
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]

@@ -197,6 +197,48 @@ class TrendSection(_Section):
     confidence: float = Field(0.95, gt=0, lt=1)
 
 
+class SlurmSection(_Section):
+    """A SLURM cluster through dask-jobqueue, scaled adaptively between minimum and maximum jobs."""
+
+    cores: int = Field(ge=1)
+    memory: str = Field(description="Memory per job, e.g. '32GB'.")
+    account: str | None = None
+    queue: str | None = None
+    walltime: str = "01:00:00"
+    processes: int = Field(1, ge=1)
+    minimum_jobs: int = Field(1, ge=0)
+    maximum_jobs: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _jobs(self) -> SlurmSection:
+        if self.minimum_jobs > self.maximum_jobs:
+            raise ValueError("minimum_jobs is larger than maximum_jobs")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory.strip(), re.I):
+            raise ValueError("memory must be like '32GB' or '64GiB'")
+        return self
+
+
+class DaskSection(_Section):
+    """Fit on a Dask cluster: an existing scheduler, a SLURM cluster, or a local cluster of N workers."""
+
+    scheduler: str | None = Field(None, description="An existing scheduler, e.g. 'tcp://10.0.0.5:8786'.")
+    workers: int = Field(0, ge=0, description="Workers of a local cluster; 0 means one per core.")
+    slurm: SlurmSection | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DaskSection:
+        if self.scheduler and self.slurm is not None:
+            raise ValueError("give scheduler or [dask.slurm], not both")
+        return self
+
+    def settings(self):
+        from .dask_executor import DaskSettings, SlurmSettings
+        from .executors import resolve_workers
+
+        slurm = SlurmSettings(**self.slurm.model_dump()) if self.slurm is not None else None
+        return DaskSettings(scheduler=self.scheduler, workers=resolve_workers(self.workers), slurm=slurm)
+
+
 class StudyConfig(_Section):
     """A whole study config, as read from TOML."""
 
@@ -207,6 +249,7 @@ class StudyConfig(_Section):
     earthengine: EarthEngineSection
     paths: PathsSection = PathsSection()
     trend: TrendSection = TrendSection()
+    dask: DaskSection | None = None
 
 
 class Study:

@@ -1,4 +1,4 @@
-"""Running window tasks: in-process, over a process pool, or (later) on a Dask cluster.
+"""Running window tasks: in-process, over a process pool, or on a Dask cluster.
 
 Every executor takes a module-level function and small picklable arguments and
 yields results as they finish, so the single writer in the parent process can
@@ -12,10 +12,16 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, TypeVar
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .dask_executor import DaskSettings
+
+EXECUTORS = ("process", "thread", "dask")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,20 +62,27 @@ def map_unordered(
     *,
     workers: int = 1,
     max_pending: int | None = None,
+    threads: bool = False,
 ) -> Iterator[R]:
     """Call ``fn(*item)`` for every item and yield the results in completion order.
 
-    ``workers == 1`` runs in this process (no pickling, easy debugging). At most
-    ``max_pending`` tasks (default: three per worker) are in flight, which bounds
-    the finished blocks waiting in memory for the writer.
+    ``workers == 1`` runs in this process (no pickling, easy debugging). ``threads``
+    uses a thread pool instead of processes: right for work that spends its time in
+    GDAL reads and large numpy operations, which release the GIL, and whose results
+    would otherwise be pickled back to the parent. At most ``max_pending`` tasks
+    (default: three per worker) are in flight, which bounds the finished blocks
+    waiting in memory for the writer.
     """
     if workers <= 1:
         for item in items:
             yield fn(*item)
         return
+    if threads:
+        pool: ThreadPoolExecutor | ProcessPoolExecutor = ThreadPoolExecutor(max_workers=workers)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint)
     limit = max_pending or workers * 3
     queue = iter(items)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint)
     pending: set[Future[R]] = set()
     try:
         for item in queue:
@@ -88,3 +101,19 @@ def map_unordered(
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def task_runner(executor: str, workers: int, dask: DaskSettings | None = None) -> Iterator[Callable[..., Iterator]]:
+    """A ``map_unordered``-like function for the chosen executor ("process", "thread" or "dask")."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if executor in ("process", "thread"):
+        yield lambda fn, items: map_unordered(fn, items, workers=workers, threads=executor == "thread")
+        return
+    from .dask_executor import DaskSettings, dask_client, dask_map_unordered
+
+    settings = dask or DaskSettings(workers=workers)
+    with dask_client(settings) as client:
+        slots = max(sum(client.nthreads().values()), 1) if settings.scheduler else settings.workers
+        yield lambda fn, items: dask_map_unordered(client, fn, items, max_pending=max(slots, 1) * 3)

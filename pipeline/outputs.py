@@ -64,6 +64,7 @@ class RasterWriter:
         units: str = "",
         compress: str = "zstd",
         overwrite: bool = False,
+        predictor: int = 3,
     ) -> None:
         if compress not in COMPRESSIONS:
             raise UsageError(f"--compress {compress!r} is not one of {', '.join(COMPRESSIONS)}")
@@ -73,6 +74,7 @@ class RasterWriter:
         self.tags = dict(tags or {})
         self.units = units or "input units"
         self.compress = compress
+        self.predictor = predictor  # 3 (floating point) or 1 (none: faster where it does not shrink the file)
         self._tmp: Path | None = None
         self._ds: rasterio.io.DatasetWriter | None = None
         self._env: rasterio.Env | None = None
@@ -97,7 +99,7 @@ class RasterWriter:
         if tiled:
             profile.update(blockxsize=block, blockysize=block)
         if self.compress != "none":
-            profile.update(compress=self.compress, predictor=3, **_LEVELS[self.compress])
+            profile.update(compress=self.compress, predictor=self.predictor, **_LEVELS[self.compress])
         return profile
 
     def __enter__(self) -> RasterWriter:

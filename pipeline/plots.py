@@ -1,48 +1,174 @@
-"""Pictures: a quick-look PNG of a trend band (diverging colours centred on zero)."""
+"""Pictures: a band of a raster as a map, a true-colour view, and one pixel's years with its trend lines.
+
+- Slopes and other signed trend bands: brown (decrease) to green (increase), centred on
+  zero, range +-(98th percentile of |value|).
+- Index values (NDVI and the like): YlGn with a 2-98 percentile stretch.
+- Anything else: viridis, 2-98 percentile stretch.
+NaN is transparent; each map has a colour bar and a title with the units and years
+(from the raster's tags, where eetrend wrote them).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, UsageError
+
+DIVERGING = {"slope", "sen_slope", "sen_low", "sen_high", "rvalue", "mk_z", "mk_tau", "mk_s", "trend_class"}
+INDEX_WORDS = ("ndvi", "evi", "nbr", "ndmi", "savi", "composite")
 
 
-def plot_slope(raster: Path, png: Path, *, band: str = "slope", title: str, units: str) -> Path:
-    """Write ``png``: the named band of ``raster``, brown (decrease) to green (increase), NaN transparent.
-
-    The colour range is symmetric, +-(98th percentile of |value|), so zero is always the
-    neutral middle colour and a few extreme pixels do not wash the picture out.
-    """
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import rasterio
 
-    with rasterio.open(raster) as dataset:
-        names = list(dataset.descriptions)
-        if band not in names:
-            raise InputError(f"{raster} has no band named {band!r} (it has {', '.join(n or '?' for n in names)})")
-        values = dataset.read(names.index(band) + 1, masked=False).astype(np.float64)
-    finite = np.isfinite(values)
-    limit = float(np.percentile(np.abs(values[finite]), 98)) if finite.any() else 1.0
-    limit = limit or 1.0
-    cmap = matplotlib.colormaps["BrBG"].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
-    height, width = values.shape
-    figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / width + 0.8), dpi=110)
-    image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
-    axes.set_axis_off()
-    axes.set_title(title, fontsize=10)
-    colorbar = figure.colorbar(image, ax=axes, shrink=0.8, extend="both")
-    colorbar.set_label(units)
+    return matplotlib, plt
+
+
+def _save(figure, png: Path) -> Path:
+    _, plt = _pyplot()
     temporary = png.with_name(f".{png.name}.{os.getpid()}.partial.png")
     try:
-        figure.savefig(temporary, transparent=True, bbox_inches="tight")
+        figure.savefig(temporary, transparent=False, bbox_inches="tight", facecolor="white")
         os.replace(temporary, png)
     finally:
         plt.close(figure)
         temporary.unlink(missing_ok=True)
     return png
+
+
+def _band_number(dataset, band: str | int | None) -> int:
+    names = [d or "" for d in dataset.descriptions]
+    if band is None:
+        return 1
+    if isinstance(band, int) or str(band).isdigit():
+        number = int(band)
+        if not 1 <= number <= dataset.count:
+            raise UsageError(f"--band {number}: {dataset.name} has {dataset.count} band(s)")
+        return number
+    if band not in names:
+        raise InputError(f"{dataset.name} has no band named {band!r} (it has {', '.join(n or '?' for n in names)})")
+    return names.index(band) + 1
+
+
+def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title: str | None = None,
+                units: str | None = None) -> Path:
+    """Write one band of ``raster`` as a map with a colour bar (see the module docstring for colours)."""
+    import rasterio
+
+    matplotlib, plt = _pyplot()
+    with rasterio.open(raster) as dataset:
+        number = _band_number(dataset, band)
+        name = dataset.descriptions[number - 1] or f"band {number}"
+        values = dataset.read(number).astype(np.float64)
+        if dataset.nodata is not None and not np.isnan(dataset.nodata):
+            values[values == dataset.nodata] = np.nan
+        tags = dataset.tags()
+        units = units or dataset.units[number - 1] or tags.get("units", "")
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise InputError(f"{raster} band {name!r} has no valid pixel to draw")
+    if name in DIVERGING:
+        limit = float(np.percentile(np.abs(values[finite]), 98)) or 1.0
+        cmap, vmin, vmax, extend = "BrBG", -limit, limit, "both"
+    else:
+        vmin, vmax = (float(v) for v in np.percentile(values[finite], [2, 98]))
+        cmap = "YlGn" if any(w in (name + " " + str(raster)).lower() for w in INDEX_WORDS) else "viridis"
+        extend = "both"
+    colours = matplotlib.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    height, width = values.shape
+    figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / width + 0.8), dpi=110)
+    image = axes.imshow(np.ma.masked_invalid(values), cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
+    axes.set_axis_off()
+    years = _years_text(tags.get("years", ""))
+    axes.set_title(title or f"{Path(raster).name}: {name}" + (f", {years}" if years else ""), fontsize=10)
+    colorbar = figure.colorbar(image, ax=axes, shrink=0.8, extend=extend)
+    colorbar.set_label(units or name)
+    return _save(figure, png)
+
+
+def _years_text(tag: str) -> str:
+    from .years import format_years
+
+    try:
+        return format_years(int(y) for y in tag.split(",") if y.strip())
+    except ValueError:
+        return tag
+
+
+def plot_slope(raster: Path, png: Path, *, band: str = "slope", title: str, units: str) -> Path:
+    """The quick-look of a trend run: the slope band, diverging colours centred on zero."""
+    return plot_raster(raster, png, band=band, title=title, units=units)
+
+
+def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None = None) -> Path:
+    """A true- (or false-) colour view of three bands, each stretched 2-98 percent."""
+    import rasterio
+
+    _, plt = _pyplot()
+    if len(rgb) != 3:
+        raise UsageError(f"--rgb needs three band numbers, e.g. 3,2,1 (got {','.join(map(str, rgb))})")
+    with rasterio.open(raster) as dataset:
+        numbers = [_band_number(dataset, b) for b in rgb]
+        data = dataset.read(numbers).astype(np.float64)
+    channels = []
+    for channel in data:
+        finite = np.isfinite(channel)
+        low, high = np.percentile(channel[finite], [2, 98]) if finite.any() else (0.0, 1.0)
+        channels.append(np.clip((channel - low) / ((high - low) or 1.0), 0, 1))
+    image = np.dstack(channels)
+    alpha = np.isfinite(data).all(axis=0)
+    image = np.dstack([np.nan_to_num(image), alpha.astype(float)])
+    height, width = alpha.shape
+    figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / width + 0.5), dpi=110)
+    axes.imshow(image, interpolation="nearest")
+    axes.set_axis_off()
+    axes.set_title(title or f"{Path(raster).name}: bands {','.join(map(str, numbers))} as RGB", fontsize=10)
+    return _save(figure, png)
+
+
+def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | None = None,
+               year_pattern: str | None = None, band: int = 1) -> dict[str, float]:
+    """One pixel's yearly values with its OLS and Sen lines; returns the two slopes."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from .api import fit
+    from .stack import open_stack
+
+    _, plt = _pyplot()
+    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=2)
+    with rasterio.open(stack.layers[0].path) as dataset:
+        row, col = dataset.index(x, y)
+    if not (0 <= row < stack.grid.height and 0 <= col < stack.grid.width):
+        raise UsageError(f"--xy {x} {y} is outside the rasters (map coordinates in their CRS)")
+    values = stack.read(Window(col, row, 1, 1))[:, 0].astype(np.float64)
+    year_list = np.asarray(stack.year_list, dtype=np.float64)
+    result = fit(values, year_list, method="both", min_years=2)
+    ols_slope, ols_intercept = float(result["slope"]), float(result["intercept"])
+    sen_slope, sen_intercept = float(result["sen_slope"]), float(result["sen_intercept"])
+    figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    valid = np.isfinite(values)
+    axes.plot(year_list[valid], values[valid], "o", color="0.25", label="annual value")
+    span = np.array([year_list.min(), year_list.max()])
+    units = stack.units or "value"
+    axes.plot(span, ols_intercept + ols_slope * span, "-", color="tab:blue",
+              label=f"OLS: {ols_slope:+.4g} {units}/year (p={float(result['pvalue']):.3g})")
+    axes.plot(span, sen_intercept + sen_slope * span, "--", color="tab:orange",
+              label=f"Sen: {sen_slope:+.4g} {units}/year (MK p={float(result['mk_p']):.3g})")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("year")
+    axes.set_ylabel(units)
+    axes.set_title(f"pixel at x={x:g}, y={y:g} (row {row}, col {col}), {int(valid.sum())} valid years", fontsize=10)
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, png)
+    return {"slope": ols_slope, "sen_slope": sen_slope, "row": row, "col": col}

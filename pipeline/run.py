@@ -157,7 +157,9 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
                         options=FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
                                            confidence=trend.confidence),
-                        overwrite=True, progress=fit_progress)
+                        overwrite=True, progress=fit_progress,
+                        executor="dask" if study.config.dask is not None else "process",
+                        dask=study.config.dask.settings() if study.config.dask is not None else None)
     index = study.config.composite.index.value
     band = "sen_slope" if trend.method == "sen" else "slope"
     started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,26 +134,25 @@ def mask_nodata(values: np.ndarray, raw: np.ndarray, nodata: float | None) -> No
 
 
 # Each process keeps its own open datasets; a forked child must not reuse its parent's.
-_OPEN: dict[str, rasterio.io.DatasetReader] = {}
-_OPEN_PID = [os.getpid()]
+_LOCAL = threading.local()  # per thread: rasterio datasets must not be shared between threads
 
 
 def _open_cached(path: str) -> rasterio.io.DatasetReader:
-    if _OPEN_PID[0] != os.getpid():
-        _OPEN.clear()
-        _OPEN_PID[0] = os.getpid()
-    dataset = _OPEN.get(path)
+    """This thread's open dataset for ``path`` (reopened after a fork)."""
+    if getattr(_LOCAL, "pid", None) != os.getpid():
+        _LOCAL.pid, _LOCAL.open = os.getpid(), {}
+    dataset = _LOCAL.open.get(path)
     if dataset is None or dataset.closed:
-        dataset = _OPEN[path] = rasterio.open(path)
+        dataset = _LOCAL.open[path] = rasterio.open(path)
     return dataset
 
 
 def close_cached() -> None:
-    """Close the datasets this process opened for reading windows."""
-    if _OPEN_PID[0] == os.getpid():
-        for dataset in _OPEN.values():
+    """Close the datasets this thread opened for reading windows."""
+    if getattr(_LOCAL, "pid", None) == os.getpid():
+        for dataset in _LOCAL.open.values():
             dataset.close()
-    _OPEN.clear()
+    _LOCAL.pid, _LOCAL.open = os.getpid(), {}
 
 
 def find_rasters(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:

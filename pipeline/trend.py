@@ -8,6 +8,7 @@ the files themselves and read only their window.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ import numpy as np
 from rasterio.windows import Window
 
 from . import __version__
+from .dask_executor import DaskSettings
 from .errors import UsageError
-from .executors import map_unordered, resolve_workers
+from .executors import resolve_workers, task_runner
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
 from .outputs import RasterWriter, check_output
 from .stack import Stack, close_cached, open_stack
-from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, parse_memory, plan_windows
+from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -86,14 +88,14 @@ class TrendRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-_READ_BUFFER: list[np.ndarray] = []  # one per process, reused: fresh pages are slow to fault in
+_BUFFERS = threading.local()  # one read buffer per worker thread, reused: fresh pages are slow to fault in
 
 
 def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResult:
     """Read one window of every year and fit it; runs in a worker process."""
     started = time.perf_counter()
-    values = stack.read(window, out=_READ_BUFFER[0] if _READ_BUFFER else None)
-    _READ_BUFFER[:] = [values]
+    values = stack.read(window, out=getattr(_BUFFERS, "values", None))
+    _BUFFERS.values = values
     read_done = time.perf_counter()
     bands = fit_pixels(
         values,
@@ -105,17 +107,6 @@ def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResul
         dtype=np.float32,
     )
     return WindowResult(window, bands, read_done - started, time.perf_counter() - read_done)
-
-
-def _align(input_block: int, full: int) -> int:
-    """Window edges that never split an input block nor an output tile."""
-    if input_block >= full:
-        return OUTPUT_BLOCK
-    if OUTPUT_BLOCK % input_block == 0:
-        return OUTPUT_BLOCK
-    if input_block % OUTPUT_BLOCK == 0:
-        return input_block
-    return OUTPUT_BLOCK
 
 
 def plan_stack_windows(
@@ -130,8 +121,8 @@ def plan_stack_windows(
         fixed_bytes=chunk_overhead(options.method, len(stack.layers)),
         budget=budget,
         workers=workers,
-        block_height=_align(block_rows, stack.grid.height),
-        block_width=_align(block_cols, stack.grid.width),
+        block_height=align_block(block_rows, stack.grid.height),
+        block_width=align_block(block_cols, stack.grid.width),
         striped=block_cols >= stack.grid.width and stack.grid.width > OUTPUT_BLOCK,
         target_pixels=window_pixels,
     )
@@ -151,12 +142,16 @@ def trend_rasters(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     window_pixels: int = TARGET_PIXELS,
+    executor: str = "process",
+    dask: DaskSettings | None = None,
 ) -> TrendRun:
     """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
 
     ``inputs`` is a folder, a glob, a list of files, or one multi-band file. The
     output appears under ``output`` only once it is complete. ``window_pixels``
     is the preferred window size; the memory budget may make windows smaller.
+    ``executor`` is "process" (a local pool of ``workers``) or "dask" (``dask``
+    settings: a scheduler address, SLURM, or a local cluster of ``workers``).
     """
     started = time.perf_counter()
     options = options or FitOptions()
@@ -183,18 +178,19 @@ def trend_rasters(
     ) as writer:
         try:
             tasks = ((stack, window, options) for window in windows)
-            for result in map_unordered(fit_window, tasks, workers=n_workers):
-                write_started = time.perf_counter()
-                writer.write(result.window, result.bands)
-                timings["write"] += time.perf_counter() - write_started
-                timings["read"] += result.read_seconds
-                timings["fit"] += result.fit_seconds
-                done += 1
-                if progress:
-                    progress(done, len(windows))
+            with task_runner(executor, n_workers, dask) as run_tasks:
+                for result in run_tasks(fit_window, tasks):
+                    write_started = time.perf_counter()
+                    writer.write(result.window, result.bands)
+                    timings["write"] += time.perf_counter() - write_started
+                    timings["read"] += result.read_seconds
+                    timings["fit"] += result.fit_seconds
+                    done += 1
+                    if progress:
+                        progress(done, len(windows))
         finally:
             close_cached()
-            _READ_BUFFER.clear()
+            _BUFFERS.values = None
         finish = time.perf_counter()
     timings["finish"] = time.perf_counter() - finish
     timings["wall"] = time.perf_counter() - started

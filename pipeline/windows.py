@@ -87,3 +87,14 @@ def plan_windows(
         for row in range(0, height, rows)
         for col in range(0, width, cols)
     ]
+
+
+def align_block(input_block: int, full: int) -> int:
+    """Window edges that never split an input block nor an output tile."""
+    if input_block >= full:
+        return OUTPUT_BLOCK
+    if OUTPUT_BLOCK % input_block == 0:
+        return OUTPUT_BLOCK
+    if input_block % OUTPUT_BLOCK == 0:
+        return input_block
+    return OUTPUT_BLOCK

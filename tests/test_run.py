@@ -200,3 +200,19 @@ def test_demo_runs_the_whole_pipeline_and_matches_the_truth(tmp_path):
     (other / "thesis.tex").write_text("keep me")
     refused = runner.invoke(app, ["demo", str(other)])
     assert refused.exit_code == 2 and (other / "thesis.tex").exists()
+
+
+def test_a_dask_table_fits_on_a_dask_cluster_with_the_same_result(emulator, make_study):
+    pytest.importorskip("distributed")
+    path, study = make_study(years="2000..2004", extra='[trend]\nmethod = "ols"')
+    _run(path)
+    emulator.earthengine.finish_all()
+    assert _run(path).exit_code == 0
+    with rasterio.open(output_paths(study)["trend"]) as dataset:
+        local = dataset.read()
+    path.write_text(path.read_text() + "\n[dask]\nworkers = 2\n")
+    output_paths(study)["report"].unlink()  # outputs incomplete: the next run fits again
+    result = _run(path)
+    assert result.exit_code == 0 and "fitted ols trend" in result.output
+    with rasterio.open(output_paths(study)["trend"]) as dataset:
+        assert np.array_equal(dataset.read(), local, equal_nan=True)
