@@ -218,11 +218,12 @@ def connect(study: Study) -> None:
 def translate(exc: BaseException, doing: str) -> Exception:
     """One line for an exception from ``ee``, ``google-auth`` or the HTTP layer; no secrets."""
     message = _first_line(str(exc)) or type(exc).__name__
-    if is_auth_error(message) or type(exc).__name__ in ("RefreshError", "TransportError") and "token" in message:
+    refused_refresh = type(exc).__name__ == "RefreshError"
+    if is_auth_error(message) or refused_refresh:
         return AuthError(f"{doing}: the credentials were refused ({_scrub(message)}); run: earthengine "
                          "authenticate, or for a service account check that its key is still valid")
     if "not found" in message.lower() and "project" in message.lower():
-        return EarthEngineError(f"{doing}: {message}; check earthengine.project")
+        return EarthEngineError(f"{doing}: {_scrub(message)}; check earthengine.project")
     return EarthEngineError(f"{doing}: {_scrub(message)}")
 
 

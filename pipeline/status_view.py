@@ -41,7 +41,7 @@ def print_table(study: Study, rows: list[YearRecord], file=None) -> None:
     table = Table(title=f"study {study.name}: {len(rows)} years", title_justify="left")
     for name, justify in (("year", "right"), ("state", "left"), ("progress", "right"), ("attempts", "right"),
                           ("elapsed", "right"), ("task", "left"), ("last error", "left")):
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=name in ("task", "state"))
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name != "last error")
     for record in rows:
         style = _STYLES.get(record.state, "")
         table.add_row(
