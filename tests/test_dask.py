@@ -98,3 +98,19 @@ def test_dask_config_mistakes_are_named(tmp_path):
     path.write_text(study_toml("http://127.0.0.1:9", extra='[dask]\n[dask.slurm]\ncores = 8\nmemory = "lots"\n'))
     with pytest.raises(ConfigError, match=r"dask\.slurm: memory must be like '32GB'"):
         load_study(path)
+
+
+def test_an_existing_scheduler_is_used_by_address(tmp_path):
+    from distributed import LocalCluster
+
+    folder = tmp_path / "stack"
+    write_sample(folder, years=range(2001, 2009), rows=40, cols=300, seed=4)
+    trend_rasters(folder, tmp_path / "pool.tif", workers=1)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        result = runner.invoke(app, ["trend", str(folder), "-o", str(tmp_path / "remote.tif"), "--executor", "dask",
+                                     "--scheduler", cluster.scheduler_address, "-q"])
+        assert result.exit_code == 0, result.output
+        with cluster.get_client() as client:
+            assert client.run(lambda: 1)  # the cluster outlived the command: eetrend did not close it
+    assert np.array_equal(_bands(tmp_path / "remote.tif")[0], _bands(tmp_path / "pool.tif")[0], equal_nan=True)

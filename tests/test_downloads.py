@@ -287,3 +287,11 @@ def test_download_cli_reports_json_free_summary(emulator, finished):
     assert "downloaded and verified 2 file(s)" in result.output and "ready for the trend: 2000-2001" in result.output
     status = json.loads(runner.invoke(app, ["status", str(path), "--json", "--cached"]).output)
     assert [y["state"] for y in status["years"]] == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_file_gone_from_drive_is_reported_with_the_fix(emulator, finished):
+    path, study = finished(years="2000..2001")
+    emulator.inject("GET", r"/drive/v3/files/[^/]+$", status=404, times=1, message="File not found.")
+    report = download_study(study)
+    assert "gone from the remote (404)" in report.failed[2000] and "export the year again" in report.failed[2000]
+    assert 2001 in report.datasets and not (study.downloads / "test-study_NDVI_2000.tif").exists()
