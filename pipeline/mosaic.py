@@ -18,6 +18,7 @@ from pathlib import Path
 import rasterio
 
 from .errors import InputError
+from .outputs import replaced_when_done
 
 SPLIT_NAME = re.compile(r"(?P<stem>.+)-(?P<row>\d{10})-(?P<col>\d{10})\.tif")
 
@@ -84,9 +85,8 @@ def write_vrt(path: Path, year: int, tiles: list[Path]) -> None:
         ET.SubElement(source, "SourceBand").text = "1"
         ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
         ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), xSize=str(w), ySize=str(h))
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    ET.ElementTree(root).write(temporary, encoding="utf-8", xml_declaration=False)
-    os.replace(temporary, path)
+    with replaced_when_done(path) as temporary:
+        ET.ElementTree(root).write(temporary, encoding="utf-8", xml_declaration=False)
 
 
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",

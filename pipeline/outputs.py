@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +21,26 @@ from rasterio.windows import Window
 from .errors import InputError, OutputExistsError, UsageError
 from .stack import Grid
 from .windows import OUTPUT_BLOCK
+
+
+def temporary_path(path: Path, suffix: str = "") -> Path:
+    """A hidden name beside ``path`` that no other process or run will pick."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial{suffix}")
+
+
+@contextmanager
+def replaced_when_done(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path to write; it becomes ``path`` if the block ends without error, else it is removed.
+
+    ``suffix`` keeps an extension for writers that choose the format from the name.
+    """
+    temporary = temporary_path(path, suffix)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
 
 BAND_UNITS = {
     "slope": "{units} per year",
@@ -103,7 +124,7 @@ class RasterWriter:
         return profile
 
     def __enter__(self) -> RasterWriter:
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+        self._tmp = temporary_path(self.path)
         # A small block cache: finished windows go to disk instead of piling up in memory.
         self._env = rasterio.Env(GDAL_CACHEMAX=64 * 2**20)
         self._env.__enter__()

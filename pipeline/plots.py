@@ -10,7 +10,6 @@ NaN is transparent; each map has a colour bar and a title with the units and yea
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,14 +31,14 @@ def _pyplot():
 
 
 def _save(figure, png: Path) -> Path:
+    from .outputs import replaced_when_done
+
     _, plt = _pyplot()
-    temporary = png.with_name(f".{png.name}.{os.getpid()}.partial.png")
     try:
-        figure.savefig(temporary, transparent=False, bbox_inches="tight", facecolor="white")
-        os.replace(temporary, png)
+        with replaced_when_done(png, suffix=".png") as temporary:
+            figure.savefig(temporary, transparent=False, bbox_inches="tight", facecolor="white")
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
     return png
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import re
 import time
@@ -31,6 +30,7 @@ from .config import Study
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
 from .lock import StudyLock
+from .outputs import replaced_when_done
 from .years import format_years
 
 log = logging.getLogger(__name__)
@@ -197,9 +197,8 @@ def _write_report(study: Study, manifest: m.Manifest, outputs: dict[str, Path], 
             for year in study.years
         ],
     }
-    temporary = outputs["report"].with_name(f".{outputs['report'].name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, outputs["report"])
+    with replaced_when_done(outputs["report"]) as temporary:
+        temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def _versions() -> dict[str, str]:

@@ -19,6 +19,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from .errors import UsageError
+from .outputs import replaced_when_done
 from .stack import Grid
 
 SAMPLE_CRS = "EPSG:32633"  # UTM zone 33N
@@ -138,12 +139,7 @@ def _profile(grid: Grid, compress: str) -> dict:
 
 
 def _write_atomic(path: Path, profile: dict, data: np.ndarray, *, description: str, units: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with rasterio.open(tmp, "w", **profile) as ds:
-            ds.write(data, 1)
-            ds.set_band_description(1, description)
-            ds.set_band_unit(1, units)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_when_done(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
+        ds.write(data, 1)
+        ds.set_band_description(1, description)
+        ds.set_band_unit(1, units)
