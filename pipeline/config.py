@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -282,7 +283,8 @@ class Study:
         path = path.expanduser()
         return path if path.is_absolute() else (self.base / path).resolve()
 
-    def prefix(self, year: int) -> str:
+    def prefix(self, year: int | str) -> str:
+        """The export's file name prefix for ``year`` (a string stands in for the year, e.g. in a pattern)."""
         c = self.config
         return c.export.prefix.format(
             study=c.study.name, index=c.composite.index.value, reducer=c.composite.reducer.value, year=year
@@ -298,13 +300,17 @@ class Study:
         """The settings that decide a year's exported pixels (used for the fingerprint and diffs)."""
         from .recipes import sensors_for_year
 
-        c = self.config
-        region = c.region.model_dump(mode="json")
-        if c.region.geojson is not None:
-            region["geojson"] = hashlib.sha256(self.resolve(c.region.geojson).read_bytes()).hexdigest()
-        composite = c.composite.model_dump(mode="json")
-        composite["sensors"] = [s.value for s in sensors_for_year(c.composite.sensors, year)]
-        return {"region": region, "composite": composite}
+        composite = self.config.composite.model_dump(mode="json")
+        composite["sensors"] = [s.value for s in sensors_for_year(self.config.composite.sensors, year)]
+        return {"region": self._region_settings, "composite": composite}
+
+    @functools.cached_property
+    def _region_settings(self) -> dict[str, Any]:
+        """The region as it enters the fingerprints; a GeoJSON file by its digest (read once)."""
+        region = self.config.region.model_dump(mode="json")
+        if self.config.region.geojson is not None:
+            region["geojson"] = hashlib.sha256(self.resolve(self.config.region.geojson).read_bytes()).hexdigest()
+        return region
 
     def request_settings(self, year: int) -> dict[str, Any]:
         export = self.config.export
@@ -322,10 +328,10 @@ class Study:
         }
 
     def output_fingerprint(self, year: int) -> str:
-        return _fingerprint(self.output_settings(year))
+        return fingerprint(self.output_settings(year))
 
     def request_fingerprint(self, year: int) -> str:
-        return _fingerprint(self.request_settings(year))
+        return fingerprint(self.request_settings(year))
 
 
 def load_study(path: str | Path, today: dt.date | None = None) -> Study:
@@ -429,7 +435,8 @@ def region_geometry(data: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _fingerprint(settings: dict[str, Any]) -> str:
+def fingerprint(settings: dict[str, Any]) -> str:
+    """A short stable digest of JSON-able settings (key order does not matter)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 

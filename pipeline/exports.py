@@ -22,10 +22,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import earthengine as ee_api
 from . import manifest as m
-from .config import Study, settings_diff
+from .config import Study, fingerprint, settings_diff
 from .errors import AuthError, ConfigChangedError, EarthEngineError, EetrendError, UsageError
 from .manifest import Manifest, YearRecord
 from .years import format_years
@@ -89,9 +90,11 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
     """Make the manifest hold every year of the config; returns the years restarted by ``force``."""
     records = manifest.years()
     changed: dict[int, list[str]] = {}
+    current: dict[int, dict[str, Any]] = {}
     for year in study.years:
         settings = study.output_settings(year)
-        output_fp, request_fp = study.output_fingerprint(year), study.request_fingerprint(year)
+        output_fp, request_fp = fingerprint(settings), study.request_fingerprint(year)
+        current[year] = dict(output_fingerprint=output_fp, request_fingerprint=request_fp, settings=settings)
         record = records.get(year)
         if record is None:
             manifest.add_year(YearRecord(year, m.PENDING, output_fp, request_fp, settings))
@@ -99,13 +102,12 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
         never_submitted = record.state == m.PENDING and record.attempts == 0
         stopped = record.state in (m.FAILED, m.CANCELLED)
         if never_submitted:
-            manifest.update(year, output_fingerprint=output_fp, request_fingerprint=request_fp, settings=settings)
+            manifest.update(year, **current[year])
         elif record.output_fingerprint != output_fp and not stopped:
             changed[year] = settings_diff(record.settings, settings) or ["export settings"]
         elif stopped and (record.request_fingerprint != request_fp or resubmit):
             # The user changed something (or asked): give the year fresh attempts under the new settings.
-            manifest.update(year, state=m.PENDING, failures=0, output_fingerprint=output_fp,
-                            request_fingerprint=request_fp, settings=settings)
+            manifest.update(year, state=m.PENDING, failures=0, **current[year])
     if changed and not force:
         keys = sorted({key for keys in changed.values() for key in keys})
         raise ConfigChangedError(
@@ -120,9 +122,7 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
             ee_api.connect(study)
             cancel(record.task)
         manifest.forget_downloads(year)
-        manifest.update(year, state=m.PENDING, failures=0, output_fingerprint=study.output_fingerprint(year),
-                        request_fingerprint=study.request_fingerprint(year), settings=study.output_settings(year),
-                        destination_uris=[], progress=0.0)
+        manifest.update(year, state=m.PENDING, failures=0, destination_uris=[], progress=0.0, **current[year])
     return sorted(changed)
 
 

@@ -13,7 +13,6 @@ cancelled); 2 usage or config error; 3 another run holds the study's lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -26,7 +25,7 @@ from typing import Any
 
 from . import __version__
 from . import manifest as m
-from .config import Study
+from .config import Study, fingerprint
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
 from .lock import StudyLock
@@ -132,16 +131,13 @@ def _finish(study: Study, downloaded: DownloadReport, result: RunResult,
 def _fit_fingerprint(study: Study, manifest: m.Manifest) -> str:
     """The md5 of every year's files, the years and the trend options: what the outputs depend on."""
     inputs = {str(year): sorted(f["md5"] for f in manifest.files(year).values()) for year in study.years}
-    payload = {"inputs": inputs, "trend": study.config.trend.model_dump(mode="json")}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint({"inputs": inputs, "trend": study.config.trend.model_dump(mode="json")})
 
 
 def year_pattern(study: Study) -> str:
     """A regex finding the year in this study's file names (the study name may hold digits)."""
     marker = "\0YEAR\0"
-    template = study.config.export.prefix.format(study=study.name, index=study.config.composite.index.value,
-                                                 reducer=study.config.composite.reducer.value, year=marker)
-    stem = template.rsplit("/", 1)[-1]
+    stem = study.prefix(marker).rsplit("/", 1)[-1]
     before, _, after = stem.partition(marker)
     return "^" + re.escape(before) + r"(\d{4})" + re.escape(after) + r"\.(?:tif|vrt)$"
 
