@@ -282,16 +282,19 @@ def _cancel_quietly(task: str) -> None:
 
 
 # -- status and cancel ----------------------------------------------------------------------------
+def _status_rows(study: Study, records: dict[int, YearRecord]) -> list[YearRecord]:
+    """One row per year of the config, NOT_SUBMITTED where the manifest has none."""
+    return [records.get(year) or YearRecord(year, "NOT_SUBMITTED", "", "", {}) for year in study.years]
+
+
 def study_status(study: Study, *, refresh_remote: bool = True) -> list[YearRecord]:
     """Every year of the study as the manifest holds it, refreshed from Earth Engine first."""
     if not study.manifest_path.exists():  # nothing submitted yet: say so without creating state
-        return [YearRecord(year, "NOT_SUBMITTED", "", "", {}) for year in study.years]
+        return _status_rows(study, {})
     with open_manifest(study) as manifest:
-        if refresh_remote and any(r.state in m.ACTIVE for r in manifest.years().values()):
-            ee_api.connect(study)
-            refresh(study, manifest)
-        records = manifest.years()
-    return [records.get(year) or YearRecord(year, "NOT_SUBMITTED", "", "", {}) for year in study.years]
+        if refresh_remote:
+            refresh(study, manifest)  # connects only when a year has a live task
+        return _status_rows(study, manifest.years())
 
 
 def watch(study: Study, on_update: Callable[[list[YearRecord]], None], *, interval: float = 30.0,
@@ -299,11 +302,9 @@ def watch(study: Study, on_update: Callable[[list[YearRecord]], None], *, interv
     """Poll until no year has a live task (or ``timeout`` seconds pass), calling ``on_update`` each time."""
     waited = 0.0
     with open_manifest(study) as manifest:
-        ee_api.connect(study)
         while True:
             refresh(study, manifest)
-            records = manifest.years()
-            rows = [records.get(year) or YearRecord(year, "NOT_SUBMITTED", "", "", {}) for year in study.years]
+            rows = _status_rows(study, manifest.years())
             on_update(rows)
             if not any(r.state in m.ACTIVE for r in rows) or (timeout is not None and waited >= timeout):
                 return rows
@@ -320,8 +321,7 @@ def cancel_study(study: Study, years: Iterable[int] | None = None) -> list[int]:
                          f"({format_years(study.years)})")
     cancelled = []
     with open_manifest(study) as manifest:
-        ee_api.connect(study)
-        refresh(study, manifest, wanted)
+        refresh(study, manifest, wanted)  # connects if any wanted year has a task to cancel
         for record in manifest.years().values():
             if record.year not in wanted:
                 continue
