@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from .dask_executor import DaskSettings
 from .errors import InputError, UsageError
 from .executors import resolve_workers, task_runner
 from .outputs import RasterWriter, check_output
-from .stack import Grid, _open_cached, close_cached
+from .stack import Header, close_cached, open_cached, read_header
 from .windows import DEFAULT_MEMORY_BUDGET, align_block, parse_memory, plan_windows
 
 #: Bands each index needs, and the band numbers of a Landsat TM/ETM+ stack without the
@@ -99,7 +98,7 @@ def _buffer(name: str, shape: tuple[int, ...]) -> np.ndarray:
 def index_window(job: IndexJob, window: Window) -> tuple[Window, np.ndarray, float]:
     """Read the needed bands of one window and compute the index (runs in a worker)."""
     started = time.perf_counter()
-    dataset = _open_cached(job.path)
+    dataset = open_cached(job.path)
     numbers = [number for _, number in job.band_numbers]
     shape = (len(numbers), int(window.height), int(window.width))
     data = dataset.read(numbers, window=window, out=_buffer("data", shape))
@@ -114,10 +113,9 @@ def index_window(job: IndexJob, window: Window) -> tuple[Window, np.ndarray, flo
     return window, result, time.perf_counter() - started
 
 
-def resolve_bands(dataset: rasterio.io.DatasetReader, index: str, given: Mapping[str, str | int | None]) -> dict[
-        str, int]:
+def resolve_bands(header: Header, index: str, given: Mapping[str, str | int | None]) -> dict[str, int]:
     """Band numbers for the index: a number, a band description (case-insensitive), or the default."""
-    descriptions = [(d or "").strip().lower() for d in dataset.descriptions]
+    descriptions = [(d or "").strip().lower() for d in header.descriptions]
     chosen: dict[str, int] = {}
     for name in INDEX_BANDS[index]:
         value = given.get(name)
@@ -129,9 +127,9 @@ def resolve_bands(dataset: rasterio.io.DatasetReader, index: str, given: Mapping
             number = descriptions.index(str(value).strip().lower()) + 1
         else:
             raise UsageError(f"--{name} {value!r} is neither a band number nor a band description of "
-                             f"{dataset.name} ({', '.join(d or '-' for d in dataset.descriptions)})")
-        if not 1 <= number <= dataset.count:
-            raise UsageError(f"--{name} is band {number}, but {dataset.name} has {dataset.count} band(s); "
+                             f"{header.path} ({', '.join(d or '-' for d in header.descriptions)})")
+        if not 1 <= number <= header.count:
+            raise UsageError(f"--{name} is band {number}, but {header.path} has {header.count} band(s); "
                              f"give --{name} N")
         chosen[name] = number
     return chosen
@@ -167,15 +165,10 @@ def index_raster(
     path = Path(input)
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file; give a multi-band raster")
-    try:
-        with rasterio.open(path) as dataset:
-            chosen = resolve_bands(dataset, index, bands or {})
-            grid = Grid(dataset.crs.to_wkt() if dataset.crs else "", tuple(dataset.transform)[:6], dataset.width,
-                        dataset.height)
-            nodata = dataset.nodata
-            block_rows, block_cols = dataset.block_shapes[0]
-    except rasterio.errors.RasterioError as exc:
-        raise InputError(f"{path} is not a readable raster ({exc})") from None
+    header = read_header(path)
+    chosen = resolve_bands(header, index, bands or {})
+    grid, nodata = header.grid, header.nodata
+    block_rows, block_cols = header.block_shape
     n_workers = resolve_workers(workers)
     striped = block_cols >= grid.width
     windows = plan_windows(

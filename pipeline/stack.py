@@ -109,7 +109,7 @@ class Stack:
         values = out
         for i, layer in enumerate(self.layers):
             try:
-                dataset = _open_cached(layer.path)
+                dataset = open_cached(layer.path)
                 if np.dtype(self.dtype) == values.dtype:  # read straight into the buffer
                     data = dataset.read(layer.band, window=window, out=values[i].reshape(rows, cols))
                 else:
@@ -137,7 +137,7 @@ def mask_nodata(values: np.ndarray, raw: np.ndarray, nodata: float | None) -> No
 _LOCAL = threading.local()  # per thread: rasterio datasets must not be shared between threads
 
 
-def _open_cached(path: str) -> rasterio.io.DatasetReader:
+def open_cached(path: str) -> rasterio.io.DatasetReader:
     """This thread's open dataset for ``path`` (reopened after a fork)."""
     if getattr(_LOCAL, "pid", None) != os.getpid():
         _LOCAL.pid, _LOCAL.open = os.getpid(), {}
@@ -186,7 +186,9 @@ def find_rasters(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str
 
 
 @dataclass(frozen=True)
-class _Header:
+class Header:
+    """What eetrend needs of a raster before reading pixels: its grid, bands, nodata and layout."""
+
     path: Path
     grid: Grid
     count: int
@@ -197,10 +199,11 @@ class _Header:
     units: str
 
 
-def _read_header(path: Path) -> _Header:
+def read_header(path: Path) -> Header:
+    """Open ``path`` once for its header; an unreadable file is one :class:`InputError` line."""
     try:
         with rasterio.open(path) as ds:
-            return _Header(
+            return Header(
                 path=path,
                 grid=Grid(
                     crs=ds.crs.to_wkt() if ds.crs else "",
@@ -244,7 +247,7 @@ def open_stack(
     if not paths:
         raise InputError(f"no rasters found in {inputs} apart from the output itself")
     pattern = compile_year_pattern(year_pattern)
-    headers = [_read_header(p) for p in paths]
+    headers = [read_header(p) for p in paths]
 
     if len(headers) == 1 and headers[0].count > 1:
         layers = _layers_from_bands(headers[0], pattern, years)
@@ -269,7 +272,7 @@ def open_stack(
     )
 
 
-def _layers_from_files(headers: list[_Header], pattern, band: int, years: Sequence[int] | None) -> list[Layer]:
+def _layers_from_files(headers: list[Header], pattern, band: int, years: Sequence[int] | None) -> list[Layer]:
     by_year: dict[int, Layer] = {}
     for header in headers:
         if band > header.count:
@@ -289,7 +292,7 @@ def _layers_from_files(headers: list[_Header], pattern, band: int, years: Sequen
     return _select(by_year, years)
 
 
-def _layers_from_bands(header: _Header, pattern, years: Sequence[int] | None) -> list[Layer]:
+def _layers_from_bands(header: Header, pattern, years: Sequence[int] | None) -> list[Layer]:
     found = [year_from_text(d or "", pattern) for d in header.descriptions]
     if all(y is None for y in found):
         if years is None:
@@ -331,7 +334,7 @@ def _select(by_year: dict[int, Layer], years: Sequence[int] | None) -> list[Laye
     return [by_year[y] for y in years]
 
 
-def _check_grids(headers: list[_Header]) -> None:
+def _check_grids(headers: list[Header]) -> None:
     reference = headers[0]
     for header in headers[1:]:
         difference = reference.grid.difference(header.grid)
