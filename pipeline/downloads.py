@@ -185,9 +185,10 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
             if record is None or record.state != m.COMPLETED:
                 report.waiting.append(year)
                 continue
-            if _dataset_on_disk(manifest, study, year):
+            on_disk = _dataset_on_disk(manifest, study, year)
+            if on_disk is not None:
                 report.skipped_years.append(year)
-                report.datasets[year] = study.downloads / manifest.dataset(year)["path"]
+                report.datasets[year] = on_disk
                 continue
             if store is None:
                 store = open_store(study, ee_api.load_credentials(study))
@@ -206,13 +207,16 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
     return report
 
 
-def _dataset_on_disk(manifest: m.Manifest, study: Study, year: int) -> bool:
+def _dataset_on_disk(manifest: m.Manifest, study: Study, year: int) -> Path | None:
+    """The year's recorded dataset, if it and every verified file under it are still on disk."""
     dataset = manifest.dataset(year)
     if dataset is None or not (study.downloads / dataset["path"]).exists():
-        return False
-    return all((study.downloads / f["local_path"]).exists() and
-               (study.downloads / f["local_path"]).stat().st_size == f["size"]
-               for f in manifest.files(year).values())
+        return None
+    for recorded in manifest.files(year).values():
+        local = study.downloads / recorded["local_path"]
+        if not local.exists() or local.stat().st_size != recorded["size"]:
+            return None
+    return study.downloads / dataset["path"]
 
 
 def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.YearRecord, report: DownloadReport, *,

@@ -115,5 +115,5 @@ def task_runner(executor: str, workers: int, dask: DaskSettings | None = None) -
 
     settings = dask or DaskSettings(workers=workers)
     with dask_client(settings) as client:
-        slots = max(sum(client.nthreads().values()), 1) if settings.scheduler else settings.workers
+        slots = sum(client.nthreads().values()) if settings.scheduler else settings.workers
         yield lambda fn, items: dask_map_unordered(client, fn, items, max_pending=max(slots, 1) * 3)

@@ -101,11 +101,6 @@ def _years_text(tag: str) -> str:
         return tag
 
 
-def plot_slope(raster: Path, png: Path, *, band: str = "slope", title: str, units: str) -> Path:
-    """The quick-look of a trend run: the slope band, diverging colours centred on zero."""
-    return plot_raster(raster, png, band=band, title=title, units=units)
-
-
 def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None = None) -> Path:
     """A true- (or false-) colour view of three bands, each stretched 2-98 percent."""
     import rasterio

@@ -144,7 +144,7 @@ def year_pattern(study: Study) -> str:
 
 def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
          fit_progress: Callable[[int, int], None] | None) -> dict[str, float]:
-    from .plots import plot_slope
+    from .plots import plot_raster
     from .trend import FitOptions, trend_rasters
 
     trend = study.config.trend
@@ -159,7 +159,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
     index = study.config.composite.index.value
     band = "sen_slope" if trend.method == "sen" else "slope"
     started = time.perf_counter()
-    plot_slope(outputs["trend"], outputs["png"], band=band, units=f"{index} per year",
+    plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{index} per year",
                title=f"{study.name}: {band.replace('_', ' ')} of annual {study.config.composite.reducer.value} "
                      f"{index}, {format_years(study.years)}")
     return {**run.timings, "plot": time.perf_counter() - started}

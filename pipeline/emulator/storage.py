@@ -115,10 +115,6 @@ class _Media:
         return Response(status, body, headers)
 
 
-def _now_text(clock: Clock) -> str:
-    return clock.timestamp()
-
-
 class DriveService:
     """Drive v3 at ``/drive/v3/``."""
 
@@ -138,13 +134,13 @@ class DriveService:
         with self._lock:
             folder_id = folder_id or "1" + uuid.uuid4().hex[:32]
             if folder_id not in self.files:
-                self.files[folder_id] = StoredFile(folder_id, name, b"", [], FOLDER_MIME, _now_text(self.clock))
+                self.files[folder_id] = StoredFile(folder_id, name, b"", [], FOLDER_MIME, self.clock.timestamp())
             return folder_id
 
     def add_file(self, folder_id: str, name: str, content: bytes) -> str:
         with self._lock:
             file_id = "1" + uuid.uuid4().hex[:32]
-            self.files[file_id] = StoredFile(file_id, name, content, [folder_id], "image/tiff", _now_text(self.clock))
+            self.files[file_id] = StoredFile(file_id, name, content, [folder_id], "image/tiff", self.clock.timestamp())
             return file_id
 
     def in_folder(self, folder_id: str) -> list[StoredFile]:
@@ -232,7 +228,7 @@ class StorageService:
     def add_object(self, bucket: str, name: str, content: bytes) -> None:
         with self._lock:
             self.buckets.setdefault(bucket, {})[name] = StoredFile(name, name, content, [bucket], "image/tiff",
-                                                                   _now_text(self.clock))
+                                                                   self.clock.timestamp())
 
     def _metadata(self, bucket: str, stored: StoredFile) -> dict[str, Any]:
         return {"kind": "storage#object", "bucket": bucket, "name": stored.name, "size": str(len(stored.content)),
@@ -288,7 +284,7 @@ class ExportWriter:
         body = operation.body
         options = body.get("fileExportOptions", {})
         crs, scale = _grid(body.get("expression", {}))
-        year = _year(body.get("expression", {}), operation.description)
+        year = _year(operation.description)
         dims = options.get("geoTiffOptions", {}).get("tileDimensions")
         tile = (int(dims["height"]), int(dims["width"])) if dims else None
         if "driveDestination" in options:
@@ -314,7 +310,7 @@ def _grid(expression: dict[str, Any]) -> tuple[str, float]:
     return crs, scale
 
 
-def _year(expression: dict[str, Any], description: str) -> int:
+def _year(description: str) -> int:
     """The year of an export: eetrend's task descriptions end with it."""
     found = re.findall(r"(?<!\d)((?:19|20)\d{2})(?!\d)", description)
     return int(found[-1]) if found else dt.date.today().year
