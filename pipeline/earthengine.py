@@ -238,14 +238,17 @@ def _scrub(message: str) -> str:
     return re.sub(r"(ya29\.|1//|emulator-)[A-Za-z0-9._\-]+", "<redacted>", message)
 
 
-def export_image(study: Study, year: int, image: Any, request: str) -> OperationStatus:
-    """Submit one year's export with a fixed ``requestId``; returns the operation."""
+def export_image(study: Study, year: int, image: Any, request: str, region: Any = None) -> OperationStatus:
+    """Submit one year's export with a fixed ``requestId``; returns the operation.
+
+    ``region`` is the export's ``ee.Geometry`` (default: the study region, built again).
+    """
     import ee
 
     from .recipes import region as study_region
 
     c = study.config
-    region = study_region(study)
+    region = region if region is not None else study_region(study)
     common = dict(
         image=image,
         description=study.description(year),

@@ -180,7 +180,7 @@ def apply_operation(study: Study, manifest: Manifest, record: YearRecord,
 # -- submit -----------------------------------------------------------------------------------------
 def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: ExportReport) -> bool:
     """Submit one year; False when Earth Engine's queue is full (stop submitting)."""
-    from .recipes import annual_composite
+    from .recipes import annual_composite, region
 
     year = record.year
     # A new attempt after a failed or cancelled one (not a resumed SUBMITTING row, not a --force restart).
@@ -193,9 +193,10 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
             task=None, progress=0.0, created=None, started=None, ended=None, updated=None, destination_uris=[],
         )
     ee_api.connect(study)
-    image = annual_composite(study, year)
+    area = region(study)  # one geometry for the clip and the export (a GeoJSON region is read once)
+    image = annual_composite(study, year, area)
     try:
-        operation = ee_api.export_image(study, year, image, record.request_id)
+        operation = ee_api.export_image(study, year, image, record.request_id, area)
     except EetrendError:
         raise
     except Exception as exc:  # noqa: BLE001 - classified below; nothing is lost, the row says SUBMITTING

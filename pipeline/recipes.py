@@ -97,8 +97,8 @@ def region(study: Study) -> ee.Geometry:
     return ee.FeatureCollection(section.asset).geometry()
 
 
-def annual_composite(study: Study, year: int) -> ee.Image:
-    """The composite of ``year``: one float band named for the index, clipped to the region."""
+def annual_composite(study: Study, year: int, area: ee.Geometry | None = None) -> ee.Image:
+    """The composite of ``year``: one float band named for the index, clipped to ``area`` (default the region)."""
     import ee
 
     composite = study.config.composite
@@ -108,7 +108,7 @@ def annual_composite(study: Study, year: int) -> ee.Image:
 
         flown = ", ".join(s.value for s in composite.sensors)
         raise ConfigError(f"composite.sensors: none of {flown} flew in {year}; add a sensor or exclude the year")
-    area = region(study)
+    area = area if area is not None else region(study)
     start, end = ee.Date(f"{year}-01-01"), ee.Date(f"{year + 1}-01-01")
     merged = None
     for collection in collections:

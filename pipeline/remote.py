@@ -65,12 +65,11 @@ def select(candidates: list[RemoteFile], stem: str, listing: Listing, where: str
     """Keep the files of the export named ``stem``; note unsafe names and duplicates."""
     chosen: dict[str, RemoteFile] = {}
     for remote in candidates:
-        if not belongs_to(remote.name, stem):
-            if stem in remote.name and not is_safe_name(remote.name):
+        if not is_safe_name(remote.name):
+            if stem in remote.name:  # looks like ours: say why it is not taken
                 listing.notes.append(f"skipped {remote.name!r} in {where}: not a safe file name")
             continue
-        if not is_safe_name(remote.name):
-            listing.notes.append(f"skipped {remote.name!r} in {where}: not a safe file name")
+        if not belongs_to(remote.name, stem):
             continue
         if remote.name in chosen:
             newer = max(chosen[remote.name], remote, key=lambda f: f.created)
