@@ -96,9 +96,19 @@ def main(
 
 @contextmanager
 def _errors():
-    """Turn eetrend's errors into one line on stderr and their exit code."""
+    """Turn eetrend's errors into one line on stderr and their exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP all end the command the same way: the cleanup of every
+    ``finally`` runs, one line is printed, and the exit code is 128 + the signal's number.
+    """
+    import signal
+    import threading
+
+    from pipeline import signals
     from pipeline.errors import EetrendError
 
+    previous = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
+    signals.install()
     try:
         yield
     except EetrendError as exc:
@@ -106,9 +116,31 @@ def _errors():
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted; nothing was written under the output name", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        typer.echo(f"interrupted ({signals.signal_name(exc)}); nothing half-written was left under a final name",
+                   err=True)
+        raise typer.Exit(signals.exit_code(exc)) from None
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signum, handler)
+
+
+def _quiet_logs(quiet: bool) -> None:
+    """-q: only errors reach stderr (warnings and notes stay out of cron mail)."""
+    if quiet:
+        import logging
+
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.ERROR)
+
+
+WaitLock = Annotated[
+    float,
+    typer.Option("--wait-lock", metavar="SECONDS", help="If another eetrend command is working on the study, wait up "
+                 "to this many seconds for it instead of exiting with code 3."),
+]
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -354,6 +386,7 @@ def export(
     queue_wait: Annotated[
         float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
     ] = 0.0,
+    wait_lock: WaitLock = 0.0,
 ) -> None:
     """Submit one Earth Engine export per year that has none done or running.
 
@@ -365,9 +398,11 @@ def export(
     with _errors():
         from pipeline.config import load_study
         from pipeline.exports import export_study
+        from pipeline.lock import waiting_for_lock
 
         study = load_study(config)
-        report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
+        with waiting_for_lock(wait_lock):
+            report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
         for line in report.lines():
             typer.echo(line)
         if report.failed:
@@ -405,15 +440,18 @@ def status(
 def cancel(
     config: ConfigArg,
     years: Annotated[str | None, typer.Option(help="Years to cancel, e.g. 2001-2003; default every year.")] = None,
+    wait_lock: WaitLock = 0.0,
 ) -> None:
     """Cancel the study's queued and running Earth Engine tasks."""
     with _errors():
         from pipeline.config import load_study
         from pipeline.exports import cancel_study
+        from pipeline.lock import waiting_for_lock
         from pipeline.years import format_years, parse_years
 
         study = load_study(config)
-        cancelled = cancel_study(study, parse_years(years) if years else None)
+        with waiting_for_lock(wait_lock):
+            cancelled = cancel_study(study, parse_years(years) if years else None)
         typer.echo(f"cancelled {format_years(cancelled)}" if cancelled else "no queued or running task to cancel")
 
 
@@ -425,7 +463,8 @@ def download(
         typer.Option("--delete-remote/--keep-remote", help="Delete remote files once verified (default: the config's "
                      "export.delete_remote)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    wait_lock: WaitLock = 0.0,
 ) -> None:
     """Download the files of every finished year, verify size and md5, and mosaic split exports.
 
@@ -436,13 +475,38 @@ def download(
     with _errors():
         from pipeline.config import load_study
         from pipeline.downloads import download_study
+        from pipeline.lock import waiting_for_lock
 
+        _quiet_logs(quiet)
         study = load_study(config)
-        with _byte_progress(_show_progress(quiet)) as progress:
+        with waiting_for_lock(wait_lock), _byte_progress(_show_progress(quiet)) as progress:
             report = download_study(study, delete_remote=delete_remote, progress=progress)
-        for line in report.lines():
-            typer.echo(line)
+        if quiet:
+            for year, message in sorted(report.failed.items()):
+                typer.echo(f"{year} failed: {message}", err=True)
+        else:
+            for line in report.lines():
+                typer.echo(line)
         if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command(epilog="Example: eetrend verify configs/example.toml")
+def verify(config: ConfigArg) -> None:
+    """Re-hash every downloaded file of the study and compare it with the md5 verified at download.
+
+    Exit code 0: every file is intact; 1: a file changed or is missing (each is named, with
+    the fix: a run fetches it again, or, when its remote copy was deleted, export --redo YEAR).
+    Reads only; it changes no file and no record.
+    """
+    with _errors():
+        from pipeline.config import load_study
+        from pipeline.integrity import verify_study
+
+        report = verify_study(load_study(config))
+        for line in report.lines():
+            typer.echo(line, err=report.damaged and not line.startswith("verified"))
+        if report.damaged:
             raise typer.Exit(1)
 
 
@@ -479,8 +543,13 @@ def run(
                                        "(--no-wait, the default, does what can be done now and exits).")] = False,
     timeout: Annotated[float | None, typer.Option(help="With --wait, give up waiting after this many seconds.")] = None,
     poll: Annotated[float, typer.Option(help="With --wait, seconds between checks.")] = 60.0,
-    log_file: Annotated[Path | None, typer.Option(help="Also append timestamped lines to this file.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Also append timestamped lines to this file (each line once).")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors (for cron: no mail when all is well).")
+    ] = False,
+    wait_lock: WaitLock = 0.0,
 ) -> None:
     """Do everything the study needs now: export, check, download, fit, write the outputs.
 
@@ -492,40 +561,80 @@ def run(
         import logging
 
         from pipeline.config import load_study
+        from pipeline.lock import waiting_for_lock
         from pipeline.run import run_study
 
+        _quiet_logs(quiet)
         study = load_study(config)
-        with _byte_progress(_show_progress(quiet)) as progress:
+        with waiting_for_lock(wait_lock), _byte_progress(_show_progress(quiet)) as progress:
             result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
         log = logging.getLogger("eetrend.run")
         for line in result.lines:
-            typer.echo(line)
-            log.info("%s: %s", study.name, line)
-        log.info("%s: exit %d", study.name, result.exit_code)
+            problem = line in result.problems
+            if problem or not quiet:
+                typer.echo(line, err=quiet)
+            if log_file is not None:
+                log.log(logging.ERROR if problem else logging.INFO, "%s: %s", study.name, line,
+                        extra={"eetrend_file_only": True})
+        if log_file is not None:
+            log.info("%s: exit %d", study.name, result.exit_code, extra={"eetrend_file_only": True})
         raise typer.Exit(result.exit_code)
+
+
+class _NotFileOnly:
+    """A logging filter for the terminal: records the command already printed itself go to the log file only."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+
+    def filter(self, record) -> bool:
+        return record.levelno >= self.threshold and not getattr(record, "eetrend_file_only", False)
 
 
 @contextmanager
 def _log_file(path: Path | None):
-    """Append timestamped log lines to ``path`` for the duration of the command."""
+    """Append timestamped log lines to ``path`` for the duration of the command, each line once.
+
+    The root logger is opened to INFO for the file; the terminal's handlers keep showing
+    only what they showed before (warnings), so nothing is echoed twice to stderr. The
+    error line that ends a command goes to the file too.
+    """
     if path is None:
         yield
         return
     import logging
+
+    from pipeline import signals
+    from pipeline.errors import EetrendError
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     previous = root.level
+    terminal = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
+    guards = [_NotFileOnly(max(previous, h.level, logging.DEBUG)) for h in terminal]
+    for h, guard in zip(terminal, guards, strict=True):
+        h.addFilter(guard)
     root.addHandler(handler)
     root.setLevel(min(previous, logging.INFO))
     for name in ("googleapiclient", "urllib3", "google", "matplotlib", "rasterio", "httplib2"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    cli_log = logging.getLogger("eetrend.cli")
     try:
         yield
+    except EetrendError as exc:
+        handler.handle(cli_log.makeRecord(cli_log.name, logging.ERROR, __file__, 0, "error: %s (exit %d)",
+                                          (exc, exc.exit_code), None))
+        raise
+    except KeyboardInterrupt as exc:
+        handler.handle(cli_log.makeRecord(cli_log.name, logging.ERROR, __file__, 0, "interrupted (%s), exit %d",
+                                          (signals.signal_name(exc), signals.exit_code(exc)), None))
+        raise
     finally:
         root.removeHandler(handler)
+        for h, guard in zip(terminal, guards, strict=True):
+            h.removeFilter(guard)
         root.setLevel(previous)
         handler.close()
 
@@ -563,27 +672,63 @@ def demo(
                    "pixels whose true slope is not within 0.001 of zero")
 
 
-@app.command(epilog="Example: eetrend emulator --port 8765 --speed 10")
+@app.command(epilog=(
+    "Examples: eetrend emulator --port 8765 --speed 10\n\n"
+    "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
+))
 def emulator(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     speed: Annotated[float, typer.Option(help="How much faster than real time tasks run.")] = 10.0,
+    http_errors: Annotated[list[str] | None, typer.Option(
+        "--http-errors", metavar="STATUS:TIMES[:PATH_REGEX]",
+        help="Answer the next TIMES requests (matching the path regex) with STATUS, e.g. 429:5 or 503:3:/drive/. "
+             "Repeatable.")] = None,
+    fail_tasks: Annotated[list[str] | None, typer.Option(
+        "--fail-tasks", metavar="MATCH[:TIMES[:MESSAGE]]",
+        help="The next TIMES tasks whose description contains MATCH (a year) end FAILED with MESSAGE, e.g. 2003 or "
+             "'2003:1:User memory limit exceeded.'. Repeatable.")] = None,
+    queue_limit: Annotated[int | None, typer.Option(
+        help="At most this many tasks queued or running; more are refused as 'Too many tasks already in the "
+             "queue'.")] = None,
+    media_fault: Annotated[list[str] | None, typer.Option(
+        "--media-fault", metavar="KIND:MATCH[:TIMES]",
+        help="Spoil the next TIMES downloads of files whose name contains MATCH; KIND is truncate, corrupt, "
+             "no_content_range or drop. Repeatable.")] = None,
+    slow_media: Annotated[float, typer.Option(help="Seconds to wait before every download answer (each chunk).")] = 0.0,
+    duplicate_folder: Annotated[list[str] | None, typer.Option(
+        "--duplicate-folder", metavar="NAME[:COUNT]",
+        help="COUNT more Drive folders with this name (Drive allows duplicates). Repeatable.")] = None,
 ) -> None:
-    """Run the loopback emulator of Earth Engine until Ctrl-C, to try a study config offline.
+    """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
 
     Point a config at it with, in [earthengine]: endpoint = "<the URL printed>",
-    auth = "none", project = "any-name".
+    auth = "none", project = "any-name". The fault flags rehearse a study's failure modes
+    (rate limits and outages, failed tasks, a full queue, damaged or slow downloads,
+    duplicate folders) with the same faults the test suite injects.
     """
-    import time
+    with _errors():
+        import time
 
-    from pipeline.emulator import Emulator
+        from pipeline.emulator import Emulator
+        from pipeline.emulator.faults import FaultPlan, FaultSpecError
+        from pipeline.errors import UsageError
 
-    with Emulator(port=port, speed=speed) as emu:
-        typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
         try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            typer.echo("stopped")
+            plan = FaultPlan.parse(http_errors=http_errors or (), fail_tasks=fail_tasks or (), queue_limit=queue_limit,
+                                   media_faults=media_fault or (), slow_media=slow_media,
+                                   duplicate_folders=duplicate_folder or ())
+        except FaultSpecError as exc:
+            raise UsageError(str(exc)) from None
+        with Emulator(port=port, speed=speed) as emu:
+            plan.apply(emu)
+            typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
+            for line in plan.describe():
+                typer.echo(f"  fault: {line}")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                typer.echo("stopped")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study, fingerprint, settings_diff
 from .errors import AuthError, ConfigChangedError, EarthEngineError, EetrendError, UsageError
+from .lock import holds_study_lock
 from .manifest import Manifest, YearRecord
 from .years import format_years
 
@@ -63,7 +64,7 @@ class ExportReport:
             out.append(f"restarted because the config changed (--force): {format_years(self.restarted)}")
         if self.waiting_for_queue:
             out.append(f"Earth Engine's task queue is full; waiting to submit {format_years(self.waiting_for_queue)}: "
-                       "run export again later (or pass --queue-wait SECONDS)")
+                       "run export again later (or pass export --queue-wait SECONDS)")
         if self.held:
             out.append(f"cancelled or given up, held back: {format_years(self.held)} (pass --resubmit to export "
                        "them again)")
@@ -112,8 +113,8 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
         keys = sorted({key for keys in changed.values() for key in keys})
         raise ConfigChangedError(
             f"{', '.join(keys)} changed since years {format_years(changed)} were exported, which changes their "
-            "pixels; run again with --force to export those years anew (their tasks are cancelled), or undo the "
-            "change"
+            "pixels; run `eetrend export CONFIG --force` to export those years anew (their tasks are cancelled), "
+            "or undo the change"
         )
     for year in changed:
         record = manifest.year(year)
@@ -231,6 +232,7 @@ def _submit_all(study: Study, manifest: Manifest, report: ExportReport) -> list[
     return []
 
 
+@holds_study_lock
 def export_study(study: Study, *, force: bool = False, resubmit: bool = False, queue_wait: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep) -> ExportReport:
     """Submit one export per year that needs one (see the module docstring)."""
@@ -272,7 +274,7 @@ def _failure_text(record: YearRecord) -> str:
     if fix:
         return f"{message} (not retried: {fix})"
     return f"{message} (gave up after {record.failures} failed attempt(s); raise export.max_attempts or " \
-           "pass --resubmit to try again)"
+           "run `eetrend export CONFIG --resubmit` to try again)"
 
 
 def _cancel_quietly(task: str) -> None:
@@ -313,6 +315,7 @@ def watch(study: Study, on_update: Callable[[list[YearRecord]], None], *, interv
             waited += interval
 
 
+@holds_study_lock
 def cancel_study(study: Study, years: Iterable[int] | None = None) -> list[int]:
     """Cancel the live tasks of ``years`` (default: all); returns the years asked to cancel."""
     wanted = set(years) if years is not None else set(study.years)

@@ -28,6 +28,7 @@ from . import manifest as m
 from .config import Study, fingerprint
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
+from .leftovers import remove_stale_temporaries
 from .lock import StudyLock
 from .outputs import replaced_when_done
 from .years import format_years
@@ -43,6 +44,7 @@ class RunResult:
 
     exit_code: int
     lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the lines that need the user (also in ``lines``)
     outputs: dict[str, Path] = field(default_factory=dict)
     fitted: bool = False
     submitted: list[int] = field(default_factory=list)
@@ -64,6 +66,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
     notes: list[str] = []
     downloaded_bytes = 0
     with StudyLock(study.state, study.name):
+        remove_stale_temporaries(study.outputs)
         while True:
             exported = export_study(study)
             downloaded = download_study(study, progress=progress)
@@ -92,7 +95,8 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
                                 f"{downloaded_bytes / 1e6:.1f} MB")
         if problems:
             result.exit_code = EXIT_ATTENTION
-            result.lines += [f"{year} needs attention: {message}" for year, message in sorted(problems.items())]
+            result.problems = [f"{year} needs attention: {message}" for year, message in sorted(problems.items())]
+            result.lines += result.problems
         elif waiting:
             result.exit_code = EXIT_WAITING
             result.lines.append(f"still waiting on Earth Engine for {format_years(waiting)}; run again later")

@@ -77,7 +77,8 @@ class Fault:
     hits: int = 0
 
     def matches(self, request: Request) -> bool:
-        return self.times > 0 and request.method == self.method and re.search(self.path, request.path) is not None
+        method = self.method in ("*", request.method)  # "*": any method
+        return self.times > 0 and method and re.search(self.path, request.path) is not None
 
 
 Handler = Callable[[Request], Response]

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class _Media:
     def __init__(self) -> None:
         self.faults: list[ContentFault] = []
         self.lock = threading.Lock()
+        self.delay = 0.0  # seconds before every media answer: slow media, to rehearse timeouts and kills
 
     def fault(self, kind: str, match: str, times: int = 1) -> ContentFault:
         if kind not in FAULT_KINDS:
@@ -84,6 +86,8 @@ class _Media:
         return None
 
     def answer(self, request: Request, stored: StoredFile) -> Response:
+        if self.delay:
+            time.sleep(self.delay)
         content = stored.content
         size = len(content)
         status, start, end = 200, 0, size - 1
