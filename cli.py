@@ -90,7 +90,11 @@ def main(
     import logging
 
     _STATE["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    level = logging.DEBUG if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # the terminal; libraries that set INFO (Dask) stay quiet
+            handler.setLevel(level)
     logging.getLogger("googleapiclient").setLevel(logging.ERROR)
 
 
@@ -618,7 +622,7 @@ def _log_file(path: Path | None):
         h.addFilter(guard)
     root.addHandler(handler)
     root.setLevel(min(previous, logging.INFO))
-    for name in ("googleapiclient", "urllib3", "google", "matplotlib", "rasterio", "httplib2"):
+    for name in ("googleapiclient", "urllib3", "google", "matplotlib", "rasterio", "httplib2", "distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     cli_log = logging.getLogger("eetrend.cli")
     try:

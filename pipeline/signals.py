@@ -21,6 +21,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
@@ -57,6 +59,32 @@ def install() -> None:
         return
     for signum in HANDLED:
         signal.signal(signum, _raise_terminated)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then raise as they would have.
+
+    For starting something that can be stopped cleanly only once it has fully started
+    (a Dask cluster interrupted half way cannot be closed). Main thread only; elsewhere
+    it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *HANDLED)}
+    for signum in previous:
+        signal.signal(signum, lambda number, _frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if received:
+            if received[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Terminated(received[0])
 
 
 def restore() -> None:
