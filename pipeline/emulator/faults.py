@@ -39,13 +39,14 @@ class FaultSpecError(ValueError):
     """A fault flag that cannot be parsed; the message names the flag and its form."""
 
 
-def _int(text: str, flag: str, form: str, minimum: int = 0) -> int:
+def _int(part: str, spec: str, flag: str, form: str, minimum: int = 0) -> int:
+    """``part`` of the flag value ``spec`` as a whole number of at least ``minimum``."""
     try:
-        value = int(text)
+        value = int(part)
     except ValueError:
-        raise FaultSpecError(f"{flag} {text!r}: not a whole number; write it as {form}") from None
+        raise FaultSpecError(f"{flag} {spec!r}: {part!r} is not a whole number; write it as {form}") from None
     if value < minimum:
-        raise FaultSpecError(f"{flag} {text!r}: must be at least {minimum}; write it as {form}")
+        raise FaultSpecError(f"{flag} {spec!r}: {value} must be at least {minimum}; write it as {form}")
     return value
 
 
@@ -74,8 +75,8 @@ class FaultPlan:
             parts = text.split(":", 2)
             if len(parts) < 2:
                 raise FaultSpecError(f"--http-errors {text!r}: write it as {form}")
-            status = _int(parts[0], "--http-errors", form, minimum=400)
-            times = _int(parts[1], "--http-errors", form, minimum=1)
+            status = _int(parts[0], text, "--http-errors", form, minimum=400)
+            times = _int(parts[1], text, "--http-errors", form, minimum=1)
             path = parts[2] if len(parts) == 3 and parts[2] else "."
             reason = "rateLimitExceeded" if status == 429 else None
             plan.http_errors.append(Fault("*", path, status=status, times=times, reason=reason,
@@ -85,7 +86,7 @@ class FaultPlan:
             parts = text.split(":", 2)
             if not parts[0]:
                 raise FaultSpecError(f"--fail-tasks {text!r}: MATCH is empty; write it as {form}")
-            times = _int(parts[1], "--fail-tasks", form, minimum=1) if len(parts) > 1 and parts[1] else 1
+            times = _int(parts[1], text, "--fail-tasks", form, minimum=1) if len(parts) > 1 and parts[1] else 1
             message = parts[2] if len(parts) == 3 and parts[2] else DEFAULT_TASK_ERROR
             plan.task_failures.append((parts[0], times, message))
         for text in media_faults:
@@ -93,14 +94,14 @@ class FaultPlan:
             parts = text.split(":", 2)
             if len(parts) < 2 or parts[0] not in FAULT_KINDS:
                 raise FaultSpecError(f"--media-fault {text!r}: write it as {form}")
-            times = _int(parts[2], "--media-fault", form, minimum=1) if len(parts) == 3 else 1
+            times = _int(parts[2], text, "--media-fault", form, minimum=1) if len(parts) == 3 else 1
             plan.media_faults.append((parts[0], parts[1], times))
         for text in duplicate_folders:
             form = "NAME[:COUNT], e.g. eetrend_exports:2"
             name, _, count = text.partition(":")
             if not name:
                 raise FaultSpecError(f"--duplicate-folder {text!r}: NAME is empty; write it as {form}")
-            plan.duplicate_folders.append((name, _int(count, "--duplicate-folder", form, 1) if count else 1))
+            plan.duplicate_folders.append((name, _int(count, text, "--duplicate-folder", form, 1) if count else 1))
         return plan
 
     def apply(self, emulator: Emulator) -> None:
