@@ -136,7 +136,7 @@ def _quiet_logs(quiet: bool) -> None:
         import logging
 
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if type(handler) is logging.StreamHandler:  # the terminal (basicConfig's), not files or test captures
                 handler.setLevel(logging.ERROR)
 
 
@@ -616,7 +616,7 @@ def _log_file(path: Path | None):
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     previous = root.level
-    terminal = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
+    terminal = [h for h in root.handlers if type(h) is logging.StreamHandler]
     guards = [_NotFileOnly(max(previous, h.level, logging.DEBUG)) for h in terminal]
     for h, guard in zip(terminal, guards, strict=True):
         h.addFilter(guard)

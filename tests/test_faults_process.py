@@ -410,3 +410,27 @@ def test_a_config_change_seen_by_run_points_to_the_command_that_has_force(emulat
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 2
     assert "run `eetrend export CONFIG --force`" in result.output and "run again with --force" not in result.output
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (the kernel does not reuse it at once)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_run_removes_what_dead_processes_left_in_outputs_and_downloads_and_keeps_live_ones(emulator, complete):
+    path, study = complete
+    dead = _dead_pid()
+    trend = output_paths(study)["trend"]
+    left = [trend.with_name(f".{trend.name}.{dead}.0123abcd.partial"),
+            study.outputs / f".test-study_slope.png.{dead}.89abcdef.partial.png",
+            study.downloads / f".test-study_NDVI_2000.vrt.{dead}.00ff00ff.partial"]
+    stale_download = study.downloads / ".test-study_NDVI_2001.tif.0123456789abcdef.partial"  # its file is verified
+    live = study.outputs / f".{trend.name}.{os.getpid()}.0badcafe.partial"
+    for file in [*left, stale_download, live]:
+        file.write_bytes(b"half")
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert [p for p in [*left, stale_download] if p.exists()] == []
+    assert live.exists()
