@@ -38,6 +38,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _started_after(pid: int, moment: float) -> bool:
+    """Whether process ``pid`` started after ``moment`` (so it cannot have written a file last changed then).
+
+    A pid is reused once its process is gone; a temporary still being written has an
+    mtime after its writer's start. Linux only (``/proc/PID`` is made when the process
+    starts); elsewhere False, which keeps the file.
+    """
+    try:
+        return os.stat(f"/proc/{pid}").st_ctime > moment + 2.0
+    except OSError:
+        return False
+
+
 def stale_temporaries(folder: Path, name: str | None = None, recursive: bool = False) -> list[Path]:
     """Temporaries in ``folder`` (of the final name ``name``, if given) whose writer's pid is gone."""
     if not folder.is_dir():
@@ -49,7 +62,13 @@ def stale_temporaries(folder: Path, name: str | None = None, recursive: bool = F
         if match is None or (name is not None and match["name"] != name):
             continue
         pid = int(match["pid"])
-        if pid != os.getpid() and not pid_alive(pid) and path.is_file():
+        if pid == os.getpid() or not path.is_file():
+            continue
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if not pid_alive(pid) or _started_after(pid, mtime):
             stale.append(path)
     return stale
 

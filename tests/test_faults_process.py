@@ -434,3 +434,59 @@ def test_a_run_removes_what_dead_processes_left_in_outputs_and_downloads_and_kee
     assert result.exit_code == 0, result.output
     assert [p for p in [*left, stale_download] if p.exists()] == []
     assert live.exists()
+
+
+def test_a_temporary_whose_pid_was_reused_by_a_younger_process_is_stale(tmp_path):
+    from pipeline.leftovers import stale_temporaries
+
+    younger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        old = tmp_path / f".trend.tif.{younger.pid}.0123abcd.partial"
+        old.write_bytes(b"left by a process long gone")
+        os.utime(old, (time.time() - 3600, time.time() - 3600))  # written an hour before that pid started
+        fresh = tmp_path / f".other.tif.{younger.pid}.0123abcd.partial"
+        fresh.write_bytes(b"being written by it")
+        assert stale_temporaries(tmp_path) == [old]
+    finally:
+        younger.kill()
+        younger.wait()
+
+
+def test_an_export_terminated_in_a_retry_resumes_with_exactly_one_task_per_year(emulator, make_study):
+    path, study = make_study(years="2000..2003")
+    emulator.inject("POST", r"image:export", status=503, times=2)  # the client backs off: a moment to be killed
+    process = eetrend("export", str(path))
+    wait_for(lambda: emulator.count("POST", r"image:export") >= 1, 60, "the first submission")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert err.splitlines() == ["interrupted (SIGTERM); nothing half-written was left under a final name"]
+    again = runner.invoke(app, ["export", str(path)])
+    assert again.exit_code == 0, again.output
+    descriptions = sorted(description for description, _state in emulator.earthengine.states())
+    assert len(descriptions) == len(set(descriptions)) == 4  # one task per year, none twice
+
+
+def test_reading_commands_work_while_a_writer_holds_the_study(emulator, complete):
+    import threading as _threading
+
+    from pipeline.lock import StudyLock
+
+    path, study = complete
+    held, release = _threading.Event(), _threading.Event()
+
+    def hold() -> None:
+        with StudyLock(study.state, study.name):
+            held.set()
+            release.wait(30)
+
+    holder = _threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        assert runner.invoke(app, ["status", str(path)]).exit_code == 0
+        assert runner.invoke(app, ["verify", str(path)]).exit_code == 0
+        assert runner.invoke(app, ["download", str(path)]).exit_code == 3
+    finally:
+        release.set()
+        holder.join()
