@@ -122,3 +122,19 @@ def test_a_standalone_emulator_with_fault_flags_makes_run_fail_as_the_tests_do(t
     assert second.exit_code == 1, second.output
     assert "2001 needs attention: its task was cancelled or given up" in second.output
     assert process.returncode == 0 and out.strip().endswith("stopped")  # SIGTERM stops it like Ctrl-C
+
+
+def test_a_client_that_goes_away_mid_answer_is_not_reported_as_an_emulator_error(capsys):
+    import socket
+
+    with Emulator() as emu:
+        FaultPlan.parse(slow_media=0.3).apply(emu)
+        folder = emu.drive.add_folder("f")
+        file_id = emu.drive.add_file(folder, "a.tif", b"x" * 5_000_000)
+        host, port = emu.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:  # a download killed half way
+            sock.sendall(f"GET /drive/v3/files/{file_id}?alt=media HTTP/1.1\r\nHost: x\r\n"
+                         "Authorization: Bearer x\r\n\r\n".encode())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        time.sleep(0.6)
+    assert "Traceback" not in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,6 +183,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, router: Router, port: int = 0) -> None:
         self.router = router
         super().__init__(("127.0.0.1", port), _RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client went away mid-answer (killed, interrupted): nothing wrong here
+        super().handle_error(request, client_address)
 
 
 def start_server(router: Router, port: int = 0) -> tuple[_Server, threading.Thread]:
