@@ -274,7 +274,7 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
     report.notes.extend(f"{year}: {note}" for note in listing.notes)
     if not listing.files:
         raise DownloadError(f"no file named {stem}.tif or {stem}-*.tif at the destination; was it moved, renamed "
-                            "or deleted? check the Drive folder or bucket, or export the year again")
+                            "or deleted? check the Drive folder or bucket, or export the year again", redo=True)
     names = [f.name for f in listing.files]
     split = len(names) > 1 or names[0] != f"{stem}.tif"
     absent = missing_tiles(year, stem, names) if split else []

@@ -490,3 +490,15 @@ def test_reading_commands_work_while_a_writer_holds_the_study(emulator, complete
     finally:
         release.set()
         holder.join()
+
+
+def test_a_damaged_file_whose_remote_copy_vanished_outside_eetrend_names_the_redo(emulator, complete):
+    path, study = complete
+    damaged = study.downloads / "test-study_NDVI_2002.tif"
+    _flip_a_byte(damaged)
+    for file_id in [i for i, f in emulator.drive.files.items() if f.name == damaged.name]:
+        del emulator.drive.files[file_id]  # someone cleaned the Drive folder by hand
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 1
+    assert "2002 needs attention: download failed: no file named test-study_NDVI_2002.tif" in result.output
+    assert f"(eetrend export {study.source} --redo 2002)" in result.output
