@@ -105,14 +105,10 @@ def _errors():
     Ctrl-C, SIGTERM and SIGHUP all end the command the same way: the cleanup of every
     ``finally`` runs, one line is printed, and the exit code is 128 + the signal's number.
     """
-    import signal
-    import threading
-
     from pipeline import signals
     from pipeline.errors import EetrendError
 
-    previous = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
-    signals.install()
+    undo = signals.install()
     try:
         yield
     except EetrendError as exc:
@@ -125,9 +121,7 @@ def _errors():
                    err=True)
         raise typer.Exit(signals.exit_code(exc)) from None
     finally:
-        for signum, handler in previous.items():
-            if handler is not None and threading.current_thread() is threading.main_thread():
-                signal.signal(signum, handler)
+        undo()
 
 
 def _quiet_logs(quiet: bool) -> None:

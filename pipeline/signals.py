@@ -21,8 +21,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
@@ -53,12 +54,50 @@ def _raise_terminated(signum: int, _frame: object) -> None:
     raise Terminated(signum)
 
 
-def install() -> None:
-    """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (no-op elsewhere)."""
-    if threading.current_thread() is not threading.main_thread():
+def _redeliver(unraisable: Any) -> None:
+    """``sys.unraisablehook``: a Ctrl-C or SIGTERM raised where Python ignores exceptions is sent again.
+
+    A signal that lands while Python runs an at-fork callback (a pool starting a worker),
+    a ``__del__`` or a weakref callback raises there, and Python only prints "Exception
+    ignored in ..." and carries on: the command would finish as if never stopped. Here
+    the handler is put back and the same signal is sent again from a helper thread, so
+    it is raised in ordinary code a moment later.
+    """
+    interrupt = unraisable.exc_value
+    if not isinstance(interrupt, KeyboardInterrupt):
+        _PREVIOUS_HOOK[-1](unraisable)
         return
+    signum = getattr(interrupt, "signum", signal.SIGINT)
+    if signum != signal.SIGINT and threading.current_thread() is threading.main_thread():
+        signal.signal(signum, _raise_terminated)
+    threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+
+
+_PREVIOUS_HOOK: list[Callable[[Any], None]] = []
+
+
+def install() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread; returns a function undoing it.
+
+    Also makes sure an interrupt that Python would swallow (see :func:`_redeliver`) still
+    ends the command. Outside the main thread it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {signum: signal.getsignal(signum) for signum in HANDLED}
     for signum in HANDLED:
         signal.signal(signum, _raise_terminated)
+    _PREVIOUS_HOOK.append(sys.unraisablehook)
+    sys.unraisablehook = _redeliver
+
+    def undo() -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if sys.unraisablehook is _redeliver and _PREVIOUS_HOOK:
+            sys.unraisablehook = _PREVIOUS_HOOK.pop()
+
+    return undo
 
 
 @contextmanager
@@ -85,13 +124,6 @@ def deferred() -> Iterator[None]:
             if received[0] == signal.SIGINT:
                 raise KeyboardInterrupt
             raise Terminated(received[0])
-
-
-def restore() -> None:
-    """The default actions again (for library callers that installed the handlers for one call)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
 
 
 def die_with_parent(parent: int) -> None:

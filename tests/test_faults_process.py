@@ -78,18 +78,18 @@ def md5(path: Path) -> str:
 # -- the trend engine's process pool and Dask cluster ------------------------------------------------
 @pytest.fixture(scope="module")
 def rasters(tmp_path_factory) -> Path:
-    """21 years of 400x400 pixels: a Sen + OLS fit over 2 workers lasts a few seconds."""
+    """21 years of 640x640 pixels: a Sen + OLS fit over 2 workers lasts several seconds (the tests stop it early)."""
     from pipeline.sample import write_sample
 
     folder = tmp_path_factory.mktemp("rasters")
-    write_sample(folder, rows=400, cols=400, seed=1)
+    write_sample(folder, rows=640, cols=640, seed=1)
     return folder
 
 
 def _start_fit(rasters: Path, output: Path, executor: str = "process") -> tuple[subprocess.Popen, list[int]]:
     """A ``trend`` subprocess, returned once its workers run and its output is being written."""
     process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
-                      "--memory-budget", "100MB", "--executor", executor)
+                      "--memory-budget", "80MB", "--executor", executor)
     parent = psutil.Process(process.pid)
     expected = 2 if executor == "process" else 3  # Dask: two workers and the nannies' forkserver or tracker
 
@@ -502,3 +502,33 @@ def test_a_damaged_file_whose_remote_copy_vanished_outside_eetrend_names_the_red
     assert result.exit_code == 1
     assert "2002 needs attention: download failed: no file named test-study_NDVI_2002.tif" in result.output
     assert f"(eetrend export {study.source} --redo 2002)" in result.output
+
+
+SWALLOWED = """
+import os, signal, sys, time
+from pipeline import signals
+signals.install()
+
+class Finalised:
+    def __del__(self):  # Python ignores exceptions raised here, as in at-fork callbacks
+        os.kill(os.getpid(), signal.{name})
+        time.sleep(1)
+
+item = Finalised()
+del item
+try:
+    time.sleep(10)
+    print("not stopped")
+except KeyboardInterrupt as exc:
+    print("stopped by", type(exc).__name__, signals.exit_code(exc))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_raised_where_python_ignores_exceptions_still_stops_the_command(sig):
+    """Seen for real: a SIGHUP landing in logging's at-fork callback while the pool forked a worker was lost."""
+    done = subprocess.run([sys.executable, "-c", SWALLOWED.format(name=sig.name)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    expected = "Terminated" if sig != signal.SIGINT else "KeyboardInterrupt"
+    assert done.stdout.strip() == f"stopped by {expected} {128 + sig}"
+    assert "Exception ignored" not in done.stderr
