@@ -385,6 +385,7 @@ def export(
         float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
     ] = 0.0,
     wait_lock: WaitLock = 0.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Submit one Earth Engine export per year that has none done or running.
 
@@ -399,10 +400,15 @@ def export(
         from pipeline.lock import waiting_for_lock
 
         study = load_study(config)
+        _quiet_logs(quiet)
         with waiting_for_lock(wait_lock):
             report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
-        for line in report.lines():
-            typer.echo(line)
+        if quiet:
+            for year, message in sorted(report.failed.items()):
+                typer.echo(f"{year} failed: {message}", err=True)
+        else:
+            for line in report.lines():
+                typer.echo(line)
         if report.failed:
             raise typer.Exit(1)
 

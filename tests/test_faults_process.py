@@ -532,3 +532,15 @@ def test_a_signal_raised_where_python_ignores_exceptions_still_stops_the_command
     expected = "Terminated" if sig != signal.SIGINT else "KeyboardInterrupt"
     assert done.stdout.strip() == f"stopped by {expected} {128 + sig}"
     assert "Exception ignored" not in done.stderr
+
+
+def test_quiet_export_and_download_print_only_their_failures(emulator, make_study):
+    path, study = make_study(years="2000..2001", export='folder = "eetrend_test"\nmax_attempts = 1')
+    quiet = runner.invoke(app, ["export", str(path), "-q"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+    emulator.earthengine.finish_all()
+    emulator.drive.media.fault("corrupt", "2001", times=9)
+    result = runner.invoke(app, ["download", str(path), "-q"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("2001 failed: test-study_NDVI_2001.tif failed verification 3 times")
