@@ -121,15 +121,39 @@ def _finish(study: Study, downloaded: DownloadReport, result: RunResult,
     with open_manifest(study) as manifest:
         fingerprint = _fit_fingerprint(study, manifest)
         up_to_date = manifest.get("fit_fingerprint") == fingerprint and all(p.exists() for p in outputs.values())
-        if up_to_date:
+        changed = _outputs_changed(manifest, outputs) if up_to_date else []
+        if up_to_date and not changed:
             result.lines.append(f"complete and up to date: {outputs['trend']}")
             return
+        if changed:
+            result.lines.append(f"{', '.join(p.name for p in changed)} changed since written; writing the outputs "
+                                "again")
         timings = _fit(study, downloaded, outputs, fit_progress)
         _write_report(study, manifest, outputs, fingerprint, timings)
         manifest.set("fit_fingerprint", fingerprint)
+        _record_outputs(manifest, outputs)
     result.fitted = True
     result.lines.append(f"fitted {study.config.trend.method} trend of {format_years(study.years)}: "
                         f"{outputs['trend']}, {outputs['png'].name}, {outputs['report'].name}")
+
+
+def _outputs_changed(manifest: m.Manifest, outputs: dict[str, Path]) -> list[Path]:
+    """Outputs whose size or mtime differ from when this run wrote them (edited, damaged, replaced)."""
+    recorded = json.loads(manifest.get("outputs_stat") or "{}")
+    if not recorded:  # written before eetrend recorded them: take them as they are from now on
+        _record_outputs(manifest, outputs)
+        return []
+    changed = []
+    for name, path in outputs.items():
+        stat = path.stat()
+        if recorded.get(name) != [stat.st_size, stat.st_mtime_ns]:
+            changed.append(path)
+    return changed
+
+
+def _record_outputs(manifest: m.Manifest, outputs: dict[str, Path]) -> None:
+    stats = {name: [path.stat().st_size, path.stat().st_mtime_ns] for name, path in outputs.items()}
+    manifest.set("outputs_stat", json.dumps(stats))
 
 
 def _fit_fingerprint(study: Study, manifest: m.Manifest) -> str:

@@ -544,3 +544,17 @@ def test_quiet_export_and_download_print_only_their_failures(emulator, make_stud
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith("2001 failed: test-study_NDVI_2001.tif failed verification 3 times")
+
+
+def test_an_output_changed_behind_eetrends_back_is_written_again(emulator, complete):
+    import rasterio
+
+    path, study = complete
+    trend = output_paths(study)["trend"]
+    trend.write_bytes(trend.read_bytes()[:1000])  # a damaged output: "complete" would be a lie
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{trend.name} changed since written; writing the outputs again" in result.output
+    with rasterio.open(trend) as dataset:
+        assert dataset.read(1).shape == (48, 64)
+    assert runner.invoke(app, ["run", str(path)]).output.strip() == f"complete and up to date: {trend}"
