@@ -226,7 +226,7 @@ def trend(
         CompressChoice, typer.Option(help="Output compression (zstd is fast; deflate reads everywhere).")
     ] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
     executor: Annotated[
         ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
     ] = ExecutorChoice.process,
@@ -245,6 +245,7 @@ def trend(
         from pipeline.trend import FitOptions, trend_rasters
         from pipeline.years import format_years, parse_years
 
+        _quiet_logs(quiet)
         options = FitOptions(method=method.value, min_years=min_years, confidence=confidence, alpha=alpha)
         with _progress_bar("fitting windows", _show_progress(quiet)) as progress:
             run = trend_rasters(
@@ -297,7 +298,7 @@ def index(
     memory_budget: Annotated[str, typer.Option(help="Memory for all workers together, e.g. 512MB.")] = "1GB",
     compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
 ) -> None:
     """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
 
@@ -309,6 +310,7 @@ def index(
     with _errors():
         from pipeline.bandmath import index_raster
 
+        _quiet_logs(quiet)
         bands = {"blue": blue, "red": red, "nir": nir, "swir1": swir1, "swir2": swir2}
         with _progress_bar("computing windows", _show_progress(quiet)) as progress:
             run = index_raster(input, output, index=index.value, bands=bands, scale=scale, offset=offset,
