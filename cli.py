@@ -707,7 +707,7 @@ def emulator(
 ) -> None:
     """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
 
-    Point a config at it with, in [earthengine]: endpoint = "<the URL printed>",
+    Point a config at it with, in its earthengine table: endpoint = "<the URL printed>",
     auth = "none", project = "any-name". The fault flags rehearse a study's failure modes
     (rate limits and outages, failed tasks, a full queue, damaged or slow downloads,
     duplicate folders) with the same faults the test suite injects.
