@@ -105,16 +105,22 @@ def deferred() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then raise as they would have.
 
     For starting something that can be stopped cleanly only once it has fully started
-    (a Dask cluster interrupted half way cannot be closed). Main thread only; elsewhere
-    it does nothing.
+    (a Dask cluster interrupted half way cannot be closed). A second signal while
+    waiting raises at once. Main thread only; elsewhere it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
+
+    def hold(number: int, _frame: object) -> None:
+        if received:  # asked twice: the user means it, even if the start is stuck
+            raise KeyboardInterrupt if number == signal.SIGINT else Terminated(number)
+        received.append(number)
+
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *HANDLED)}
     for signum in previous:
-        signal.signal(signum, lambda number, _frame: received.append(number))
+        signal.signal(signum, hold)
     try:
         yield
     finally:

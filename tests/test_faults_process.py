@@ -558,3 +558,27 @@ def test_an_output_changed_behind_eetrends_back_is_written_again(emulator, compl
     with rasterio.open(trend) as dataset:
         assert dataset.read(1).shape == (48, 64)
     assert runner.invoke(app, ["run", str(path)]).output.strip() == f"complete and up to date: {trend}"
+
+
+def test_a_signal_during_a_deferred_start_is_raised_after_it_and_a_second_one_at_once():
+    from pipeline import signals
+
+    undo = signals.install()
+    try:
+        steps = []
+        with pytest.raises(signals.Terminated) as first:
+            with signals.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                steps.append("the start finished")
+        assert steps == ["the start finished"] and first.value.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            with signals.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                steps.append("not reached")
+        assert steps == ["the start finished"]
+    finally:
+        undo()
