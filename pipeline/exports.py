@@ -201,7 +201,8 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
 
     year = record.year
     # A new attempt after a failed or cancelled one (not a resumed SUBMITTING row, not a --force restart).
-    retry = record.state == m.PENDING and record.attempts > 0 and year not in report.restarted
+    retry = record.state == m.PENDING and record.attempts > 0 and year not in report.restarted \
+        and year not in report.redone
     if record.state == m.PENDING:
         attempt = record.attempts + 1
         record = manifest.update(
