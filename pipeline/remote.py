@@ -106,8 +106,14 @@ def build_service(study: Study, credentials: Any, api: str, version: str) -> Any
 
 
 def with_quota_project(credentials: Any, study: Study) -> Any:
-    """The credentials billed to a quota project: their own (gcloud mode stores one), else the study's."""
-    if getattr(credentials, "quota_project_id", None) or not hasattr(credentials, "with_quota_project"):
+    """User credentials billed to a quota project: their own (gcloud mode stores one), else the study's.
+
+    Service accounts are left alone: their calls are billed to their own project, and naming
+    a quota project would need the serviceusage.services.use permission on it.
+    """
+    from google.oauth2.credentials import Credentials
+
+    if not isinstance(credentials, Credentials) or credentials.quota_project_id:
         return credentials
     project = study.config.earthengine.project
     return credentials.with_quota_project(project) if project else credentials
