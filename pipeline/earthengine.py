@@ -341,7 +341,12 @@ def export_image(study: Study, year: int, image: Any, request: str, region: Any 
         task = ee.batch.Export.image.toDrive(folder=c.export.folder, **common)
     else:
         task = ee.batch.Export.image.toCloudStorage(bucket=c.export.bucket, **common)
-    operation = ee.data.exportImage(request, dict(task.config))
+    body = dict(task.config)
+    if isinstance(body.get("maxPixels"), dict):
+        # ee writes the Int64Value wrapper as {"value": "N"}; the REST reference documents (and proto3 JSON
+        # defines) the plain string form. Send the documented one.
+        body["maxPixels"] = str(body["maxPixels"]["value"])
+    operation = ee.data.exportImage(request, body)
     return OperationStatus.from_operation(operation)
 
 

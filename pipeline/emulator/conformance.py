@@ -153,10 +153,9 @@ def _export(request: Recorded, bodies: dict[str, bytes]) -> list[str]:
     if not DESCRIPTION.fullmatch(str(body.get("description", ""))):
         problems.append(f"description {body.get('description')!r} is not 1-100 of [A-Za-z0-9.,:;_-]")
     max_pixels = body.get("maxPixels")
-    if max_pixels is not None:
-        value = max_pixels.get("value") if isinstance(max_pixels, dict) else max_pixels
-        if not (isinstance(value, str) and value.isdigit() and 0 < int(value) < 2**63):
-            problems.append(f"maxPixels {max_pixels!r} is not an Int64Value")
+    if max_pixels is not None and not (isinstance(max_pixels, str) and max_pixels.isdigit()
+                                       and 0 < int(max_pixels) < 2**63):
+        problems.append(f"maxPixels {max_pixels!r} is not the documented string (Int64Value format)")
     options = body.get("fileExportOptions")
     if options is None:
         return problems + ["no fileExportOptions"]

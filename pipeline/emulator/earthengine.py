@@ -419,11 +419,6 @@ def _destination_uris(body: dict[str, Any], drive_folder: str | None = None) -> 
             f"{destination.get('filenamePrefix', '')}"]
 
 
-def drive_folder_id(folder: str) -> str:
-    """A stable Drive-like folder id for a folder name (the emulator's Drive uses the same)."""
-    return "1" + uuid.uuid5(uuid.NAMESPACE_URL, f"eetrend-emulator-folder/{folder}").hex[:32]
-
-
 def _task_id() -> str:
     return base64.b32encode(uuid.uuid4().bytes).decode().rstrip("=")[:24]
 
