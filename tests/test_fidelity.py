@@ -428,3 +428,22 @@ def test_load_study_reads_the_region_once_for_the_landsat_grid(tmp_path, emulato
     config.write_text(study_toml(emulator.url, region='geojson = "aoi.geojson"\ncrs = "EPSG:32632"\nscale = 30'))
     transform = load_study(config).crs_transform()
     assert transform[0] == 30 and transform[4] == -30 and transform[2] % 30 == 15 and transform[5] % 30 == 15
+
+
+def test_a_multipolygon_region_masks_the_pixels_between_its_parts(emulator, make_study, tmp_path):
+    aoi = tmp_path / "aoi.geojson"
+    west = [[10.0, 46.0], [10.01, 46.0], [10.01, 46.01], [10.0, 46.01], [10.0, 46.0]]
+    east = [[10.03, 46.0], [10.04, 46.0], [10.04, 46.01], [10.03, 46.01], [10.03, 46.0]]
+    aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        for ring in (west, east)]}))
+    path, study = make_study(years="2000..2001", region='geojson = "aoi.geojson"\ncrs = "EPSG:32632"\nscale = 30')
+    export_study(study)
+    emulator.earthengine.finish_all()
+    download_study(study)
+    with rasterio.open(study.downloads / "test-study_NDVI_2000.tif") as dataset:
+        values = dataset.read(1)
+        assert 100 < dataset.width < 110 and 35 < dataset.height < 40  # 0.04 deg x 0.01 deg at 30 m
+    middle = values[:, values.shape[1] // 2]  # between the two parts: outside the region every row
+    assert (middle == ee_api.EXPORT_NODATA).all()
+    assert (values[:, 5] != ee_api.EXPORT_NODATA).mean() > 0.8  # inside the western part: mostly clear
