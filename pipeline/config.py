@@ -334,6 +334,10 @@ class Study:
     def crs_transform(self) -> list[float] | None:
         """The export's ``crsTransform`` on the Landsat grid (pixel corners at 15 m past multiples of 30 m),
         anchored near the region; None when the export uses ``scale``."""
+        return None if self._landsat_transform is None else list(self._landsat_transform)
+
+    @functools.cached_property
+    def _landsat_transform(self) -> tuple[float, ...] | None:
         region = self.config.region
         if not region.on_landsat_grid:
             return None
@@ -345,7 +349,7 @@ class Study:
             west, south, east, north = transform_bounds("EPSG:4326", region.crs, *bounds, densify_pts=21)
             x0 = (west - 15.0) // 30.0 * 30.0 + 15.0
             y0 = -((-(north - 15.0)) // 30.0) * 30.0 + 15.0
-        return [LANDSAT_PIXEL, 0.0, x0, 0.0, -LANDSAT_PIXEL, y0]
+        return (LANDSAT_PIXEL, 0.0, x0, 0.0, -LANDSAT_PIXEL, y0)
 
     def _region_bounds(self) -> tuple[float, float, float, float] | None:
         region = self.config.region
@@ -377,6 +381,7 @@ class Study:
     def _region_settings(self) -> dict[str, Any]:
         """The region as it enters the fingerprints; a GeoJSON file by its digest (read once)."""
         region = self.config.region.model_dump(mode="json")
+        region["landsat_grid"] = self.config.region.on_landsat_grid  # the effective grid, set or by default
         if self.config.region.geojson is not None:
             region["geojson"] = hashlib.sha256(self.resolve(self.config.region.geojson).read_bytes()).hexdigest()
         return region

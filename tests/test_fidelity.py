@@ -447,3 +447,16 @@ def test_a_multipolygon_region_masks_the_pixels_between_its_parts(emulator, make
     middle = values[:, values.shape[1] // 2]  # between the two parts: outside the region every row
     assert (middle == ee_api.EXPORT_NODATA).all()
     assert (values[:, 5] != ee_api.EXPORT_NODATA).mean() > 0.8  # inside the western part: mostly clear
+
+
+def test_the_grid_choice_is_part_of_the_pixels_fingerprint(emulator, make_study):
+    from pipeline.errors import ConfigChangedError
+
+    path, study = make_study(years="2000..2001")
+    export_study(study)
+    region = 'bbox = [10.0, 46.0, 10.116, 46.054]\ncrs = "EPSG:32632"\nscale = 30'
+    path.write_text(path.read_text().replace(region, region + "\nlandsat_grid = true"))
+    assert export_study(load_study(path)).already == [2000, 2001]  # the default, written out: nothing changes
+    path.write_text(path.read_text().replace("landsat_grid = true", "landsat_grid = false"))
+    with pytest.raises(ConfigChangedError, match=r"region\.landsat_grid changed"):
+        export_study(load_study(path))
