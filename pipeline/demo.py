@@ -76,7 +76,7 @@ def demo_bbox(rows: int, cols: int, west: float = 10.85, north: float = 46.465) 
     return [round(west, 5), round(south, 5), round(east, 5), round(north, 5)]
 
 
-def run_demo(folder: Path, *, years: str = "1995..2015", rows: int = 100, cols: int = 272,
+def run_demo(folder: Path, *, years: str = "1995..2015", rows: int = 130, cols: int = 272,
              progress: Callable[[int, int], None] | None = None, speed: float = 60.0) -> DemoResult:
     """Run the demo study in ``folder`` (made afresh each time) and compare with the truth.
 
