@@ -185,6 +185,9 @@ class ExportSection(_Section):
             raise ValueError("destination = 'gcs' needs bucket = '<bucket name>'")
         if self.destination == "drive" and self.bucket:
             raise ValueError("bucket is only used with destination = 'gcs'; for Drive set folder")
+        if self.destination == "drive" and self.folder is not None and self.folder.strip().lower() in ("", "root"):
+            raise ValueError(f"folder = '{self.folder}' would make Earth Engine create a folder of that name; "
+                             "leave folder out to export to the Drive root")
         try:
             sample = self.prefix.format(study="s", index="NDVI", reducer="max", year=2000)
         except (KeyError, IndexError, ValueError) as exc:

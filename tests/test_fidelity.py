@@ -149,6 +149,7 @@ def test_scale_and_crs_transform_are_exclusive_in_the_request(emulator, make_stu
     ("export", 'folder = "f"\nmax_pixels = 1.5', "must be a whole number"),
     ("export", 'folder = "f"\nprefix = "ndvi/{study}_{year}"', "is not a Drive file name"),
     ("export", 'folder = "f"\nprefix = "ndvi.v2_{year}"', "is not a Drive file name"),
+    ("export", 'folder = "root"', "leave folder out to export to the Drive root"),
     ("region", 'bbox = [10.0, 46.0, 10.1, 46.1]\ncrs = "EPSG:4326"\nlanding = 1', "unknown key"),
     ("region", 'bbox = [10.0, 46.0, 10.1, 46.1]\ncrs = "EPSG:4326"\nlandsat_grid = true', "needs a UTM crs"),
     ("region", 'bbox = [10.0, 46.0, 10.1, 46.1]\ncrs = "EPSG:32632"\nscale = 20\nlandsat_grid = true',
