@@ -3,7 +3,8 @@
 For each year whose task COMPLETED and whose dataset is not yet on disk:
 
 1. list its files (Drive: the folder id from the task's destination URIs, else every
-   folder of the configured name; Cloud Storage: bucket and prefix);
+   folder of the configured name, or the Drive root when no folder is set; Cloud
+   Storage: bucket and prefix);
 2. fetch each file in ranged chunks into ``.NAME.<checksum>.partial`` (a run that stops
    resumes from the bytes on disk), then check size and md5 (crc32c for a Cloud Storage
    composite object, which has no md5) against the remote metadata; a mismatch is
