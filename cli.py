@@ -386,6 +386,10 @@ def export(
     queue_wait: Annotated[
         float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
     ] = 0.0,
+    redo: Annotated[
+        str | None, typer.Option(help="Export these years again on purpose (e.g. 2012 or 2001-2003,2012); a live "
+                                      "task is cancelled first and their downloads are forgotten.")
+    ] = None,
     wait_lock: WaitLock = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
@@ -400,11 +404,13 @@ def export(
         from pipeline.config import load_study
         from pipeline.exports import export_study
         from pipeline.lock import waiting_for_lock
+        from pipeline.years import parse_years
 
         study = load_study(config)
         _quiet_logs(quiet)
         with waiting_for_lock(wait_lock):
-            report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
+            report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait,
+                                  redo=parse_years(redo) if redo else None)
         if quiet:
             for year, message in sorted(report.failed.items()):
                 typer.echo(f"{year} failed: {message}", err=True)

@@ -6,7 +6,7 @@ killed with SIGKILL, or by a power cut, runs no cleanup, so its temporary stays.
 command that writes beside it removes those whose pid no longer runs; a temporary of a
 live process (another command at work) is never touched.
 
-Downloads are different: ``.NAME.<md5>.partial`` carries no pid on purpose, so the next
+Downloads are different: ``.NAME.<checksum>.partial`` carries no pid on purpose, so the next
 download resumes from its bytes. Such a partial is stale only once ``NAME`` itself is on
 disk and verified; :func:`remove_finished_partials` removes those.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.partial(?:\..*)?$")
-_DOWNLOAD_PARTIAL = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{16}\.partial$")
+_DOWNLOAD_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?:[0-9a-f]{8}){1,2}\.partial$")  # md5 or crc32c
 
 
 def pid_alive(pid: int) -> bool:
