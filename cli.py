@@ -294,6 +294,7 @@ def index(
 @app.command(
     epilog=(
         "Examples: eetrend plot trend.tif -o slope.png --band slope\n\n"
+        "eetrend plot trend.tif -o sen.png --band sen_slope --significant-only\n\n"
         "eetrend plot L7_ETMs.tif -o rgb.png --rgb 3,2,1"
     ),
 )
@@ -303,14 +304,25 @@ def plot(
     band: Annotated[str | None, typer.Option(help="Band number or description (default: the first band).")] = None,
     rgb: Annotated[str | None, typer.Option(help="Three band numbers for a colour view, e.g. 3,2,1.")] = None,
     title: Annotated[str | None, typer.Option(help="The title (default: file, band and years).")] = None,
+    significant_only: Annotated[bool, typer.Option(
+        help="Fade pixels whose trend is not significant (FDR-adjusted where the file has p_fdr).")] = False,
+    alpha: Annotated[float | None, typer.Option(
+        help="With --significant-only: the significance level (default: the file's own alpha).")] = None,
+    fade: Annotated[float, typer.Option(
+        help="With --significant-only: opacity of non-significant pixels (0 hides them).")] = 0.25,
 ) -> None:
-    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent."""
+    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent.
+
+    Axes are in map coordinates (easting/northing or longitude/latitude) with a scale bar.
+    """
     with _errors():
         from pipeline.errors import UsageError
         from pipeline.plots import plot_raster, plot_rgb
 
         if rgb and band:
             raise UsageError("give --band or --rgb, not both")
+        if rgb and significant_only:
+            raise UsageError("--significant-only draws a trend band; it does not apply to --rgb")
         if rgb:
             try:
                 numbers = [int(v) for v in rgb.split(",")]
@@ -318,7 +330,8 @@ def plot(
                 raise UsageError(f"--rgb {rgb!r} is not three band numbers such as 3,2,1") from None
             plot_rgb(raster, output, numbers, title=title)
         else:
-            plot_raster(raster, output, band=band, title=title)
+            plot_raster(raster, output, band=band, title=title, significant_only=significant_only, alpha=alpha,
+                        fade=fade)
         typer.echo(f"wrote {output}", err=True)
 
 
