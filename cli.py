@@ -335,6 +335,41 @@ def plot(
         typer.echo(f"wrote {output}", err=True)
 
 
+@app.command(
+    epilog=(
+        "Examples: eetrend report configs/alps.toml\n\n"
+        "eetrend report trend.tif -o trend.html --inputs downloads/"
+    ),
+)
+def report(
+    target: Annotated[Path, typer.Argument(help="A study config (.toml) or a trend GeoTIFF.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: "
+                                                "STUDY_report.html in the outputs, or TREND_report.html).")] = None,
+    inputs: Annotated[str | None, typer.Option(help="For a trend file: its annual inputs (folder, glob or "
+                                               "multi-band file), if the file does not list them.")] = None,
+    memory_budget: Annotated[str, typer.Option(help="Memory for reading rasters, e.g. 256MB.")] = "256MB",
+) -> None:
+    """Write one self-contained HTML report: map, areas, regional series, observations, provenance.
+
+    Every picture is embedded; the page needs no network access and runs no script.
+    """
+    with _errors():
+        from pipeline.errors import UsageError
+        from pipeline.report import report_study, report_trend
+        from pipeline.windows import parse_memory
+
+        budget = parse_memory(memory_budget)
+        if target.suffix.lower() == ".toml":
+            from pipeline.config import load_study
+
+            if inputs:
+                raise UsageError("--inputs is for a trend file; a study's inputs come from its manifest")
+            written = report_study(load_study(target), output, memory_budget=budget)
+        else:
+            written = report_trend(target, output, inputs=inputs, memory_budget=budget)
+        typer.echo(f"wrote {written}")
+
+
 @app.command("plot-pixel", epilog="Example: eetrend plot-pixel downloads/ --xy 512345 5012345 -o pixel.png")
 def plot_pixel_command(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or a multi-band file.")],

@@ -21,6 +21,7 @@ from .dask_executor import DaskSettings
 from .errors import UsageError
 from .executors import resolve_workers, task_runner
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
+from .lineage import inputs_tag
 from .outputs import RasterWriter, check_output
 from .stack import Stack, close_cached, open_stack
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
@@ -171,7 +172,7 @@ def trend_rasters(
         output,
         stack.grid,
         options.bands,
-        tags=options.tags(stack.year_list, stack.units),
+        tags={**options.tags(stack.year_list, stack.units), **inputs_tag(stack, output)},
         units=stack.units,
         compress=compress,
         overwrite=overwrite,
