@@ -534,7 +534,7 @@ def run(
 
     Safe to run from cron: it never submits or downloads anything twice, never overlaps
     another run of the same study, and refits only when an input changed. Outputs in
-    paths.outputs: STUDY_trend.tif, STUDY_slope.png and STUDY_report.json.
+    paths.outputs: STUDY_trend.tif, STUDY_slope.png, STUDY_report.json and STUDY_report.html.
     """
     with _errors(), _log_file(log_file):
         import logging
@@ -606,6 +606,7 @@ def demo(
         typer.echo(f"trend:   {outputs['trend']}")
         typer.echo(f"picture: {outputs['png']}")
         typer.echo(f"report:  {outputs['report']}")
+        typer.echo(f"page:    {outputs['html']}")
         typer.echo(f"against the known truth: median |fitted - true slope| = {result.median_abs_error:.5f} NDVI per "
                    f"year over {result.compared_pixels:,} pixels; sign right in {result.sign_agreement:.1%} of "
                    "pixels whose true slope is not within 0.001 of zero")

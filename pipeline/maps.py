@@ -219,23 +219,33 @@ def draw_map(
     return image
 
 
+def region_placement(rings: Sequence[np.ndarray], extent: tuple[float, float, float, float]) -> str:
+    """Where the region lies against the raster: "shown" (the view widens to hold it), "larger" or "apart"."""
+    left, right, bottom, top = extent
+    xs = np.concatenate([np.asarray(r)[:, 0] for r in rings])
+    ys = np.concatenate([np.asarray(r)[:, 1] for r in rings])
+    if xs.max() < left or xs.min() > right or ys.max() < bottom or ys.min() > top:
+        return "apart"
+    union = (min(left, xs.min()), max(right, xs.max()), min(bottom, ys.min()), max(top, ys.max()))
+    if (union[1] - union[0]) * (union[3] - union[2]) > 4 * (right - left) * (top - bottom):
+        return "larger"
+    return "shown"
+
+
 def _outline(axes, frame: MapFrame, region: Sequence[np.ndarray]) -> None:
     """Outline the region; widen the view to hold it unless it dwarfs (or misses) the raster."""
     rings = [np.asarray(r, dtype=float) for r in region if len(r) >= 2]
     if not rings:
         return
     left, right, bottom, top = frame.extent
-    xs = np.concatenate([r[:, 0] for r in rings])
-    ys = np.concatenate([r[:, 1] for r in rings])
-    union = (min(left, xs.min()), max(right, xs.max()), min(bottom, ys.min()), max(top, ys.max()))
-    raster_area = (right - left) * (top - bottom)
-    union_area = (union[1] - union[0]) * (union[3] - union[2])
     for ring in rings:
         axes.plot(ring[:, 0], ring[:, 1], color="0.15", linewidth=1.1, solid_joinstyle="round")
-    if union_area <= 4 * raster_area:
-        pad_x, pad_y = 0.02 * (union[1] - union[0]), 0.02 * (union[3] - union[2])
-        axes.set_xlim(union[0] - pad_x, union[1] + pad_x)
-        axes.set_ylim(union[2] - pad_y, union[3] + pad_y)
+    if region_placement(rings, frame.extent) == "shown":
+        xs = np.concatenate([r[:, 0] for r in rings] + [np.array([left, right])])
+        ys = np.concatenate([r[:, 1] for r in rings] + [np.array([bottom, top])])
+        pad_x, pad_y = 0.02 * (xs.max() - xs.min()), 0.02 * (ys.max() - ys.min())
+        axes.set_xlim(xs.min() - pad_x, xs.max() + pad_x)
+        axes.set_ylim(ys.min() - pad_y, ys.max() + pad_y)
     else:
         axes.set_xlim(left, right)
         axes.set_ylim(bottom, top)

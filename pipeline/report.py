@@ -148,22 +148,29 @@ def _study_region(study, trend: Path) -> tuple[list[np.ndarray], str]:
     import rasterio
 
     from .config import region_geometry
-    from .maps import bbox_geometry, region_rings
+    from .maps import bbox_geometry, map_frame, region_placement, region_rings
 
     region = study.config.region
     with rasterio.open(trend) as dataset:
         crs = dataset.crs
-    if crs is None:
-        return [], "the trend file has no CRS, so the study region cannot be drawn"
+        frame = map_frame(dataset.transform, dataset.width, dataset.height, crs)
+    if not frame.has_coordinates:
+        return [], "the trend file has no map coordinates, so the study region cannot be drawn"
     if region.bbox is not None:
-        geometry, note = bbox_geometry(region.bbox), f"outline: the study's bbox {list(region.bbox)}"
+        geometry, name = bbox_geometry(region.bbox), f"the study's bbox {list(region.bbox)}"
     elif region.geojson is not None:
         path = study.resolve(region.geojson)
         geometry = region_geometry(json.loads(path.read_text(encoding="utf-8")))
-        note = f"outline: the study region from {path.name}"
+        name = f"the study region from {path.name}"
     else:
         return [], f"the study region is the Earth Engine asset {region.asset}; it is not drawn"
-    return region_rings(geometry, crs), note
+    rings = region_rings(geometry, crs)
+    placement = region_placement(rings, frame.extent)
+    if placement == "apart":
+        return [], f"{name} does not overlap the raster, so it is not drawn; check the region and the exported grid"
+    if placement == "larger":
+        return rings, f"outline: {name}, which reaches well beyond the raster (the map shows the raster)"
+    return rings, f"outline: {name}"
 
 
 def _study_inputs(study, trend: Path) -> tuple[list[Layer] | None, list[dict[str, Any]], str]:
@@ -183,7 +190,7 @@ def _study_inputs(study, trend: Path) -> tuple[list[Layer] | None, list[dict[str
                 "files": [{"name": f["name"], "size": f["size"], "md5": f["md5"]} for f in files],
                 "dataset": datasets.get(year, {}).get("path"),
             })
-    layers = [Layer(str(study.resolve(Path(r["dataset"]))), 1, r["year"], None) for r in rows if r["dataset"]]
+    layers = [Layer(str(study.downloads / r["dataset"]), 1, r["year"], None) for r in rows if r["dataset"]]
     if len(layers) == len(study.years):
         return layers, rows, "inputs: each year's downloaded dataset, from the study's manifest"
     from .lineage import layers_from_tags
@@ -340,9 +347,11 @@ def _per_year_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         files = row["files"]
         size = sum(int(f["size"] or 0) for f in files)
-        checksums = "<br>".join(f"<code title='{_e(f['name'])}'>{_e(f['md5'])}</code>" for f in files[:4])
-        if len(files) > 4:
-            checksums += f"<br><span class=muted>and {len(files) - 4} more</span>"
+        listed = "<br>".join(f"<code>{_e(f['md5'])}</code> <span class=muted>{_e(f['name'])}</span>" for f in files)
+        if len(files) > 1:
+            checksums = f"<details class=files><summary>{len(files)} tiles</summary>{listed}</details>"
+        else:
+            checksums = listed
         body.append(f"<tr><td>{row['year']}</td><td>{_e(row['state'])}</td><td><code>{_e(row['task'] or '–')}</code>"
                     f"</td><td>{row['attempts']}</td><td>{len(files)}</td><td>{size / 1e6:,.2f} MB</td>"
                     f"<td class=md5>{checksums or '–'}</td></tr>")
@@ -503,7 +512,7 @@ tr.up .swatch { background: var(--up); } tr.down .swatch { background: var(--dow
 .line.sen { border-top: 2.5px dashed var(--sen); }
 table.fits { margin-top: 10px; } table.years td, table.years th { text-align: left; }
 table.years { font-size: 13px; } img.wide { width: 100%; }
-td.md5 code { font-size: 11.5px; }
+td.md5 code { font-size: 11.5px; } details.files summary { margin: 0; font-size: 13px; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; }
 pre { background: var(--wash); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px;
       font-size: 12.5px; overflow-x: auto; white-space: pre; }

@@ -86,7 +86,9 @@ def histogram_figure(summary: AreaSummary, units: str, significance_label: str):
     axes.grid(axis="y", color=GRID, linewidth=0.6)
     axes.set_axisbelow(True)
     axes.legend(frameon=False, fontsize=7.5, loc="upper left")
-    axes.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(5))
     return figure
 
 
@@ -96,7 +98,7 @@ def series_figure(series: RegionalSeries, fits: dict[str, float], units: str):
 
     plt = _pyplot()
     years = np.asarray(series.years, dtype=float)
-    figure, axes = plt.subplots(figsize=(7.6, 3.3))
+    figure, axes = plt.subplots(figsize=(11.0, 3.4))  # about the page's width, so text keeps its size
     ok = np.isfinite(series.median)
     axes.fill_between(years[ok], series.q25[ok], series.q75[ok], color="#c7eae5", linewidth=0,
                       label="interquartile range across pixels")
@@ -122,7 +124,7 @@ def counts_figure(counts: CountSeries):
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7.6, 2.2))
+    figure, axes = plt.subplots(figsize=(11.0, 2.3))
     axes.bar(np.asarray(counts.years), counts.mean, color="#9aa5b1", width=0.7, linewidth=0)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("clear observations\nper pixel (mean)")
