@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_PICTURE_PIXELS = 1600  # longest side read for a picture; the figure is far smaller on screen
+MAX_PICTURE_PIXELS = 1200  # longest side read for a picture; figures are about 800-1000 pixels wide
 
 # Bands of a trend output and the test whose p-value says whether they are significant.
 OLS_ESTIMATES = {"slope", "intercept", "rvalue", "stderr", "intercept_stderr", "pvalue"}

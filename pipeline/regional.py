@@ -75,10 +75,10 @@ def regional_series(stack: Stack, *, memory_budget: int = 256 << 20, quantiles: 
                     collect_limit: int | None = None) -> RegionalSeries:
     """The per-year quartiles and median of ``stack`` across pixels (see the module docstring).
 
-    ``collect_limit`` is the most values gathered for one interval before selecting
-    (default: an eighth of the budget in float64 values).
+    ``collect_limit`` is the most values gathered at once, over all intervals, before
+    selecting (default: a quarter of the budget in float64 values).
     """
-    limit = collect_limit or max(1024, memory_budget // 64)
+    limit = collect_limit or max(1024, memory_budget // 32)
     n_years = len(stack.layers)
     valid = np.zeros(n_years, dtype=np.int64)
     low = np.full(n_years, np.inf)
@@ -98,9 +98,11 @@ def regional_series(stack: Stack, *, memory_budget: int = 256 << 20, quantiles: 
                 ranks = sorted({r for q in quantiles for r in _ranks(int(valid[year]), q)})
                 pending.append(_Target(year, ranks, float(low[year]), float(high[year]), True, 0, int(valid[year])))
         while pending:
-            for target in pending:
-                if target.count <= limit or target.low == target.high:
+            room = limit
+            for target in sorted(pending, key=lambda t: t.count):  # collect the smallest intervals first
+                if target.low == target.high or target.count <= room:
                     target.collected = []
+                    room -= target.count if target.low != target.high else 0
                 else:
                     target.histogram = np.zeros(BINS, dtype=np.int64)
             if any(t.collected is not None and t.low != t.high for t in pending) or \
@@ -145,8 +147,24 @@ def _read_pass(stack: Stack, memory_budget: int, targets: list[_Target]) -> None
                 if target.low != target.high:
                     target.collected.append(inside)
             elif target.histogram is not None and inside.size:
-                index = np.searchsorted(target.edges, inside, side="right") - 1
-                target.histogram += np.bincount(np.clip(index, 0, BINS - 1), minlength=BINS)
+                target.histogram += np.bincount(_bin_index(inside, target), minlength=BINS)
+
+
+def _bin_index(values: np.ndarray, target: _Target) -> np.ndarray:
+    """The bin i of each value with edges[i] <= value < edges[i + 1] (the last bin also holds ``high``).
+
+    Arithmetic first, then one step of correction against the edges themselves, so the
+    bins agree exactly with the intervals the next pass tests membership with.
+    """
+    edges = target.edges
+    scale = BINS / (target.high - target.low)
+    index = np.clip(((values - target.low) * scale).astype(np.int64), 0, BINS - 1)
+    index -= values < edges[index]
+    index += (values >= edges[index + 1]) & (index < BINS - 1)
+    wrong = (values < edges[index]) | ((values >= edges[index + 1]) & (index < BINS - 1))
+    if wrong.any():  # bins narrower than rounding (an interval a few floats wide): search those values
+        index[wrong] = np.clip(np.searchsorted(edges, values[wrong], side="right") - 1, 0, BINS - 1)
+    return index
 
 
 def _narrow(targets: list[_Target], found: dict[tuple[int, int], float]) -> list[_Target]:

@@ -23,6 +23,7 @@ import datetime as dt
 import html
 import json
 import logging
+import os
 import platform
 import shlex
 import time
@@ -230,8 +231,12 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
     from .maps import read_picture, significance_bands, test_name
     from .regional import count_series, regional_series
 
+    if html_path.is_dir():
+        raise UsageError(f"the output {html_path} is a folder; give a file name such as {html_path / 'report.html'}")
     if not html_path.parent.exists():
         raise UsageError(f"the folder {html_path.parent} does not exist; create it first")
+    if not os.access(html_path.parent, os.W_OK):
+        raise UsageError(f"cannot write in {html_path.parent}; choose an output folder you can write to")
     started = time.perf_counter()
     with rasterio.open(source.trend) as dataset:
         names = [d or "" for d in dataset.descriptions]
@@ -295,9 +300,10 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _km2(square_metres: float) -> str:
-    km2 = square_metres / 1e6
-    return f"{km2:,.0f}" if km2 >= 100 else f"{km2:,.2f}" if km2 >= 1 else f"{km2:,.4f}"
+def _km2(square_metres: float, whole: float | None = None) -> str:
+    """km2 with decimals chosen from ``whole`` (the table's total), so one table uses one precision."""
+    km2, scale = square_metres / 1e6, (whole if whole is not None else square_metres) / 1e6
+    return f"{km2:,.0f}" if scale >= 100 else f"{km2:,.2f}" if scale >= 1 else f"{km2:,.4f}"
 
 
 def _pct(part: float, whole: float) -> str:
@@ -309,9 +315,10 @@ def _area_rows(summary, fdr: bool) -> str:
               "none": ("no significant trend", "flat")}
     rows = []
     for key, (label, css) in labels.items():
-        cells = f"<td>{_km2(summary.raw[key])}</td><td>{_pct(summary.raw[key], summary.fitted)}</td>"
+        cells = f"<td>{_km2(summary.raw[key], summary.fitted)}</td><td>{_pct(summary.raw[key], summary.fitted)}</td>"
         if fdr:
-            cells += f"<td>{_km2(summary.fdr[key])}</td><td>{_pct(summary.fdr[key], summary.fitted)}</td>"
+            cells += (f"<td>{_km2(summary.fdr[key], summary.fitted)}</td>"
+                      f"<td>{_pct(summary.fdr[key], summary.fitted)}</td>")
         rows.append(f'<tr class="{css}"><th scope="row"><span class="swatch"></span>{label}</th>{cells}</tr>')
     span = 4 if fdr else 2
     rows.append(f'<tr class="total"><th scope="row">fitted area</th><td colspan="{span}">{_km2(summary.fitted)} '
@@ -325,7 +332,8 @@ def _summary_cards(summary, fdr: bool) -> str:
     for key, label, css in (("increase", "significant increase", "up"), ("decrease", "significant decrease", "down"),
                             ("none", "no significant trend", "flat")):
         cards.append(f'<div class="card {css}"><div class="big">{_pct(classes[key], summary.fitted)} %</div>'
-                     f'<div class="label">{label}</div><div class="small">{_km2(classes[key])} km²</div></div>')
+                     f'<div class="label">{label}</div><div class="small">{_km2(classes[key], summary.fitted)} km²'
+                     '</div></div>')
     return "\n".join(cards)
 
 
