@@ -326,3 +326,34 @@ def test_run_redraws_a_missing_report_without_refitting(demo):
     assert again.exit_code == 0 and not again.fitted
     assert html.exists() and "The regional series" in html.read_text()
     assert result.run.outputs["trend"].stat().st_mtime_ns == trend_mtime
+
+
+def test_a_study_region_from_geojson_or_bbox_is_outlined_or_said_to_miss_the_raster(trend_file, tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.report import _study_region
+
+    pyproj = pytest.importorskip("pyproj")
+    _, trend = trend_file
+    with rasterio.open(trend) as dataset:
+        bounds = dataset.bounds
+    to_degrees = pyproj.Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    corners = [to_degrees.transform(x, y) for x, y in ((bounds.left + 200, bounds.bottom + 200),
+                                                       (bounds.right - 200, bounds.bottom + 200),
+                                                       (bounds.right - 200, bounds.top - 200))]
+    ring = [list(c) for c in corners] + [list(corners[0])]
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+
+    def study(**region):
+        values = {"bbox": None, "geojson": None, "asset": None, **region}
+        return SimpleNamespace(config=SimpleNamespace(region=SimpleNamespace(**values)), resolve=lambda p: Path(p))
+
+    rings, note = _study_region(study(geojson=aoi), trend)
+    assert note == "outline: the study region from aoi.geojson"
+    assert rings[0][0] == pytest.approx((bounds.left + 200, bounds.bottom + 200), abs=1e-3)  # back in UTM metres
+    far, note = _study_region(study(bbox=(10.8, 46.4, 11.05, 46.55)), trend)
+    assert far == [] and "does not overlap the raster" in note
+    none, note = _study_region(study(asset="projects/p/assets/aoi"), trend)
+    assert none == [] and "asset projects/p/assets/aoi" in note
