@@ -606,7 +606,7 @@ def demo(
         typer.echo(f"trend:   {outputs['trend']}")
         typer.echo(f"picture: {outputs['png']}")
         typer.echo(f"report:  {outputs['report']}")
-        typer.echo(f"page:    {outputs['html']}")
+        typer.echo(f"page:    {outputs.get('html', 'not written (see above)')}")
         typer.echo(f"against the known truth: median |fitted - true slope| = {result.median_abs_error:.5f} NDVI per "
                    f"year over {result.compared_pixels:,} pixels; sign right in {result.sign_agreement:.1%} of "
                    "pixels whose true slope is not within 0.001 of zero")

@@ -52,7 +52,7 @@ class RunResult:
 def output_paths(study: Study) -> dict[str, Path]:
     stem = study.name
     return {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
-            "report": study.outputs / f"{stem}_report.json", "html": study.outputs / f"{stem}_report.html"}
+            "report": study.outputs / f"{stem}_report.json"}
 
 
 def run_study(study: Study, *, wait: bool = False, timeout: float | None = None, poll: float = 60.0,
@@ -99,7 +99,31 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
         else:
             result.exit_code = EXIT_COMPLETE
             _finish(study, downloaded, result, fit_progress)
+            _write_html(study, result)
     return result
+
+
+def _write_html(study: Study, result: RunResult) -> None:
+    """STUDY_report.html beside the trend, after a fit or when it is missing (it is drawn alone then).
+
+    A failure is a line in the run's output, never a reason to fail a finished run: the
+    trend and the JSON report are complete, the page is a view of them.
+    """
+    from .report import report_study, study_html
+
+    path = study_html(study)
+    if not result.fitted and path.exists():
+        result.outputs["html"] = path
+        return
+    try:
+        report_study(study, path)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("could not write the HTML report %s", path, exc_info=True)
+        result.lines.append(f"could not write the HTML report ({exc}); see why with: eetrend --debug report "
+                            f"{study.source}")
+        return
+    result.outputs["html"] = path
+    result.lines.append(f"report: {path}")
 
 
 def _problems(exported: ExportReport, downloaded: DownloadReport) -> dict[int, str]:
@@ -116,34 +140,16 @@ def _finish(study: Study, downloaded: DownloadReport, result: RunResult,
     result.outputs = outputs
     with open_manifest(study) as manifest:
         fingerprint = _fit_fingerprint(study, manifest)
-        fitted = {name: path for name, path in outputs.items() if name != "html"}  # the HTML is redrawn alone
-        up_to_date = manifest.get("fit_fingerprint") == fingerprint and all(p.exists() for p in fitted.values())
-        if not up_to_date:
-            timings = _fit(study, downloaded, outputs, fit_progress)
-            _write_report(study, manifest, outputs, fingerprint, timings)
-            manifest.set("fit_fingerprint", fingerprint)
-    if up_to_date:
-        result.lines.append(f"complete and up to date: {outputs['trend']}")
-        if not outputs["html"].exists():
-            _write_html(study, outputs["html"], result)
-        return
+        up_to_date = manifest.get("fit_fingerprint") == fingerprint and all(p.exists() for p in outputs.values())
+        if up_to_date:
+            result.lines.append(f"complete and up to date: {outputs['trend']}")
+            return
+        timings = _fit(study, downloaded, outputs, fit_progress)
+        _write_report(study, manifest, outputs, fingerprint, timings)
+        manifest.set("fit_fingerprint", fingerprint)
     result.fitted = True
-    _write_html(study, outputs["html"], result)
     result.lines.append(f"fitted {study.config.trend.method} trend of {format_years(study.years)}: "
-                        f"{outputs['trend']}, {outputs['png'].name}, {outputs['report'].name}"
-                        + (f", {outputs['html'].name}" if outputs["html"].exists() else ""))
-
-
-def _write_html(study: Study, path: Path, result: RunResult) -> None:
-    """The HTML report beside the trend; a failure is reported, never a reason to fail a finished run."""
-    from .report import report_study
-
-    try:
-        report_study(study, path)
-    except Exception as exc:  # noqa: BLE001 - the trend and JSON report are complete; the page is a view of them
-        log.warning("could not write the HTML report %s", path, exc_info=True)
-        result.lines.append(f"could not write the HTML report ({exc}); see why with: eetrend --debug report "
-                            f"{study.source}")
+                        f"{outputs['trend']}, {outputs['png'].name}, {outputs['report'].name}")
 
 
 def _fit_fingerprint(study: Study, manifest: m.Manifest) -> str:

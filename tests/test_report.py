@@ -314,7 +314,8 @@ def test_the_demo_report_shows_the_map_the_area_table_and_the_regional_series_in
     assert rows.size > 100 and rows.min() > 900  # the interquartile band of the series, below the map
 
 
-def test_run_redraws_a_missing_report_without_refitting(demo):
+def test_run_redraws_a_missing_report_without_refitting_and_a_failed_page_never_fails_the_run(demo, monkeypatch):
+    import pipeline.report
     from pipeline.config import load_study
     from pipeline.run import run_study
 
@@ -322,10 +323,22 @@ def test_run_redraws_a_missing_report_without_refitting(demo):
     html = result.run.outputs["html"]
     html.unlink()
     trend_mtime = result.run.outputs["trend"].stat().st_mtime_ns
-    again = run_study(load_study(folder / "demo.toml"))  # a finished study: no request to Earth Engine at all
-    assert again.exit_code == 0 and not again.fitted
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the page could not be drawn")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.report, "report_study", broken)
+        failed = run_study(load_study(folder / "demo.toml"))  # a finished study: no request to Earth Engine at all
+    assert failed.exit_code == 0 and not html.exists() and "html" not in failed.outputs
+    assert any("could not write the HTML report (the page could not be drawn)" in line for line in failed.lines)
+    again = run_study(load_study(folder / "demo.toml"))
+    assert again.exit_code == 0 and not again.fitted and again.outputs["html"] == html
     assert html.exists() and "The regional series" in html.read_text()
     assert result.run.outputs["trend"].stat().st_mtime_ns == trend_mtime
+    unchanged = html.stat().st_mtime_ns
+    assert run_study(load_study(folder / "demo.toml")).outputs["html"] == html
+    assert html.stat().st_mtime_ns == unchanged  # up to date and present: not redrawn
 
 
 def test_a_study_region_from_geojson_or_bbox_is_outlined_or_said_to_miss_the_raster(trend_file, tmp_path):
