@@ -172,11 +172,12 @@ def trend_rasters(
         output,
         stack.grid,
         options.bands,
-        tags={**options.tags(stack.year_list, stack.units), **inputs_tag(stack, output)},
+        tags=options.tags(stack.year_list, stack.units),
         units=stack.units,
         compress=compress,
         overwrite=overwrite,
     ) as writer:
+        writer.tags.update(inputs_tag(stack, output))  # so a report can find the inputs from the output alone
         try:
             tasks = ((stack, window, options) for window in windows)
             with task_runner(executor, n_workers, dask) as run_tasks:
