@@ -21,7 +21,6 @@ from .dask_executor import DaskSettings
 from .errors import UsageError
 from .executors import resolve_workers, task_runner
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
-from .lineage import inputs_tag
 from .outputs import RasterWriter, check_output
 from .stack import Stack, close_cached, open_stack
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
@@ -177,6 +176,8 @@ def trend_rasters(
         compress=compress,
         overwrite=overwrite,
     ) as writer:
+        from .lineage import inputs_tag  # here, not at the top: keeps this hook to the lines it needs
+
         writer.tags.update(inputs_tag(stack, output))  # so a report can find the inputs from the output alone
         try:
             tasks = ((stack, window, options) for window in windows)
