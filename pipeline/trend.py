@@ -176,7 +176,7 @@ def trend_rasters(
         compress=compress,
         overwrite=overwrite,
     ) as writer:
-        from .lineage import inputs_tag  # here, not at the top: keeps this hook to the lines it needs
+        from .lineage import inputs_tag
 
         writer.tags.update(inputs_tag(stack, output))  # so a report can find the inputs from the output alone
         try:
