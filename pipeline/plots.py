@@ -68,6 +68,7 @@ class DrawnBand:
     years: str
     extend: str
     significance: str | None  # e.g. "faded: not significant (Mann-Kendall p >= 0.05)", or None
+    shape: tuple[int, int]  # rows and columns of the picture as drawn
 
 
 def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str | None = None,
@@ -81,12 +82,10 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
     p-value where the file has one for this band's test. ``region`` rings are outlined;
     without them, ``outline_footprint`` outlines the valid data instead.
     """
-    import rasterio
-
-    from .maps import draw_map, footprint_rings, map_frame, read_picture, significance_bands, test_name
+    from .maps import draw_map, footprint_rings, map_frame, open_picture, read_picture, significance_bands, test_name
 
     matplotlib, _ = _pyplot()
-    with rasterio.open(raster) as dataset:
+    with open_picture(raster) as dataset:
         number = _band_number(dataset, band)
         name = dataset.descriptions[number - 1] or f"band {number}"
         values, transform = read_picture(dataset, number)
@@ -120,7 +119,7 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
     colours = matplotlib.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     rings = list(region) or (footprint_rings(finite, frame) if outline_footprint else [])
     image = draw_map(axes, values, frame, cmap=colours, vmin=vmin, vmax=vmax, faded=faded, fade=fade, region=rings)
-    return DrawnBand(image, name, units, _years_text(tags.get("years", "")), extend, significance)
+    return DrawnBand(image, name, units, _years_text(tags.get("years", "")), extend, significance, values.shape)
 
 
 def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title: str | None = None,
@@ -130,22 +129,20 @@ def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title
 
     ``significant_only`` fades non-significant pixels to opacity ``fade`` (see :func:`draw_band`).
     """
-    import rasterio
-
     _, plt = _pyplot()
     if not 0.0 <= fade <= 1.0:
         raise UsageError(f"--fade {fade}: give an opacity between 0 (hide) and 1 (no fading)")
     if alpha is not None and not 0.0 < alpha < 1.0:
         raise UsageError(f"--alpha {alpha}: give a significance level between 0 and 1, e.g. 0.05")
-    with rasterio.open(raster) as dataset:
-        height, width = dataset.height, dataset.width
-    figure, axes = plt.subplots(figsize=(7.5, min(12.0, 7.5 * height / width + 1.2)), dpi=110)
+    figure, axes = plt.subplots(dpi=110)
     try:
         drawn = draw_band(axes, raster, band=band, units=units, significant_only=significant_only, alpha=alpha,
                           fade=fade)
     except BaseException:
         plt.close(figure)
         raise
+    height, width = drawn.shape
+    figure.set_size_inches(7.5, min(12.0, 7.5 * height / width + 1.2))
     text = title or f"{Path(raster).name}: {drawn.name}" + (f", {drawn.years}" if drawn.years else "")
     axes.set_title(text + (f"\n{drawn.significance}" if drawn.significance else ""), fontsize=10)
     colorbar = figure.colorbar(drawn.image, ax=axes, shrink=0.8, extend=drawn.extend)

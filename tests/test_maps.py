@@ -165,7 +165,13 @@ def test_plot_cli_fades_non_significant_pixels_and_refuses_what_cannot_work(tren
     assert refused.exit_code == 1 and "no p-value band" in refused.output
     bad = runner.invoke(app, ["plot", str(trend), "-o", str(tmp_path / "y.png"), "--significant-only", "--fade", "2"])
     assert bad.exit_code == 2 and "--fade 2" in bad.output
-    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_text("not a raster")
+    for source in (garbage, tmp_path / "missing.tif"):
+        unreadable = runner.invoke(app, ["plot", str(source), "-o", str(tmp_path / "z.png")])
+        assert unreadable.exit_code == 1 and unreadable.output.startswith("error: ")
+        assert len(unreadable.output.strip().splitlines()) == 1 and "Traceback" not in unreadable.output
+    assert not any((tmp_path / name).exists() for name in ("x.png", "y.png", "z.png"))
 
 
 def test_region_outline_is_reprojected_and_widens_the_view_to_hold_it(tmp_path):

@@ -141,6 +141,10 @@ def test_report_refuses_what_is_not_a_trend_output_in_one_line(trend_file, tmp_p
     assert result.exit_code == 1
     assert result.output.strip().startswith("error:")
     assert "trend_class" in result.output and len(result.output.strip().splitlines()) == 1
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_text("not a raster")
+    unreadable = runner.invoke(app, ["report", str(garbage)])
+    assert unreadable.exit_code == 1 and unreadable.output.startswith("error: cannot open")
     missing = runner.invoke(app, ["report", str(tmp_path / "nope.tif")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
     folder = runner.invoke(app, ["report", str(trend), "-o", str(tmp_path)])
