@@ -55,11 +55,15 @@ def map_figure(trend: Path, band: str, *, region: Sequence[np.ndarray], outline_
 
     with rasterio.open(trend) as dataset:
         aspect = dataset.height / dataset.width
-    figure, axes = plt.subplots(figsize=(7.2, min(9.0, 6.4 * aspect + 1.4)))
+    # Constrained layout keeps the colour bar clear of the axis labels whatever the map's shape.
+    figure, axes = plt.subplots(figsize=(5.6, min(7.5, 5.0 * aspect + 1.6)), layout="constrained")
     drawn = draw_band(axes, trend, band=band, units=units, significant_only=significant_only,
                       region=region, outline_footprint=outline_footprint)
-    colorbar = figure.colorbar(drawn.image, ax=axes, orientation="horizontal", fraction=0.05, pad=0.12,
+    colorbar = figure.colorbar(drawn.image, ax=axes, location="bottom", fraction=0.05, shrink=0.9,
                                extend=drawn.extend, aspect=40)
+    from matplotlib.ticker import MaxNLocator
+
+    colorbar.ax.xaxis.set_major_locator(MaxNLocator(5))
     colorbar.set_label(f"{band.replace('_', ' ')} ({drawn.units or 'per year'})")
     colorbar.outline.set_visible(False)
     return figure, drawn
