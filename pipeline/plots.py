@@ -101,11 +101,21 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
                 raise InputError(f"{raster} has no p-value band for {name!r} (pvalue or mk_p), so significance "
                                  "cannot be shown; drop --significant-only or draw a trend band")
             level = alpha if alpha is not None else float(tags.get("fdr_q" if fdr else "alpha", 0.05) or 0.05)
-            p_values, _ = read_picture(dataset, names.index(p_band) + 1)
-            with np.errstate(invalid="ignore"):
-                faded = np.isfinite(values) & ~(p_values < level)
+            # At the file's own level, its class band decides (so the map agrees with the area table exactly);
+            # at another --alpha, the p-values do.
+            classes = "trend_class_fdr" if fdr else "trend_class" if raw == ("mk_p" if "mk_p" in names else
+                                                                            "pvalue") else None
+            if alpha is None and classes in names:
+                decided, _ = read_picture(dataset, names.index(classes) + 1)
+                faded = np.isfinite(values) & (decided == 0)
+            else:
+                p_values, _ = read_picture(dataset, names.index(p_band) + 1)
+                with np.errstate(invalid="ignore"):  # BH/BY reject where adjusted p <= q; a raw test where p < alpha
+                    significant = p_values <= level if fdr else p_values < level
+                faded = np.isfinite(values) & ~significant
             test = test_name(raw or p_band) + (", FDR-adjusted" if fdr else "")
-            significance = f"faded: not significant ({test} p \u2265 {level:g})"
+            relation = ">" if fdr else "\u2265"
+            significance = f"faded: not significant ({test} p {relation} {level:g})"
     finite = np.isfinite(values)
     if not finite.any():
         raise InputError(f"{raster} band {name!r} has no valid pixel to draw")

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -43,10 +44,14 @@ from .years import format_years
 
 log = logging.getLogger(__name__)
 
-# Tags written by ``eetrend trend`` that map back to its options (others are shown, not replayed).
-OPTION_TAGS = {"min_years": "--min-years", "alpha": "--alpha", "confidence": "--confidence",
-               "mk_test": "--mk-test", "fdr": "--fdr", "fdr_q": "--fdr-q", "changepoint": "--changepoint",
-               "min_fraction": "--min-fraction", "edge_years": "--edge-years", "min_count": "--min-count"}
+# Tags written by ``eetrend trend`` that map back to its options: (tag, option, value when left at the default).
+# A tag's value may carry words after the option's value ("original: Mann-Kendall (...)", "fdr_bh (...)"):
+# the first word is the value, without a "fdr_" prefix. Other tags are shown, not replayed.
+OPTION_TAGS = (("min_years", "--min-years", None), ("alpha", "--alpha", None), ("confidence", "--confidence", None),
+               ("mk_test", "--mk-test", "original"), ("fdr_method", "--fdr", None), ("fdr_q", "--fdr-q", None),
+               ("changepoint", "--changepoint", None), ("min_fraction", "--min-fraction", "0.0"),
+               ("edge_years", "--edge-years", "none"), ("count_band", "--count-band", None),
+               ("min_count", "--min-count", "0"))
 
 
 @dataclass
@@ -215,9 +220,11 @@ def _trend_command(trend: Path, tags: dict[str, str], layers: list[Layer] | None
     years = [int(y) for y in tags.get("years", "").split(",") if y.strip()]
     if years:
         parts += ["--years", format_years(years).replace(" ", "")]
-    for tag, option in OPTION_TAGS.items():
-        if tags.get(tag) not in (None, "", "none"):
-            parts += [option, tags[tag]]
+    for tag, option, default in OPTION_TAGS:
+        text = tags.get(tag, "").strip()
+        value = re.split(r"[\s:]", text, maxsplit=1)[0].removeprefix("fdr_") if text else ""
+        if value and value != default:
+            parts += [option, value]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -440,7 +447,7 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
     commands = "\n".join(_e(c) for c in source.commands)
     if fdr:
         fdr_note = ("Raw: each pixel's test at its own level. FDR-corrected: the same tests with the false discovery "
-                    f"rate controlled over the whole map ({_e(tags.get('fdr', 'BH'))}, "
+                    f"rate controlled over the whole map ({_e(tags.get('fdr_method') or tags.get('fdr', '?'))}, "
                     f"q = {_e(tags.get('fdr_q', '?'))}).")
     else:
         fdr_note = "FDR-corrected areas appear when the trend is fitted with --fdr (a p_fdr band)."
@@ -523,7 +530,7 @@ table.years { font-size: 13px; } img.wide { width: 100%; }
 td.md5 code { font-size: 11.5px; } details.files summary { margin: 0; font-size: 13px; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; }
 pre { background: var(--wash); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px;
-      font-size: 12.5px; overflow-x: auto; white-space: pre; }
+      font-size: 12.5px; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; font-size: 14px; }
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 details summary { cursor: pointer; color: var(--muted); font-size: 14px; margin-top: 10px; }

@@ -143,11 +143,25 @@ def test_fdr_adjusted_p_values_decide_the_fading_where_the_file_has_them(tmp_pat
     figure, axes = plt.subplots()
     try:
         drawn = draw_band(axes, path, band="slope", significant_only=True)
-        expected = np.where(p_fdr.astype(np.float32) < 0.05, 1.0, 0.25)
+        expected = np.where(p_fdr.astype(np.float32).astype(float) <= 0.05, 1.0, 0.25)  # BH: adjusted p <= q
         np.testing.assert_array_equal(drawn.image.get_alpha(), expected)
         assert "FDR-adjusted" in drawn.significance
     finally:
         plt.close(figure)
+    # With trend_class_fdr in the file, the class band decides at the file's own level (the map then agrees
+    # with the area table to the pixel); an explicit --alpha goes back to the p-values.
+    fdr_classes = np.where(p_fdr <= 0.05, np.sign(slope), 0)
+    p_fdr[0, 0], fdr_classes[0, 0] = 0.9, 1  # a class the p-value alone would not give
+    path = write_raster(tmp_path / "c.tif", np.stack([slope, pvalue, classes, p_fdr, fdr_classes]).astype(np.float32),
+                        descriptions=["slope", "pvalue", "trend_class", "p_fdr", "trend_class_fdr"])
+    for alpha, top_left_faded in ((None, False), (0.05, True)):
+        figure, axes = plt.subplots()
+        try:
+            drawn = draw_band(axes, path, band="slope", significant_only=True, alpha=alpha)
+            assert bool(drawn.image.get_alpha()[0, 0] == 0.25) == top_left_faded
+            np.testing.assert_array_equal(drawn.image.get_alpha()[1:], np.where(fdr_classes[1:] == 0, 0.25, 1.0))
+        finally:
+            plt.close(figure)
 
 
 def test_plot_cli_fades_non_significant_pixels_and_refuses_what_cannot_work(trend, tmp_path):

@@ -374,3 +374,19 @@ def test_a_study_region_from_geojson_or_bbox_is_outlined_or_said_to_miss_the_ras
     assert far == [] and "does not overlap the raster" in note
     none, note = _study_region(study(asset="projects/p/assets/aoi"), trend)
     assert none == [] and "asset projects/p/assets/aoi" in note
+
+
+def test_the_reproducing_command_replays_the_options_the_trend_file_records(tmp_path):
+    from pipeline.report import _trend_command
+    from pipeline.stack import Layer
+
+    tags = {"method": "both", "years": "2001,2002,2003,2005", "min_years": "3", "alpha": "0.05",
+            "mk_test": "hamed-rao: Hamed and Rao (1998)", "fdr_method": "fdr_by (Benjamini-Yekutieli 2001)",
+            "fdr_q": "0.1", "min_fraction": "0.0", "edge_years": "none", "count_band": "2", "min_count": "0",
+            "changepoint": "pettitt (Pettitt 1979); cp_year = last year before the change"}
+    layers = [Layer(str(tmp_path / "in" / f"ndvi_{y}.tif"), 1, y, None) for y in (2001, 2002, 2003, 2005)]
+    assert _trend_command(tmp_path / "t.tif", tags, layers) == (
+        f"eetrend trend {tmp_path / 'in'} -o {tmp_path / 't.tif'} --method both --years 2001-2003,2005 "
+        "--min-years 3 --alpha 0.05 --mk-test hamed-rao --fdr by --fdr-q 0.1 --changepoint pettitt --count-band 2")
+    bare = _trend_command(tmp_path / "t.tif", {"method": "ols"}, None)
+    assert bare == f"eetrend trend INPUTS -o {tmp_path / 't.tif'} --method ols"
