@@ -115,10 +115,21 @@ def report_study(study, html_path: str | Path | None = None, *, memory_budget: i
                           study=study)
     source.region, source.region_note = _study_region(study, trend)
     source.layers, source.per_year, source.inputs_note = _study_inputs(study, trend)
-    source.config_text = study.source.read_text(encoding="utf-8")
+    source.config_text = redact_urls(study.source.read_text(encoding="utf-8"))
     config = shlex.quote(str(study.source))
     source.commands = [f"eetrend run {config} --wait", f"eetrend report {config}"]
     return write_report(source, Path(html_path) if html_path else study_html(study), memory_budget=memory_budget)
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the user part and path of every http(s) URL hidden: a notification topic or a webhook
+    URL is a secret that must not travel with a report someone may share."""
+
+    def hide(match: re.Match) -> str:
+        scheme, user, host, path = match.groups()
+        return scheme + ("[hidden]@" if user else "") + host + ("/[hidden]" if path and path != "/" else path or "")
+
+    return re.sub(r"(https?://)([^/\s\"'@]+@)?([^/\s\"'@]+)(/[^\s\"']*)?", hide, text)
 
 
 def study_html(study) -> Path:
@@ -442,7 +453,7 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
         "written by": f"eetrend {tags.get('eetrend_version', '?')}",
     }
     other_tags = {k: v for k, v in sorted(tags.items()) if k not in ("eetrend_inputs",) and len(v) < 300}
-    config_html = (f"<h3>Study config <span class=muted>({_e(source.study.source)})</span></h3>"
+    config_html = (f"<h3>Study config <span class=muted>({_e(source.study.source)}; URL paths hidden)</span></h3>"
                    f"<pre>{_e(source.config_text)}</pre>") if source.config_text else ""
     commands = "\n".join(_e(c) for c in source.commands)
     if fdr:

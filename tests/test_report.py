@@ -132,6 +132,15 @@ def test_a_trend_file_that_does_not_list_its_inputs_still_gets_a_page_and_is_tol
     text = (tmp_path / "bare.html").read_text()
     assert "does not list its inputs" in text and "--inputs FOLDER" in text
     assert "The regional series" in text and 'alt="regional series' not in text
+    folder = trend.parent / "stack"
+    given = runner.invoke(app, ["report", str(bare), "-o", str(tmp_path / "given.html"), "--inputs", str(folder)])
+    assert given.exit_code == 0, given.output
+    page = Page((tmp_path / "given.html").read_text())
+    assert f"inputs given with --inputs: {folder}" in " ".join(page.text)
+    ols = stats.linregress(np.arange(2000, 2013), np.nanmedian(open_stack(folder).read().astype(float), axis=1))
+    assert f"{ols.slope:+.4g} NDVI per year" in page.cells
+    wrong = runner.invoke(app, ["report", str(bare), "--inputs", str(tmp_path / "nowhere")])
+    assert wrong.exit_code == 2 and wrong.output.startswith("error: --inputs")
 
 
 def test_report_refuses_what_is_not_a_trend_output_in_one_line(trend_file, tmp_path):
@@ -390,3 +399,15 @@ def test_the_reproducing_command_replays_the_options_the_trend_file_records(tmp_
         "--min-years 3 --alpha 0.05 --mk-test hamed-rao --fdr by --fdr-q 0.1 --changepoint pettitt --count-band 2")
     bare = _trend_command(tmp_path / "t.tif", {"method": "ols"}, None)
     assert bare == f"eetrend trend INPUTS -o {tmp_path / 't.tif'} --method ols"
+
+
+def test_urls_in_the_embedded_config_keep_only_their_host():
+    from pipeline.report import redact_urls
+
+    text = ('ntfy = "https://ntfy.sh/alps-8d2f1c"\nendpoint = "http://127.0.0.1:5555"\n'
+            "webhook = 'https://bot:s3cret@hooks.example.org/T0/B1/xyz?token=abc' # note\n")
+    redacted = redact_urls(text)
+    for secret in ("alps-8d2f1c", "s3cret", "bot:", "xyz", "token=abc"):
+        assert secret not in redacted
+    assert 'ntfy = "https://ntfy.sh/[hidden]"' in redacted and 'endpoint = "http://127.0.0.1:5555"' in redacted
+    assert "webhook = 'https://[hidden]@hooks.example.org/[hidden]' # note" in redacted
