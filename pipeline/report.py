@@ -424,7 +424,7 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
                        f'interquartile range per year with OLS and Sen fits">' + _fits_table(fits, units) +
                        f"<p class=note>Across all valid pixels of each year (between {int(series.valid.min()):,} and "
                        f"{int(series.valid.max()):,} pixels); exact quantiles, read in {series.passes} passes over "
-                       f"the inputs. {_e(series_note)}</p>")
+                       f"the inputs. {_e(series_note[:1].upper() + series_note[1:])}</p>")
     else:
         series_html = f"<p class=note>{_e(series_note or 'The inputs of this trend are not known.')}</p>"
     if counts is not None:
@@ -545,7 +545,7 @@ pre { background: var(--wash); border: 1px solid var(--line); border-radius: 6px
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; font-size: 14px; }
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 details summary { cursor: pointer; color: var(--muted); font-size: 14px; margin-top: 10px; }
-.muted { color: var(--muted); }
+.muted { color: var(--muted); } h3 .muted { text-transform: none; letter-spacing: 0; font-weight: normal; }
 footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 24px; }
 </style>
 </head>
