@@ -136,7 +136,7 @@ def test_a_trend_file_that_does_not_list_its_inputs_still_gets_a_page_and_is_tol
     given = runner.invoke(app, ["report", str(bare), "-o", str(tmp_path / "given.html"), "--inputs", str(folder)])
     assert given.exit_code == 0, given.output
     page = Page((tmp_path / "given.html").read_text())
-    assert f"inputs given with --inputs: {folder}" in " ".join(page.text)
+    assert f"Inputs given with --inputs: {folder}" in " ".join(page.text)
     ols = stats.linregress(np.arange(2000, 2013), np.nanmedian(open_stack(folder).read().astype(float), axis=1))
     assert f"{ols.slope:+.4g} NDVI per year" in page.cells
     wrong = runner.invoke(app, ["report", str(bare), "--inputs", str(tmp_path / "nowhere")])
