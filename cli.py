@@ -326,6 +326,7 @@ def index(
 @app.command(
     epilog=(
         "Examples: eetrend plot trend.tif -o slope.png --band slope\n\n"
+        "eetrend plot trend.tif -o sen.png --band sen_slope --significant-only\n\n"
         "eetrend plot L7_ETMs.tif -o rgb.png --rgb 3,2,1"
     ),
 )
@@ -335,14 +336,25 @@ def plot(
     band: Annotated[str | None, typer.Option(help="Band number or description (default: the first band).")] = None,
     rgb: Annotated[str | None, typer.Option(help="Three band numbers for a colour view, e.g. 3,2,1.")] = None,
     title: Annotated[str | None, typer.Option(help="The title (default: file, band and years).")] = None,
+    significant_only: Annotated[bool, typer.Option(
+        help="Fade pixels whose trend is not significant (FDR-adjusted where the file has p_fdr).")] = False,
+    alpha: Annotated[float | None, typer.Option(
+        help="With --significant-only: the significance level (default: the file's own alpha).")] = None,
+    fade: Annotated[float, typer.Option(
+        help="With --significant-only: opacity of non-significant pixels (0 hides them).")] = 0.25,
 ) -> None:
-    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent."""
+    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent.
+
+    Axes are in map coordinates (easting/northing or longitude/latitude) with a scale bar.
+    """
     with _errors():
         from pipeline.errors import UsageError
         from pipeline.plots import plot_raster, plot_rgb
 
         if rgb and band:
             raise UsageError("give --band or --rgb, not both")
+        if rgb and significant_only:
+            raise UsageError("--significant-only draws a trend band; it does not apply to --rgb")
         if rgb:
             try:
                 numbers = [int(v) for v in rgb.split(",")]
@@ -350,8 +362,44 @@ def plot(
                 raise UsageError(f"--rgb {rgb!r} is not three band numbers such as 3,2,1") from None
             plot_rgb(raster, output, numbers, title=title)
         else:
-            plot_raster(raster, output, band=band, title=title)
+            plot_raster(raster, output, band=band, title=title, significant_only=significant_only, alpha=alpha,
+                        fade=fade)
         typer.echo(f"wrote {output}", err=True)
+
+
+@app.command(
+    epilog=(
+        "Examples: eetrend report configs/alps.toml\n\n"
+        "eetrend report trend.tif -o trend.html --inputs downloads/"
+    ),
+)
+def report(
+    target: Annotated[Path, typer.Argument(help="A study config (.toml) or a trend GeoTIFF.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: "
+                                                "STUDY_report.html in the outputs, or TREND_report.html).")] = None,
+    inputs: Annotated[str | None, typer.Option(help="For a trend file: its annual inputs (folder, glob or "
+                                               "multi-band file), if the file does not list them.")] = None,
+    memory_budget: Annotated[str, typer.Option(help="Memory for reading rasters, e.g. 256MB.")] = "256MB",
+) -> None:
+    """Write one self-contained HTML report: map, areas, regional series, observations, provenance.
+
+    Every picture is embedded; the page needs no network access and runs no script.
+    """
+    with _errors():
+        from pipeline.errors import UsageError
+        from pipeline.report import report_study, report_trend
+        from pipeline.windows import parse_memory
+
+        budget = parse_memory(memory_budget)
+        if target.suffix.lower() == ".toml":
+            from pipeline.config import load_study
+
+            if inputs:
+                raise UsageError("--inputs is for a trend file; a study's inputs come from its manifest")
+            written = report_study(load_study(target), output, memory_budget=budget)
+        else:
+            written = report_trend(target, output, inputs=inputs, memory_budget=budget)
+        typer.echo(f"wrote {written}")
 
 
 @app.command("plot-pixel", epilog="Example: eetrend plot-pixel downloads/ --xy 512345 5012345 -o pixel.png")
@@ -567,7 +615,7 @@ def run(
 
     Safe to run from cron: it never submits or downloads anything twice, never overlaps
     another run of the same study, and refits only when an input changed. Outputs in
-    paths.outputs: STUDY_trend.tif, STUDY_slope.png and STUDY_report.json.
+    paths.outputs: STUDY_trend.tif, STUDY_slope.png, STUDY_report.json and STUDY_report.html.
     """
     with _errors(), _log_file(log_file):
         import logging
@@ -679,6 +727,7 @@ def demo(
         typer.echo(f"trend:   {outputs['trend']}")
         typer.echo(f"picture: {outputs['png']}")
         typer.echo(f"report:  {outputs['report']}")
+        typer.echo(f"page:    {outputs.get('html', 'not written (see above)')}")
         typer.echo(f"against the known truth: median |fitted - true slope| = {result.median_abs_error:.5f} NDVI per "
                    f"year over {result.compared_pixels:,} pixels; sign right in {result.sign_agreement:.1%} of "
                    "pixels whose true slope is not within 0.001 of zero")

@@ -103,7 +103,31 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
         else:
             result.exit_code = EXIT_COMPLETE
             _finish(study, downloaded, result, fit_progress)
+            _write_html(study, result)
     return result
+
+
+def _write_html(study: Study, result: RunResult) -> None:
+    """STUDY_report.html beside the trend, after a fit or when it is missing (it is drawn alone then).
+
+    A failure is a line in the run's output, never a reason to fail a finished run: the
+    trend and the JSON report are complete, the page is a view of them.
+    """
+    from .report import report_study, study_html
+
+    path = study_html(study)
+    if not result.fitted and path.exists():
+        result.outputs["html"] = path
+        return
+    try:
+        report_study(study, path)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("could not write the HTML report %s", path, exc_info=True)
+        result.lines.append(f"could not write the HTML report ({exc}); see why with: eetrend --debug report "
+                            f"{study.source}")
+        return
+    result.outputs["html"] = path
+    result.lines.append(f"report: {path}")
 
 
 def _problems(exported: ExportReport, downloaded: DownloadReport) -> dict[int, str]:

@@ -176,6 +176,9 @@ def trend_rasters(
         compress=compress,
         overwrite=overwrite,
     ) as writer:
+        from .lineage import inputs_tag
+
+        writer.tags.update(inputs_tag(stack, output))  # so a report can find the inputs from the output alone
         try:
             tasks = ((stack, window, options) for window in windows)
             with task_runner(executor, n_workers, dask) as run_tasks:
