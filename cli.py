@@ -71,6 +71,17 @@ class CompressChoice(str, Enum):
     none = "none"
 
 
+class FormatChoice(str, Enum):
+    gtiff = "gtiff"
+    cog = "cog"
+    netcdf = "netcdf"
+    zarr = "zarr"
+
+
+FORMAT_HELP = ("gtiff; cog (Cloud-Optimized GeoTIFF with overviews); netcdf or zarr (CF conventions, for xarray; "
+               "needs pip install 'eetrend[xarray]').")
+
+
 def _version(value: bool) -> None:
     if value:
         from pipeline import __version__
@@ -172,7 +183,7 @@ def sample(
 )
 def trend(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or one multi-band file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The trend GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The trend file to write (GeoTIFF unless --format).")],
     method: Annotated[
         MethodChoice, typer.Option(help="ols: least squares; sen: Sen's slope + Mann-Kendall; both.")
     ] = MethodChoice.ols,
@@ -200,6 +211,7 @@ def trend(
     executor: Annotated[
         ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
     ] = ExecutorChoice.process,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
     scheduler: Annotated[
         str | None,
         typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
@@ -229,6 +241,7 @@ def trend(
                 compress=compress.value,
                 overwrite=overwrite,
                 progress=progress,
+                format=format.value,
                 **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
@@ -250,7 +263,7 @@ def trend(
 )
 def index(
     input: Annotated[Path, typer.Argument(help="A multi-band raster (bands are spectral bands).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The index GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index file to write (GeoTIFF unless --format).")],
     index: Annotated[IndexChoice, typer.Option("--index", help="The spectral index.")] = IndexChoice.ndvi,
     blue: Annotated[str | None, typer.Option(help="Blue band: number or description (default 1).")] = None,
     red: Annotated[str | None, typer.Option(help="Red band: number or description (default 3).")] = None,
@@ -268,6 +281,7 @@ def index(
     compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
 ) -> None:
     """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
 
@@ -283,7 +297,7 @@ def index(
         with _progress_bar("computing windows", _show_progress(quiet)) as progress:
             run = index_raster(input, output, index=index.value, bands=bands, scale=scale, offset=offset,
                                workers=workers, memory_budget=memory_budget, compress=compress.value,
-                               overwrite=overwrite, progress=progress,
+                               overwrite=overwrite, progress=progress, format=format.value,
                                **_executor_options(executor, scheduler, workers))
         if not quiet:
             typer.echo(f"wrote {run.output}: {run.index.upper()} of {run.pixels:,} pixels "

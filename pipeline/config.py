@@ -196,6 +196,8 @@ class TrendSection(_Section):
     min_years: int = Field(3, ge=2)
     alpha: float = Field(0.05, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0, lt=1)
+    format: Literal["gtiff", "cog", "netcdf", "zarr"] = Field(
+        "gtiff", description="cog makes STUDY_trend.tif cloud-optimized; netcdf/zarr add STUDY_trend.nc/.zarr.")
 
 
 class SlurmSection(_Section):

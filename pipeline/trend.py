@@ -144,6 +144,7 @@ def trend_rasters(
     window_pixels: int = TARGET_PIXELS,
     executor: str = "process",
     dask: DaskSettings | None = None,
+    format: str = "gtiff",
 ) -> TrendRun:
     """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
 
@@ -152,7 +153,15 @@ def trend_rasters(
     is the preferred window size; the memory budget may make windows smaller.
     ``executor`` is "process" (a local pool of ``workers``) or "dask" (``dask``
     settings: a scheduler address, SLURM, or a local cluster of ``workers``).
+    ``format`` is gtiff, cog, netcdf or zarr (see :mod:`pipeline.formats`).
     """
+    if format != "gtiff":
+        from .formats import write_via_geotiff
+
+        return write_via_geotiff(output, format, overwrite, lambda tif: trend_rasters(
+            inputs, tif, options=options, years=years, year_pattern=year_pattern, band=band, workers=workers,
+            memory_budget=memory_budget, compress=compress, progress=progress, window_pixels=window_pixels,
+            executor=executor, dask=dask), compress=compress)
     started = time.perf_counter()
     options = options or FitOptions()
     check_output(output, overwrite)
