@@ -495,6 +495,9 @@ def run(
     poll: Annotated[float, typer.Option(help="With --wait, seconds between checks.")] = 60.0,
     log_file: Annotated[Path | None, typer.Option(help="Also append timestamped lines to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", metavar="URL", help="Also post to this ntfy topic when the run writes new outputs or needs "
+        "attention (exit 0 after a refit, or 1); repeatable. See [notify] in configs/example.toml.")] = None,
 ) -> None:
     """Do everything the study needs now: export, check, download, fit, write the outputs.
 
@@ -506,11 +509,13 @@ def run(
         import logging
 
         from pipeline.config import load_study
+        from pipeline.notify import notifying
         from pipeline.run import run_study
 
         study = load_study(config)
-        with _byte_progress(_show_progress(quiet)) as progress:
+        with _byte_progress(_show_progress(quiet)) as progress, notifying(study, notify or ()) as notify_result:
             result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
+            notify_result(result)
         log = logging.getLogger("eetrend.run")
         for line in result.lines:
             typer.echo(line)
