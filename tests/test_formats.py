@@ -202,3 +202,42 @@ def test_a_missing_extra_is_one_line_with_the_install_hint(stack, tmp_path, monk
 def test_an_unknown_format_is_refused():
     with pytest.raises(Exception, match="not one of gtiff, cog, netcdf, zarr"):
         formats.check_format("hdf4")
+
+
+@pytest.mark.parametrize("kind", ["zarr", "cog"])
+def test_a_study_with_a_trend_format_writes_it_and_is_up_to_date_afterwards(emulator, make_study, kind):
+    from pipeline.run import output_paths
+
+    path, study = make_study(years="2000..2003", extra=f'[trend]\nmethod = "ols"\nformat = "{kind}"')
+    runner.invoke(app, ["run", str(path)])
+    emulator.earthengine.finish_all()
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    outputs = output_paths(study)
+    values = _geotiff(outputs["trend"])[0]  # the GeoTIFF the picture and report are drawn from stays
+    if kind == "zarr":
+        assert outputs["zarr"].name == "test-study_trend.zarr"
+        with xr.open_dataset(outputs["zarr"], engine="zarr", decode_coords="all") as ds:
+            assert _same_bits(ds["slope"].values, values[0]) and ds.rio.crs == "EPSG:32632"
+    else:
+        with rasterio.open(outputs["trend"]) as ds:
+            assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    again = runner.invoke(app, ["run", str(path)])
+    assert again.exit_code == 0 and "complete and up to date" in again.output
+
+
+def test_the_default_format_keeps_the_fit_fingerprint_of_earlier_versions(make_study):
+    """Adding `format` must not make every existing study refit once: gtiff is left out of the fingerprint."""
+    from pipeline.config import fingerprint
+    from pipeline.run import _fit_fingerprint
+
+    class NoFiles:
+        def files(self, year):
+            return {}
+
+    _, study = make_study(years="2000..2003", extra='[trend]\nmethod = "ols"')
+    trend = {k: v for k, v in study.config.trend.model_dump(mode="json").items() if k != "format"}
+    inputs = {str(year): [] for year in study.years}
+    assert _fit_fingerprint(study, NoFiles()) == fingerprint({"inputs": inputs, "trend": trend})
+    _, cog = make_study(years="2000..2003", extra='[trend]\nmethod = "ols"\nformat = "cog"')
+    assert _fit_fingerprint(cog, NoFiles()) != _fit_fingerprint(study, NoFiles())  # a new format is refitted
