@@ -264,3 +264,17 @@ def test_the_password_is_refused_in_the_config_and_never_echoed(make_study, rece
     with pytest.raises(ConfigError, match="give the NAME of an environment variable"):
         make_study(extra=f'[notify.email]\nhost = "h"\nuser = "u"\npassword_env = "{PASSWORD}"\n'
                          'sender = "a@example.org"\nto = ["b@example.org"]')
+
+
+def test_the_example_configs_notify_block_is_valid_when_uncommented(tmp_path):
+    from pathlib import Path
+
+    from pipeline.config import load_study
+
+    example = (Path(__file__).resolve().parents[1] / "configs" / "example.toml").read_text()
+    head, _, block = example.partition("# [notify]\n")
+    uncommented = "[notify]\n" + "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    path = tmp_path / "study.toml"
+    path.write_text(head + uncommented)
+    settings = load_study(path).config.notify
+    assert settings.ntfy.startswith("https://") and settings.email.password_env == "EETREND_SMTP_PASSWORD"
