@@ -278,6 +278,9 @@ class EmailSection(_Section):
         if self.user and not self.password_env:
             raise ValueError("user is set but password_env is not; name the environment variable holding the "
                              "password, e.g. password_env = 'EETREND_SMTP_PASSWORD'")
+        if self.user and not self.starttls and not _is_loopback(f"http://{self.host}/"):
+            raise ValueError("user is set but starttls = false would send the password unencrypted; "
+                             "keep starttls = true")
         return self
 
 

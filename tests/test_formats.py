@@ -124,7 +124,7 @@ def test_index_writes_every_format_with_the_geotiffs_values(tmp_path):
 
 def test_conversion_goes_strip_by_strip_and_stays_exact(stack, tmp_path, monkeypatch):
     _, geotiff = stack
-    monkeypatch.setattr(formats, "STRIP_BYTES", 17 * 700 * 4 * 37)  # 37 rows per strip: 17 strips, the last short
+    monkeypatch.setattr(formats, "STRIP_BYTES", 17 * 700 * 4 * 110)  # 110 rows per strip: 6 strips, the last short
     reads = []
     original = formats._Source.strips
 
@@ -138,7 +138,7 @@ def test_conversion_goes_strip_by_strip_and_stays_exact(stack, tmp_path, monkeyp
     for kind, name in (("netcdf", "t.nc"), ("zarr", "t.zarr")):
         reads.clear()
         formats.convert(geotiff, tmp_path / name, kind)
-        assert len(reads) == 17 and max(shape[1] for shape in reads) == 37 and reads[-1][1] == 600 - 16 * 37
+        assert len(reads) == 6 and max(shape[1] for shape in reads) == 110 and reads[-1][1] == 600 - 5 * 110
         with xr.open_dataset(tmp_path / name, engine="zarr" if kind == "zarr" else None) as ds:
             assert _same_bits(ds["sen_slope"].values, values[6])
 
@@ -241,3 +241,14 @@ def test_the_default_format_keeps_the_fit_fingerprint_of_earlier_versions(make_s
     assert _fit_fingerprint(study, NoFiles()) == fingerprint({"inputs": inputs, "trend": trend})
     _, cog = make_study(years="2000..2003", extra='[trend]\nmethod = "ols"\nformat = "cog"')
     assert _fit_fingerprint(cog, NoFiles()) != _fit_fingerprint(study, NoFiles())  # a new format is refitted
+
+
+def test_replacing_a_converted_output_inside_the_input_folder_does_not_read_it_as_a_year(tmp_path):
+    sample = write_sample(tmp_path, years=YEARS, rows=20, cols=30, seed=1)
+    output = sample.folder / "trend.tif"
+    for _ in range(2):
+        result = runner.invoke(app, ["trend", str(sample.folder), "-o", str(output), "--format", "cog",
+                                     "--overwrite", "--workers", "1"])
+        assert result.exit_code == 0, result.output
+    with rasterio.open(output) as ds:
+        assert ds.tags()["years"] == ",".join(map(str, YEARS))

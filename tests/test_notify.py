@@ -278,3 +278,11 @@ def test_the_example_configs_notify_block_is_valid_when_uncommented(tmp_path):
     path.write_text(head + uncommented)
     settings = load_study(path).config.notify
     assert settings.ntfy.startswith("https://") and settings.email.password_env == "EETREND_SMTP_PASSWORD"
+
+
+def test_a_login_without_starttls_to_another_host_is_refused(make_study):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="would send the password unencrypted; keep starttls = true"):
+        make_study(extra='[notify.email]\nhost = "smtp.example.org"\nstarttls = false\nuser = "u"\n'
+                         'password_env = "P"\nsender = "a@example.org"\nto = ["b@example.org"]')
