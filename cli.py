@@ -497,7 +497,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     notify: Annotated[list[str] | None, typer.Option(
         "--notify", metavar="URL", help="Also post to this ntfy topic when the run writes new outputs or needs "
-        "attention (exit 0 after a refit, or 1); repeatable. See [notify] in configs/example.toml.")] = None,
+        "attention (exit 0 after a refit, or 1); repeatable. More transports: the notify table, see "
+        "configs/example.toml.")] = None,
 ) -> None:
     """Do everything the study needs now: export, check, download, fit, write the outputs.
 
