@@ -224,7 +224,8 @@ def test_an_error_that_stops_the_run_with_exit_1_is_notified(make_study, receive
 
 
 def test_a_failed_notification_is_logged_and_never_changes_the_exit_code(emulator, make_study, receiver, tmp_path,
-                                                                          smtp_server, monkeypatch):
+                                                                          smtp_server, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)  # every record of every logger, as --debug would show them
     monkeypatch.setenv("EETREND_TEST_SMTP", "the-wrong-password-123")
     path, _ = make_study(years="2000..2003", extra=_notify_table(receiver, smtp_server))
     receiver.status = 500
@@ -238,7 +239,9 @@ def test_a_failed_notification_is_logged_and_never_changes_the_exit_code(emulato
     assert f"notification by webhook on {receiver.url} failed: HTTP 500" in log
     assert "notification by email via 127.0.0.1" in log and "Authentication credentials invalid" in log
     assert smtp_server.messages == []
-    assert "the-wrong-password-123" not in log + result.output and TOPIC not in log + result.output
+    everything = log + result.output + caplog.text
+    assert "notification by email" in caplog.text
+    assert "the-wrong-password-123" not in everything and TOPIC not in everything
 
 
 def test_notify_on_the_command_line_posts_to_an_ntfy_topic(emulator, make_study, receiver):
