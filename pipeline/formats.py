@@ -286,6 +286,7 @@ def _write_zarr(source: Path, target: Path) -> None:
     attrs = global_attrs(src.tags, src.names)
     attrs["years"] = [int(y) for y in attrs.get("years", [])]
     chunks = (src.strip_rows, min(src.width, CHUNK))
+    crs = {"_CRS": {"wkt": src.crs_wkt}} if src.crs_wkt else {}  # what GDAL before 3.9 reads (not grid_mapping)
     first = True
     for top, bottom, block in src.strips():
         coords: dict[str, Any] = {"y": ("y", src.y[top:bottom], src.y_attrs)}
@@ -293,7 +294,7 @@ def _write_zarr(source: Path, target: Path) -> None:
             coords["x"] = ("x", src.x, src.x_attrs)
             if src.crs_wkt:
                 coords[GRID_MAPPING] = ((), np.int32(0), grid_mapping_attrs(src.crs_wkt, src.transform))
-        data = {name: (("y", "x"), block[i], src.variable_attrs(i)) for i, name in enumerate(src.names)}
+        data = {name: (("y", "x"), block[i], {**src.variable_attrs(i), **crs}) for i, name in enumerate(src.names)}
         strip = xr.Dataset(data, coords=coords, attrs=attrs)
         if first:
             encoding = {name: {"chunks": chunks, "_FillValue": np.float32(np.nan)} for name in src.names}

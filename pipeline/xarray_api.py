@@ -158,6 +158,8 @@ def open_trend(path: str | os.PathLike[str]) -> xr.Dataset:
     order = [b for b in str(dataset.attrs.get("bands", "")).split(",") if b in dataset.data_vars]
     if order:
         dataset = dataset[order + [v for v in dataset.data_vars if v not in order]]
+    for name in dataset.data_vars:
+        dataset[name].attrs.pop("_CRS", None)  # GDAL's copy of the CRS in Zarr; spatial_ref holds it
     dataset.attrs = _clean_attrs(dataset.attrs)
     return dataset
 

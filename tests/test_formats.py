@@ -257,3 +257,16 @@ def test_replacing_a_converted_output_inside_the_input_folder_does_not_read_it_a
         assert result.exit_code == 0, result.output
     with rasterio.open(output) as ds:
         assert ds.tags()["years"] == ",".join(map(str, YEARS))
+
+
+@pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalinfo is not installed (apt-get install gdal-bin)")
+@pytest.mark.parametrize("kind, name, dataset", [("netcdf", "t.nc", "NETCDF:{}:slope"),
+                                                 ("zarr", "t.zarr", 'ZARR:"{}":/slope')])
+def test_gdal_reads_the_netcdf_and_zarr_grids_and_crs(stack, tmp_path, kind, name, dataset):
+    """What QGIS sees: GDAL finds the size, the origin, the pixel size and the CRS (GDAL < 3.9 reads Zarr's _CRS)."""
+    _, geotiff = stack
+    output = formats.convert(geotiff, tmp_path / name, kind)
+    info = subprocess.run(["gdalinfo", dataset.format(output)], capture_output=True, text=True, check=True).stdout
+    assert "Size is 700, 600" in info and 'ID["EPSG",32633]' in info
+    assert "Origin = (500000.000000000000000,5000000.000000000000000)" in info
+    assert "Pixel Size = (30.000000000000000,-30.000000000000000)" in info
