@@ -34,6 +34,8 @@ from .outputs import check_output, replaced_when_done, temporary_path
 
 FORMATS = ("gtiff", "cog", "netcdf", "zarr")
 SUFFIXES = {"gtiff": ".tif", "cog": ".tif", "netcdf": ".nc", "zarr": ".zarr"}
+NAME_ENDINGS = {"cog": (".tif", ".tiff"), "netcdf": (".nc", ".nc4"), "zarr": (".zarr",)}
+DESCRIPTIONS = {"cog": "a Cloud-Optimized GeoTIFF", "netcdf": "NetCDF", "zarr": "a Zarr store"}
 GRID_MAPPING = "spatial_ref"  # the name rioxarray and GDAL use for the CRS variable
 STRIP_BYTES = 64 * 2**20  # rows read per conversion step: all bands of one strip fit in this
 CHUNK = 512  # chunk edge of NetCDF/Zarr variables along x (and at most along y)
@@ -60,8 +62,16 @@ def require(package: str, purpose: str) -> Any:
 
 
 def check_target(path: str | os.PathLike[str], format: str, overwrite: bool) -> Path:
-    """Like :func:`check_output`, but a Zarr store is a folder and may be replaced as one."""
+    """Like :func:`check_output`, but a Zarr store is a folder and may be replaced as one.
+
+    The name must end as the format does (.tif for cog, .nc for netcdf, .zarr for zarr): a
+    NetCDF file called trend.tif would be opened as a GeoTIFF by every tool.
+    """
     out = Path(path)
+    expected = NAME_ENDINGS.get(format, ())
+    if expected and out.suffix.lower() not in expected:
+        raise UsageError(f"--format {format} writes {DESCRIPTIONS[format]}; name the output "
+                         f"{out.with_suffix(expected[0]).name} (ending {' or '.join(expected)})")
     if format != "zarr" or not out.exists():
         return check_output(out, overwrite)
     if not overwrite:

@@ -179,8 +179,8 @@ def test_a_zarr_store_is_replaced_only_with_overwrite_and_only_when_complete(sta
         formats.convert(geotiff, store, "zarr", overwrite=True)
     assert sorted(p.name for p in store.rglob("*")) == before  # the old store is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["t.zarr"]
-    (tmp_path / "plain").mkdir()
-    refused = runner.invoke(app, ["trend", str(folder), "-o", str(tmp_path / "plain"), "--format", "zarr",
+    (tmp_path / "plain.zarr").mkdir()  # a folder with the right name that holds no store
+    refused = runner.invoke(app, ["trend", str(folder), "-o", str(tmp_path / "plain.zarr"), "--format", "zarr",
                                   "--overwrite"])
     assert refused.exit_code == 2 and "is not a Zarr store" in refused.output
 
@@ -270,3 +270,13 @@ def test_gdal_reads_the_netcdf_and_zarr_grids_and_crs(stack, tmp_path, kind, nam
     assert "Size is 700, 600" in info and 'ID["EPSG",32633]' in info
     assert "Origin = (500000.000000000000000,5000000.000000000000000)" in info
     assert "Pixel Size = (30.000000000000000,-30.000000000000000)" in info
+
+
+@pytest.mark.parametrize("kind, name, fix", [("netcdf", "trend.tif", "name the output trend.nc (ending .nc or .nc4)"),
+                                             ("zarr", "trend.nc", "name the output trend.zarr (ending .zarr)"),
+                                             ("cog", "trend.zarr", "name the output trend.tif (ending .tif or .tiff)")])
+def test_an_output_name_that_does_not_match_the_format_is_refused_before_fitting(stack, tmp_path, kind, name, fix):
+    folder, _ = stack
+    result = runner.invoke(app, ["trend", str(folder), "-o", str(tmp_path / name), "--format", kind])
+    assert result.exit_code == 2 and fix in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
