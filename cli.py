@@ -368,6 +368,10 @@ def export(
     queue_wait: Annotated[
         float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
     ] = 0.0,
+    redo: Annotated[
+        str | None, typer.Option(help="Export these years again on purpose (e.g. 2012 or 2001-2003,2012); a live "
+                                      "task is cancelled first and their downloads are forgotten.")
+    ] = None,
 ) -> None:
     """Submit one Earth Engine export per year that has none done or running.
 
@@ -379,9 +383,11 @@ def export(
     with _errors():
         from pipeline.config import load_study
         from pipeline.exports import export_study
+        from pipeline.years import parse_years
 
         study = load_study(config)
-        report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
+        report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait,
+                              redo=parse_years(redo) if redo else None)
         for line in report.lines():
             typer.echo(line)
         if report.failed:

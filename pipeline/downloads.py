@@ -3,10 +3,12 @@
 For each year whose task COMPLETED and whose dataset is not yet on disk:
 
 1. list its files (Drive: the folder id from the task's destination URIs, else every
-   folder of the configured name; Cloud Storage: bucket and prefix);
-2. fetch each file in ranged chunks into ``.NAME.<md5>.partial`` (a run that stops
-   resumes from the bytes on disk), then check size and md5 against the remote
-   metadata; a mismatch is fetched again, a bounded number of times, and never renamed;
+   folder of the configured name, or the Drive root when no folder is set; Cloud
+   Storage: bucket and prefix);
+2. fetch each file in ranged chunks into ``.NAME.<checksum>.partial`` (a run that stops
+   resumes from the bytes on disk), then check size and md5 (crc32c for a Cloud Storage
+   composite object, which has no md5) against the remote metadata; a mismatch is
+   fetched again, a bounded number of times, and never renamed;
 3. rename verified files to their final name, record them (with md5) in the manifest;
 4. one file is the year's dataset; split tiles get a VRT mosaic beside them;
 5. with ``delete_remote``, delete each remote file after its local copy was verified.
@@ -32,7 +34,7 @@ from .config import Study
 from .errors import AuthError, EetrendError
 from .exports import open_manifest, refresh
 from .mosaic import missing_tiles, write_vrt
-from .remote import RemoteFile, is_safe_name, open_store
+from .remote import RemoteFile, is_safe_name, open_store, quota_project_fix
 from .years import format_years
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,32 @@ class DownloadReport:
 
 
 # -- one file ---------------------------------------------------------------------------------------
+class _Digests:
+    """md5 (always: the manifest records it) and crc32c (when the remote has no md5) of the bytes so far."""
+
+    def __init__(self) -> None:
+        import google_crc32c
+
+        self.md5 = hashlib.md5()  # noqa: S324 - the checksum Drive and Cloud Storage publish
+        self.crc32c = google_crc32c.Checksum()
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.crc32c.update(data)
+
+    def matches(self, remote: RemoteFile) -> bool:
+        if remote.md5:
+            return self.md5.hexdigest() == remote.md5
+        return bool(remote.crc32c) and self.crc32c.digest().hex() == remote.crc32c
+
+
 def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: int = CHUNK_SIZE,
-               sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> None:
-    """Fetch ``remote`` to ``target`` in ranged chunks, resuming a partial; verified or nothing."""
-    partial = target.with_name(f".{target.name}.{remote.md5[:16]}.partial")
+               sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> str:
+    """Fetch ``remote`` to ``target`` in ranged chunks, resuming a partial; verified or nothing.
+
+    Returns the md5 (hex) of the verified file.
+    """
+    partial = target.with_name(f".{target.name}.{remote.checksum[:16]}.partial")
     for stale in target.parent.glob(f".{target.name}.*.partial"):
         if stale != partial:
             stale.unlink()
@@ -104,18 +128,28 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
                     progress(len(data), remote.size)
             handle.flush()
             os.fsync(handle.fileno())
-        if offset == remote.size and digest.hexdigest() == remote.md5:
+        if offset == remote.size and digest.matches(remote):
             os.replace(partial, target)
-            return
-        problem = f"got {offset} of {remote.size} bytes" if offset != remote.size else "md5 differs from the remote's"
+            return digest.md5.hexdigest()
+        kind = "md5" if remote.md5 else "crc32c"
+        problem = f"got {offset} of {remote.size} bytes" if offset != remote.size else \
+            f"{kind} differs from the remote's"
         log.warning("%s failed verification (%s); fetching it again", remote.name, problem)
         partial.unlink(missing_ok=True)
     raise DownloadError(f"{remote.name} failed verification {FILE_ATTEMPTS} times ({problem}); the remote copy may "
                         "be damaged: check it in the browser, or export the year again")
 
 
-def _resume(partial: Path, size: int) -> tuple[Any, int]:
-    digest = hashlib.md5()  # noqa: S324 - the checksum Drive and Cloud Storage publish
+def _local_digests(path: Path) -> _Digests:
+    digest = _Digests()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
+def _resume(partial: Path, size: int) -> tuple[_Digests, int]:
+    digest = _Digests()
     if not partial.exists():
         return digest, 0
     if partial.stat().st_size > size:
@@ -149,10 +183,13 @@ def _fetch_range(request: Any, remote: RemoteFile, start: int, end: int, sleep: 
                 return content[start:end + 1]
             if status == 404:
                 raise DownloadError(f"{remote.name} is gone from the remote (404); it was deleted or moved: "
-                                    "export the year again")
+                                    "export the year again with: eetrend export CONFIG --redo YEAR")
             if status == 416:
                 return b""
             rate_limited = status == 403 and any(r in content for r in _RATE_LIMIT_REASONS)
+            quota_fix = quota_project_fix(content.decode("utf-8", "replace"), None) if status == 403 else None
+            if quota_fix:
+                raise DownloadError(f"{remote.name}: {quota_fix}")
             if status in (401, 403) and not rate_limited:
                 raise DownloadError(f"{remote.name}: permission denied ({status}); the credentials need read access "
                                     "to the folder or bucket (Drive scope, or Storage Object Viewer)")
@@ -200,6 +237,9 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
             except EetrendError:
                 raise
             except Exception as exc:  # noqa: BLE001 - client and auth errors become one line per year
+                fix = quota_project_fix(str(exc), study.config.earthengine.project)
+                if fix:
+                    raise AuthError(f"listing the files of {year}: {fix}") from None
                 error = ee_api.translate(exc, f"listing the files of {year}")
                 if isinstance(error, AuthError):
                     raise error from None
@@ -229,7 +269,8 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
     report.notes.extend(f"{year}: {note}" for note in listing.notes)
     if not listing.files:
         raise DownloadError(f"no file named {stem}.tif or {stem}-*.tif at the destination; was it moved, renamed "
-                            "or deleted? check the Drive folder or bucket, or export the year again")
+                            f"or deleted? check the Drive folder or bucket, or export the year again with: eetrend "
+                            f"export {study.source.name} --redo {year}")
     names = [f.name for f in listing.files]
     split = len(names) > 1 or names[0] != f"{stem}.tif"
     absent = missing_tiles(year, stem, names) if split else []
@@ -249,10 +290,11 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
             raise DownloadError(f"refused to write {remote.name!r} outside {root}")
         local_paths.append(target)
         seen = known.get(remote.name)
-        if seen and seen["md5"] == remote.md5 and target.exists() and target.stat().st_size == remote.size:
+        if seen and target.exists() and target.stat().st_size == remote.size and \
+                (seen["md5"] == remote.md5 if remote.md5 else _local_digests(target).matches(remote)):
             continue
-        fetch_file(store.media(remote), remote, target, chunk_size=chunk_size, sleep=sleep, progress=progress)
-        manifest.record_file(year, remote.name, remote.ref, remote.size, remote.md5, str(target.relative_to(root)))
+        md5 = fetch_file(store.media(remote), remote, target, chunk_size=chunk_size, sleep=sleep, progress=progress)
+        manifest.record_file(year, remote.name, remote.ref, remote.size, md5, str(target.relative_to(root)))
         report.downloaded.append(remote.name)
         report.bytes += remote.size
     if split:

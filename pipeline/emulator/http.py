@@ -43,6 +43,24 @@ class Request:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the emulator received it (the conformance check reads these).
+
+    The ``authorization`` header is kept only as whether it was there: tokens are never recorded.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else {}
+
+
 @dataclass
 class Response:
     status: int = 200
@@ -103,6 +121,7 @@ class Router:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []
+        self.requests: list[Recorded] = []  # every request in full, for the conformance check
         self.lock = threading.RLock()
         self.before_request: list[Callable[[], None]] = []
 
@@ -150,8 +169,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         request = Request(self.command, parts.path, query, {k.lower(): v for k, v in self.headers.items()}, body)
         response = self.server.router.dispatch(request)
+        status = 0 if response.drop else response.status
+        headers = {k: ("<present>" if k == "authorization" else v) for k, v in request.headers.items()}
         with self.server.router.lock:
-            self.server.router.log.append((request.method, request.path, 0 if response.drop else response.status))
+            self.server.router.log.append((request.method, request.path, status))
+            self.server.router.requests.append(Recorded(request.method, request.path, dict(request.query), headers,
+                                                        request.body, status))
         if response.drop:
             self.close_connection = True
             self.connection.close()
