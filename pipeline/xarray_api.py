@@ -6,7 +6,8 @@
 >>> trend["slope"].plot()                                            # doctest: +SKIP
 >>> pipeline.open_trend("outputs/alps_trend.tif")["sen_slope"]      # doctest: +SKIP
 
-The Datasets have one variable per band (``slope``, ``pvalue``, ...), the input's
+A Dask-backed DataArray is fitted lazily, chunk by chunk of pixels. The Datasets have
+one variable per band (``slope``, ``pvalue``, ...), the input's
 coordinates (x/y and the ``spatial_ref`` CRS variable that rioxarray reads), and the
 trend's tags as attributes (years as a list of ints, method, version, ...). Needs the
 ``xarray`` extra: ``pip install 'eetrend[xarray]'``.
@@ -80,12 +81,43 @@ def fit_dataarray(array: xr.DataArray, years: Sequence[int] | None = None, *, di
     if options.get("nodata") is None:
         options["nodata"] = array.attrs.get("_FillValue", array.attrs.get("nodata"))
     ordered = array.transpose(axis, ...)
+    if type(ordered.data).__module__.startswith("dask"):
+        return _fit_lazy(xr, ordered, axis, year_list, options)
     result = fit(np.asarray(ordered.values), year_list, **options)
     result.units = str(array.attrs.get("units", ""))
     dims = ordered.dims[1:]
     coords = {name: coord for name, coord in array.coords.items() if axis not in coord.dims}
     mapping = GRID_MAPPING if GRID_MAPPING in coords else None
     return _dataset(xr, result, dims, coords, mapping)
+
+
+def _fit_lazy(xr: Any, array: xr.DataArray, axis: str, years: list[int], options: dict[str, Any]) -> xr.Dataset:
+    """A Dask-backed array is fitted lazily, chunk by chunk of pixels (all years of a pixel in one chunk).
+
+    Nothing is computed until the Dataset's values are asked for (``.compute()``,
+    ``.to_netcdf()``, a plot), so stacks larger than memory fit the same way.
+    """
+    from .api import TrendResult, fit
+    from .trend import FitOptions
+
+    if len(years) != array.sizes[axis] or len(set(years)) != len(years):
+        raise UsageError(f"give one distinct year for each of the {array.sizes[axis]} steps of {axis!r}; got {years}")
+    fit_options = FitOptions(method=options.get("method", "ols"), min_years=options.get("min_years", 3),
+                             confidence=options.get("confidence", 0.95), alpha=options.get("alpha", 0.05))
+    names = fit_options.bands
+
+    def kernel(block: np.ndarray) -> tuple[np.ndarray, ...]:  # apply_ufunc puts the year axis last
+        bands = fit(np.moveaxis(block, -1, 0), years, **options).bands
+        return tuple(bands[name].astype(np.float64, copy=False) for name in names)
+
+    outputs = xr.apply_ufunc(kernel, array.chunk({axis: -1}), input_core_dims=[[axis]],
+                             output_core_dims=[[] for _ in names], dask="parallelized",
+                             output_dtypes=[np.float64] * len(names))
+    template = TrendResult({name: out.data for name, out in zip(names, outputs, strict=True)}, tuple(sorted(years)),
+                           fit_options, units=str(array.attrs.get("units", "")))
+    coords = {name: coord for name, coord in array.coords.items() if axis not in coord.dims}
+    mapping = GRID_MAPPING if GRID_MAPPING in coords else None
+    return _dataset(xr, template, outputs[0].dims, coords, mapping)
 
 
 def to_dataset(result: TrendResult) -> xr.Dataset:

@@ -139,3 +139,22 @@ def test_open_trend_says_what_it_needs(tmp_path):
         pipeline.open_trend(tmp_path / "missing.tif")
     with pytest.raises(pipeline.EetrendError, match="not a Zarr store"):
         pipeline.open_trend(tmp_path)
+
+
+def test_a_dask_backed_dataarray_is_fitted_lazily_and_equals_the_eager_fit():
+    pytest.importorskip("dask")
+    rng = np.random.default_rng(4)
+    values = _stack(rng, rows=12, cols=10)
+    array = xr.DataArray(values, dims=("year", "y", "x"),
+                         coords={"year": YEARS, "y": np.arange(12.0), "x": np.arange(10.0)}, attrs={"units": "NDVI"})
+    lazy = pipeline.fit(array.chunk({"year": 3, "y": 5, "x": 4}), method="both")  # years split too: rechunked
+
+    assert type(lazy["slope"].data).__module__.startswith("dask")  # nothing computed yet
+    assert lazy["slope"].dims == ("y", "x") and lazy.attrs["years"] == YEARS
+    eager = pipeline.fit(array, method="both")
+    computed = lazy.compute()
+    for name in eager.data_vars:
+        np.testing.assert_array_equal(computed[name].values, eager[name].values, err_msg=name)
+    np.testing.assert_allclose(computed["slope"].values[7, 3], _linregress_slope(YEARS, values[:, 7, 3]), rtol=1e-9)
+    with pytest.raises(UsageError, match="one distinct year for each of the 10 steps"):
+        pipeline.fit(array.chunk({"x": 5}), years=[2000] * 10)
