@@ -71,6 +71,17 @@ class CompressChoice(str, Enum):
     none = "none"
 
 
+class FormatChoice(str, Enum):
+    gtiff = "gtiff"
+    cog = "cog"
+    netcdf = "netcdf"
+    zarr = "zarr"
+
+
+FORMAT_HELP = ("gtiff; cog (Cloud-Optimized GeoTIFF with overviews); netcdf or zarr (CF conventions, for xarray; "
+               "needs pip install 'eetrend[xarray]').")
+
+
 def _version(value: bool) -> None:
     if value:
         from pipeline import __version__
@@ -202,7 +213,7 @@ def sample(
 )
 def trend(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or one multi-band file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The trend GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The trend file to write (GeoTIFF unless --format).")],
     method: Annotated[
         MethodChoice, typer.Option(help="ols: least squares; sen: Sen's slope + Mann-Kendall; both.")
     ] = MethodChoice.ols,
@@ -230,6 +241,7 @@ def trend(
     executor: Annotated[
         ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
     ] = ExecutorChoice.process,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
     scheduler: Annotated[
         str | None,
         typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
@@ -260,6 +272,7 @@ def trend(
                 compress=compress.value,
                 overwrite=overwrite,
                 progress=progress,
+                format=format.value,
                 **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
@@ -281,7 +294,7 @@ def trend(
 )
 def index(
     input: Annotated[Path, typer.Argument(help="A multi-band raster (bands are spectral bands).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The index GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index file to write (GeoTIFF unless --format).")],
     index: Annotated[IndexChoice, typer.Option("--index", help="The spectral index.")] = IndexChoice.ndvi,
     blue: Annotated[str | None, typer.Option(help="Blue band: number or description (default 1).")] = None,
     red: Annotated[str | None, typer.Option(help="Red band: number or description (default 3).")] = None,
@@ -299,6 +312,7 @@ def index(
     compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
 ) -> None:
     """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
 
@@ -315,7 +329,7 @@ def index(
         with _progress_bar("computing windows", _show_progress(quiet)) as progress:
             run = index_raster(input, output, index=index.value, bands=bands, scale=scale, offset=offset,
                                workers=workers, memory_budget=memory_budget, compress=compress.value,
-                               overwrite=overwrite, progress=progress,
+                               overwrite=overwrite, progress=progress, format=format.value,
                                **_executor_options(executor, scheduler, workers))
         if not quiet:
             typer.echo(f"wrote {run.output}: {run.index.upper()} of {run.pixels:,} pixels "
@@ -610,6 +624,10 @@ def run(
         bool, typer.Option("--quiet", "-q", help="Print only errors (for cron: no mail when all is well).")
     ] = False,
     wait_lock: WaitLock = 0.0,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", metavar="URL", help="Also post to this ntfy topic when the run writes new outputs or needs "
+        "attention (exit 0 after a refit, or 1); repeatable. More transports: the notify table, see "
+        "configs/example.toml.")] = None,
 ) -> None:
     """Do everything the study needs now: export, check, download, fit, write the outputs.
 
@@ -622,12 +640,18 @@ def run(
 
         from pipeline.config import load_study
         from pipeline.lock import waiting_for_lock
+        from pipeline.notify import notifying
         from pipeline.run import run_study
 
         _quiet_logs(quiet)
         study = load_study(config)
-        with waiting_for_lock(wait_lock), _byte_progress(_show_progress(quiet)) as progress:
+        with (
+            waiting_for_lock(wait_lock),
+            _byte_progress(_show_progress(quiet)) as progress,
+            notifying(study, notify or ()) as notify_result,
+        ):
             result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
+            notify_result(result)
         log = logging.getLogger("eetrend.run")
         for line in result.lines:
             problem = line in result.problems
