@@ -123,6 +123,7 @@ class CompositeSection(_Section):
     months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8].")
     mask: list[MaskFlag] = [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow]
     harmonize: bool = Field(True, description="Adjust TM/ETM+ reflectance to OLI (Roy et al. 2016).")
+    count_band: bool = Field(False, description="Export a second band: the clear scenes behind each pixel.")
 
     @model_validator(mode="after")
     def _percentile(self) -> CompositeSection:
@@ -196,6 +197,13 @@ class TrendSection(_Section):
     min_years: int = Field(3, ge=2)
     alpha: float = Field(0.05, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0, lt=1)
+    mk_test: Literal["original", "hamed-rao", "yue-wang", "prewhiten", "tfpw"] = "original"
+    fdr: Literal["bh", "by"] | None = None
+    fdr_q: float = Field(0.05, gt=0, lt=1)
+    changepoint: Literal["pettitt"] | None = None
+    min_fraction: float = Field(0.0, ge=0, le=1)
+    edge_years: int | None = Field(None, ge=0)
+    min_count: int = Field(0, ge=0, description="Years with fewer clear scenes are missing (needs count_band).")
 
 
 class SlurmSection(_Section):
@@ -302,6 +310,8 @@ class Study:
 
         composite = self.config.composite.model_dump(mode="json")
         composite["sensors"] = [s.value for s in sensors_for_year(self.config.composite.sensors, year)]
+        if not composite["count_band"]:
+            del composite["count_band"]  # studies made before the count band keep their fingerprints
         return {"region": self._region_settings, "composite": composite}
 
     @functools.cached_property
