@@ -36,6 +36,7 @@ scale = 30
 index = "NDVI"
 reducer = "max"
 months = [6, 9]
+count_band = true
 
 [export]
 destination = "drive"

@@ -287,15 +287,16 @@ class ExportWriter:
         year = _year(operation.description)
         dims = options.get("geoTiffOptions", {}).get("tileDimensions")
         tile = (int(dims["height"]), int(dims["width"])) if dims else None
+        counts = "clear_count" in str(body.get("expression", {}))  # the recipe's with_count_band
         if "driveDestination" in options:
             destination = options["driveDestination"]
             folder = destination.get("folder") or "root"
             folder_id = self.drive.add_folder(folder, drive_folder_id(folder))
-            for name, content in self.rasters.files(year, destination["filenamePrefix"], crs, scale, tile):
+            for name, content in self.rasters.files(year, destination["filenamePrefix"], crs, scale, tile, counts):
                 self.drive.add_file(folder_id, name, content)
         else:
             destination = options["cloudStorageDestination"]
-            for name, content in self.rasters.files(year, destination["filenamePrefix"], crs, scale, tile):
+            for name, content in self.rasters.files(year, destination["filenamePrefix"], crs, scale, tile, counts):
                 self.storage.add_object(destination["bucket"], name, content)
 
 
