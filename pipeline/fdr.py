@@ -170,8 +170,13 @@ def apply_fdr(
     compress: str = "zstd",
     overwrite: bool = False,
     units: str = "",
+    group_values: int | None = None,
 ) -> FdrSummary:
-    """Write ``output``: the bands of ``fit_path`` plus ``p_fdr`` and ``trend_class_fdr``."""
+    """Write ``output``: the bands of ``fit_path`` plus ``p_fdr`` and ``trend_class_fdr``.
+
+    Half the ``budget`` goes to windows, half to a group's values (``group_values``
+    overrides how many a group may hold).
+    """
     check_fdr(method, q)
     with rasterio.open(fit_path) as src:
         names = list(src.descriptions)
@@ -184,7 +189,8 @@ def apply_fdr(
             hist += np.bincount(_bits(p[fitted]) >> 16, minlength=_BUCKETS)
         m = int(hist.sum())
         scale = harmonic(m) if method == "by" and m else 1.0
-        groups = _groups(hist, max(_BUCKETS, (budget // 2) // _BYTES_PER_VALUE))
+        capacity = group_values or max(_BUCKETS, (budget // 2) // _BYTES_PER_VALUE)
+        groups = _groups(hist, capacity)
         adjusted_path = temporary_path(Path(output), ".tif")
         try:
             with rasterio.open(adjusted_path, "w+", driver="GTiff", dtype="float32", count=1, width=grid.width,
@@ -193,7 +199,7 @@ def apply_fdr(
                                transform=src.transform, crs=src.crs) as adjusted:
                 carry = np.inf
                 for low, high, below in groups:
-                    values, counts = _collect(src, band[p_band], windows, low, high, hist)
+                    values, counts = _collect(src, band[p_band], windows, low, high, hist, capacity)
                     table, carry = step_up(values, counts, below, m, carry, scale)
                     table = np.minimum(table, 1.0)
                     for window in windows:
@@ -225,9 +231,9 @@ def apply_fdr(
     return summary
 
 
-def _collect(src, band: int, windows: list[Window], low: int, high: int, hist: np.ndarray):
+def _collect(src, band: int, windows: list[Window], low: int, high: int, hist: np.ndarray, capacity: int):
     """Distinct p-values of buckets ``low..high`` (ascending) and how often each occurs."""
-    if low == high and hist[low] > _BUCKETS:  # one big bucket: count each of its 65,536 values exactly
+    if low == high and hist[low] > min(_BUCKETS, capacity):  # one big bucket: count each of its 65,536 values exactly
         counts = np.zeros(_BUCKETS, dtype=np.int64)
         for window in windows:
             p, fitted = _finite(src, band, window)
