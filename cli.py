@@ -379,6 +379,10 @@ def plot_pixel_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
     years: Annotated[str | None, typer.Option(help="Years to use, or of each band of a multi-band file.")] = None,
     year_pattern: Annotated[str | None, typer.Option(help="Regex whose first group is the year.")] = None,
+    count_band: Annotated[
+        int | None, typer.Option(help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
+                                      "as bars under the series.")
+    ] = None,
 ) -> None:
     """Plot one pixel's yearly values with its OLS and Sen trend lines."""
     with _errors():
@@ -386,7 +390,7 @@ def plot_pixel_command(
         from pipeline.years import parse_years
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
-                           year_pattern=year_pattern)
+                           year_pattern=year_pattern, count_band=count_band)
         typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
                    f"(row {found['row']}, col {found['col']})", err=True)
 

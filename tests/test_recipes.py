@@ -305,3 +305,16 @@ def test_harmonisation_and_masking_can_be_switched_off(connected):
     expected = _index(_reflectance(scene, TM, harmonize=False), "NDVI")
     np.testing.assert_allclose(result["NDVI"], expected, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(result.mask, (scene["QA_PIXEL"].astype(np.int64) & (1 << 5)) == 0)
+
+
+def test_count_band_counts_the_clear_scenes_of_the_index(connected):
+    plain = connected()
+    assert "reduce.count" not in [n for n, _ in _invocations(_expression(plain, 2010))]
+    study = connected(composite="count_band = true")
+    calls = _invocations(_expression(study, 2010))
+    (count,) = [a for n, a in calls if n == "reduce.count"]
+    assert "Image.addBands" in [n for n, _ in calls]
+    renames = [a["names"]["constantValue"] for n, a in calls if n == "Image.rename" and "constantValue" in a["names"]]
+    assert ["clear_count"] in renames
+    (unmask,) = [a for n, a in calls if n == "Image.unmask"]
+    assert unmask["value"]["constantValue"] == 0  # no clear scene is 0 scenes, not a masked pixel

@@ -233,3 +233,39 @@ def test_low_counts_drop_years_and_count_bands_follow_linregress() -> None:
         np.testing.assert_allclose(result["obs_mean"][p], counts[:, p].mean(), rtol=1e-12)
         np.testing.assert_allclose(result["obs_slope"][p], stats.linregress(years, counts[:, p]).slope, rtol=1e-9)
     assert result["n"][0] == 0 and np.isnan(result["obs_mean"][0]) and np.isnan(result["slope"][0])
+
+
+def test_emulator_count_band_is_plausible() -> None:
+    import rasterio
+    from rasterio.io import MemoryFile
+
+    from pipeline.emulator.rasters import RasterFactory
+
+    means = {}
+    for year in (1995, 2005):
+        ((name, content),) = RasterFactory().files(year, f"s_{year}", "EPSG:32632", 30.0, None, count_band=True)
+        with MemoryFile(content) as memory, memory.open() as ds:
+            value, counts = ds.read()
+            assert ds.descriptions[1] == "clear_count"
+        assert np.all(counts[np.isnan(value)] == 0) and np.all(counts[~np.isnan(value)] >= 1)
+        means[year] = counts[~np.isnan(value)].mean()
+    assert 1.5 < means[2005] / means[1995] < 2.5  # two sensors flew in 2005, one in 1995
+    assert rasterio  # imported for MemoryFile's driver registration
+
+
+def test_plot_pixel_draws_the_counts_under_the_series(tmp_path) -> None:
+    import matplotlib.image
+
+    from pipeline.emulator.rasters import RasterFactory
+    from pipeline.plots import plot_pixel
+
+    for year in range(2000, 2010):
+        for name, content in RasterFactory().files(year, f"s_{year}", "EPSG:32632", 30.0, None, count_band=True):
+            (tmp_path / name).write_bytes(content)
+    plot_pixel(tmp_path, 500_300, 4_999_700, tmp_path / "plain.png")
+    plot_pixel(tmp_path, 500_300, 4_999_700, tmp_path / "counts.png", count_band=2)
+    plain, counts = (matplotlib.image.imread(tmp_path / f) for f in ("plain.png", "counts.png"))
+    assert counts.shape[0] > plain.shape[0] * 1.2  # a second panel below
+    bottom = counts[int(counts.shape[0] * 0.8):, :, :3]
+    grey = np.all(np.abs(bottom - 0.55 * 255 / 255) < 0.02, axis=2)
+    assert grey.sum() > 500  # the grey count bars are drawn
