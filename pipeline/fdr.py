@@ -174,22 +174,23 @@ def apply_fdr(
 ) -> FdrSummary:
     """Write ``output``: the bands of ``fit_path`` plus ``p_fdr`` and ``trend_class_fdr``.
 
-    Half the ``budget`` goes to windows, half to a group's values (``group_values``
-    overrides how many a group may hold).
+    A quarter of the ``budget`` goes to windows, a quarter to a group's values
+    (``group_values`` overrides how many a group may hold): the post-pass then peaks
+    below the fit it follows, which used the whole budget.
     """
     check_fdr(method, q)
     with rasterio.open(fit_path) as src:
         names = list(src.descriptions)
         band = {name: i + 1 for i, name in enumerate(names)}
         grid = Grid(src.crs.to_wkt() if src.crs else "", tuple(src.transform)[:6], src.width, src.height)
-        windows = _windows(grid, len(names) + 2, budget // 2)
+        windows = _windows(grid, len(names) + 2, budget // 4)
         hist = np.zeros(_BUCKETS, dtype=np.int64)
         for window in windows:
             p, fitted = _finite(src, band[p_band], window)
             hist += np.bincount(_bits(p[fitted]) >> 16, minlength=_BUCKETS)
         m = int(hist.sum())
         scale = harmonic(m) if method == "by" and m else 1.0
-        capacity = group_values or max(_BUCKETS, (budget // 2) // _BYTES_PER_VALUE)
+        capacity = group_values or max(_BUCKETS, (budget // 4) // _BYTES_PER_VALUE)
         groups = _groups(hist, capacity)
         adjusted_path = temporary_path(Path(output), ".tif")
         try:

@@ -62,17 +62,19 @@ def _lag_pairs(x: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
-def _autocorrelation(y: np.ndarray, n: np.ndarray, pairs, max_lag: int) -> np.ndarray:
+def _autocorrelation(y: np.ndarray, n: np.ndarray, pairs, max_lag: int, blas: bool = False) -> np.ndarray:
     """rho_1..rho_max_lag of rows ``y`` (mean removed, 0 where missing) on the real-year grid.
 
-    Column k-1 holds rho_k; an undefined rho (no variance) is 0.
+    Column k-1 holds rho_k; an undefined rho (no variance) is 0. ``blas`` sums in
+    ``np.correlate``'s order (slower), for the pre-whitening tests whose ties depend on it.
     """
-    acov0 = _dot(y, y) / n
+    dot = _dot if blas else _rowsum
+    acov0 = dot(y, y) / n
     out = np.zeros((y.shape[0], max_lag))
     for k in range(1, max_lag + 1):
         if k in pairs:
             i, j = pairs[k]
-            out[:, k - 1] = (_dot(y[:, i], y[:, j]) / n) / acov0
+            out[:, k - 1] = (dot(y[:, i], y[:, j]) / n) / acov0
     out[~np.isfinite(out)] = 0.0
     return out
 
@@ -84,13 +86,41 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
 
 
-def _average_ranks(rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """scipy.stats.rankdata (average method) of each row's valid values; 0 where missing."""
-    a = rows[:, :, None]
-    b = rows[:, None, :]
-    less = np.count_nonzero((b < a) & valid[:, None, :], axis=2)
-    equal = np.count_nonzero((b == a) & valid[:, None, :], axis=2)
-    return np.where(valid, 1.0 + less + (equal - 1) / 2.0, 0.0)
+def _runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row sorted (NaN last): the order, and the first and last sorted index of each value's tie run."""
+    order = np.argsort(rows, axis=1, kind="stable")
+    ordered = np.take_along_axis(rows, order, axis=1)
+    width = rows.shape[1]
+    index = np.arange(width)
+    starts = np.ones(rows.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # NaN never equals NaN: each is its own run
+    ends = np.ones(rows.shape, dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    start = np.maximum.accumulate(np.where(starts, index, 0), axis=1)
+    end = np.minimum.accumulate(np.where(ends, index, width - 1)[:, ::-1], axis=1)[:, ::-1]
+    return order, start, end
+
+
+def _rowsum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def average_ranks(rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """scipy.stats.rankdata (average method) of each row's valid values; 0 where missing.
+
+    Exact: an average rank is a multiple of 1/2."""
+    order, start, end = _runs(np.where(valid, rows, np.nan))
+    ranks = np.empty(rows.shape)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=1)
+    ranks[~valid] = 0.0
+    return ranks
+
+
+def _tie_term(rows: np.ndarray) -> np.ndarray:
+    """Sum over groups of tied values of t(t-1)(2t+5), per row (NaN never ties)."""
+    _, start, end = _runs(rows)
+    run = (end - start + 1).astype(np.float64)
+    return ((run - 1.0) * (2.0 * run + 5.0)).sum(axis=1)
 
 
 def mk_statistics(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -102,9 +132,7 @@ def mk_statistics(rows: np.ndarray) -> dict[str, np.ndarray]:
     first, second = np.triu_indices(rows.shape[1], k=1)
     diff = rows[:, second] - rows[:, first]
     s = (np.count_nonzero(diff > 0, axis=1) - np.count_nonzero(diff < 0, axis=1)).astype(np.float64)
-    tied = np.count_nonzero((rows[:, :, None] == rows[:, None, :]) & valid[:, None, :], axis=2).astype(np.float64)
-    ties = np.where(valid, (tied - 1.0) * (2.0 * tied + 5.0), 0.0).sum(axis=1)
-    var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - ties) / 18.0
+    var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - _tie_term(rows)) / 18.0
     z = _z(s, var_s)
     return {"mk_s": s, "mk_var_s": var_s, "mk_z": z, "mk_p": 2.0 * (1.0 - ndtr(np.abs(z))),
             "mk_tau": s / (0.5 * n * (n - 1.0))}
@@ -151,7 +179,7 @@ def modified_mk(
             detrended = rows - position * slope
             max_lag = int(max(n.max(initial=0) - 1, 0))
             if test is MKTest.hamed_rao:
-                ranks = _average_ranks(detrended, valid)
+                ranks = average_ranks(detrended, valid)
                 y = np.where(valid, ranks - (n[:, None] + 1.0) / 2.0, 0.0)
                 rho = _autocorrelation(y, n, pairs, max_lag)
                 bound = ndtri(1.0 - alpha / 2.0) / np.sqrt(n)
@@ -177,7 +205,7 @@ def modified_mk(
             series = rows - position * slope if test is MKTest.tfpw else rows
             mean = np.where(valid, series, 0.0).sum(axis=1) / n
             y = np.where(valid, series - mean[:, None], 0.0)
-            r1 = _autocorrelation(y, n, pairs, 1)[:, 0][:, None] if 1 in pairs else np.zeros((len(n), 1))
+            r1 = _autocorrelation(y, n, pairs, 1, blas=True)[:, 0][:, None] if 1 in pairs else np.zeros((len(n), 1))
             whitened = np.full_like(rows, np.nan)
             if 1 in pairs:
                 i, j = pairs[1]

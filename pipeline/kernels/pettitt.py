@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .modified_mk import average_ranks
+
 PETTITT_BANDS = ("cp_year", "cp_p")
-
-
-def bytes_per_pixel(n_years: int) -> int:
-    """Peak working memory of :func:`pettitt` per pixel (the pairwise rank comparisons)."""
-    return 3 * n_years * n_years + 8 * 8 * n_years
 
 
 def pettitt(values: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -29,10 +26,7 @@ def pettitt(values: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
     rows = np.asarray(values, dtype=np.float64).T
     valid = np.isfinite(rows)
     n = np.count_nonzero(valid, axis=1).astype(np.float64)
-    a, b = rows[:, :, None], rows[:, None, :]
-    less = np.count_nonzero((b < a) & valid[:, None, :], axis=2)
-    equal = np.count_nonzero((b == a) & valid[:, None, :], axis=2)
-    ranks = np.where(valid, 1.0 + less + (equal - 1) / 2.0, 0.0)  # scipy's average ranks, exact
+    ranks = average_ranks(rows, valid)  # scipy's average ranks, exact
     seen = np.cumsum(valid, axis=1)
     u = np.abs(2.0 * np.cumsum(ranks, axis=1) - seen * (n[:, None] + 1.0))
     u[~valid | (seen >= n[:, None])] = -1.0  # only positions 1..n-1 of the valid values
