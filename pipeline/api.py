@@ -133,8 +133,12 @@ def fit_stack(
     min_years: int = 3,
     confidence: float = 0.95,
     alpha: float = 0.05,
+    **statistics,
 ) -> TrendResult:
-    """Read a whole annual stack (folder, glob, files or multi-band file) and fit it in memory."""
+    """Read a whole annual stack (folder, glob, files or multi-band file) and fit it in memory.
+
+    ``statistics`` are :func:`fit`'s ``mk_test``, ``changepoint``, ``fdr``, ``fdr_q``,
+    ``min_fraction`` and ``edge_years``."""
     stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=min_years)
     try:
         values = stack.read()
@@ -148,6 +152,7 @@ def fit_stack(
         min_years=min_years,
         confidence=confidence,
         alpha=alpha,
+        **statistics,
     )
     result.grid = grid
     result.units = stack.units
