@@ -100,3 +100,27 @@ def test_bad_statistics_options_are_one_line_usage_errors(tmp_path: Path) -> Non
         result = runner.invoke(app, ["trend", str(tmp_path / "in"), "-o", str(tmp_path / "t.tif"), *args])
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
+
+
+def _peak_python_memory(fit: Path, out: Path) -> int:
+    """Peak bytes allocated by Python and numpy during one out-of-core adjustment (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        apply_fdr(fit, out, method="bh", q=0.05, p_band="pvalue", slope_band="slope", budget=32 << 20,
+                  group_values=100_000)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_of_the_adjustment_stays_flat_when_the_raster_grows_fourfold(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    peaks = {}
+    for label, size in (("1x", 512), ("4x", 1024)):
+        p = rng.beta(0.4, 1.5, size=(size, size))
+        _fit_file(tmp_path / f"fit{label}.tif", p, rng.normal(size=p.shape))
+        peaks[label] = _peak_python_memory(tmp_path / f"fit{label}.tif", tmp_path / f"out{label}.tif")
+    assert peaks["4x"] <= 1.25 * peaks["1x"], peaks
+    assert peaks["1x"] < 32 << 20  # and within the budget
