@@ -26,7 +26,7 @@ from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pi
 from .kernels.extras import Extras
 from .outputs import RasterWriter, check_output, temporary_path
 from .stack import Stack, close_cached, open_stack
-from .statistics import extra_bytes_per_pixel, finish_fdr
+from .statistics import check_options, extra_bytes_per_pixel, finish_fdr, option_tags
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
@@ -51,8 +51,6 @@ class FitOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
-        from .statistics import check_options
-
         check_options(self)
         if self.min_years < 2:
             raise UsageError(f"--min-years is {self.min_years}; a trend needs at least 2 years")
@@ -85,8 +83,6 @@ class FitOptions:
         if self.method is not Method.ols:
             tags["confidence"] = str(self.confidence)
             tags["sen_intercept"] = "median(y) - sen_slope * median(year), over the valid years"
-        from .statistics import option_tags
-
         tags.update(option_tags(self))
         return tags
 
