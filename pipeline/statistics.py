@@ -75,10 +75,11 @@ def option_tags(options: FitOptions) -> dict[str, str]:
 
 
 def extra_bytes_per_pixel(options: FitOptions, n_years: int) -> int:
-    """Window memory the options add per pixel: counts as read and masked, and the added bands."""
+    """Window memory the options add per pixel: counts as read (float32) and the values masked by them
+    (a copy), and the added bands (the worker's and the writer's)."""
     extra = 2 * 8 * len(options.extras.bands())
     if options.count_band is not None:
-        extra += 2 * 8 * n_years
+        extra += 12 * n_years
     return extra
 
 
