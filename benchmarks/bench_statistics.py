@@ -4,6 +4,8 @@ Workload: the seed's, 21 years x 855 x 854 pixels (about 5 % missing), written b
 ``eetrend sample`` (shared with bench_trend.py), plus a copy whose files carry a second
 band of clear-scene counts (the emulator's generator). Timed here, in this run:
 
+* the in-process kernels (``fit_pixels`` on 200,000 pixels of the stack), plain and with
+  each option, repeats interleaved, as a ratio of medians;
 * ``eetrend trend --method sen`` end to end as a fresh process, median of --repeats runs,
   plain and with each option: every --mk-test, --changepoint pettitt, coverage rules,
   --count-band/--min-count, --fdr bh; each as a ratio to the plain run;
@@ -62,6 +64,44 @@ def with_counts(folder: Path, out: Path) -> Path:
     return out
 
 
+def kernel_ratios(seed: Path, repeats: int, pixels: int = 200_000) -> dict[str, dict]:
+    """In-process fit_pixels of part of the seed stack, each option against plain Sen + MK.
+
+    Repeats are interleaved (plain, option, plain, option, ...) so that a change in the
+    machine's load hits both sides; the ratio is of the medians.
+    """
+    import time
+
+    from pipeline.kernels import fit_pixels
+    from pipeline.kernels.extras import Extras
+    from pipeline.stack import close_cached, open_stack
+
+    stack = open_stack(seed)
+    values = stack.read()[:, :pixels]
+    close_cached()
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(8.0, size=values.shape).astype(np.float32)
+    options = {"--mk-test hamed-rao": Extras(mk_test="hamed-rao"), "--mk-test yue-wang": Extras(mk_test="yue-wang"),
+               "--mk-test prewhiten": Extras(mk_test="prewhiten"), "--mk-test tfpw": Extras(mk_test="tfpw"),
+               "--changepoint pettitt": Extras(changepoint="pettitt"),
+               "--min-fraction 0.8 --edge-years 3": Extras(min_fraction=0.8, edge_years=3),
+               "--count-band 2 --min-count 3": Extras(counts=True, min_count=3)}
+    out = {}
+    for name, extras in options.items():
+        plain, timed = [], []
+        for _ in range(repeats):
+            for target, kwargs in ((plain, {}), (timed, {"extras": extras, "counts": counts})):
+                started = time.perf_counter()
+                fit_pixels(values, stack.years, "sen", dtype=np.float32, **kwargs)
+                target.append(time.perf_counter() - started)
+        out[name] = {"plain_s": statistics.median(plain), "option_s": statistics.median(timed),
+                     "ratio": statistics.median(timed) / statistics.median(plain)}
+        row = out[name]
+        print(f"{name:<36} {row['option_s']:>9.3f} {row['ratio']:>8.2f}   plain {row['plain_s']:.3f} s   load {load()}",
+              flush=True)
+    return out
+
+
 def load() -> str:
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -76,12 +116,19 @@ def main() -> None:
     parser.add_argument("--rss-budget", default="128MB", help="for the RSS runs: small, so FDR works in groups")
     parser.add_argument("--work", type=Path, default=Path("/tmp/eetrend-bench"))
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--kernels-only", action="store_true", help="only the in-process kernel ratios")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.cols, args.repeats = 200, 200, 1
     size = f"{args.rows}x{args.cols}"
     seed = ensure_sample(args.work / f"seed-{size}", args.rows, args.cols)
     counted = with_counts(seed, args.work / f"seed-{size}-counts")
+    print(f"in-process fit_pixels, {min(200_000, args.rows * args.cols)} pixels x 21 years, interleaved medians of "
+          f"{max(args.repeats, 5)}; load {load()}", flush=True)
+    print(f"{'option':<36} {'median s':>9} {'x plain':>8}", flush=True)
+    kernels = kernel_ratios(seed, max(args.repeats, 5))
+    if args.kernels_only:
+        return
     out = args.work / "statistics-out.tif"
     common = ["--method", "sen", "--workers", str(args.workers), "--overwrite", "-q", "-o", str(out)]
     timed = [*common, "--memory-budget", args.memory_budget]
@@ -111,7 +158,8 @@ def main() -> None:
     (ROOT / "benchmarks" / "results" / "statistics.json").write_text(json.dumps(
         {"workload": f"{size} x 21 years", "workers": args.workers, "memory_budget": args.memory_budget,
          "rss_budget": args.rss_budget,
-         "load": load(), "options": results, "fdr_rss": rss, "fdr_rss_ratio": ratio}, indent=2) + "\n")
+         "load": load(), "kernels": kernels, "options": results, "fdr_rss": rss, "fdr_rss_ratio": ratio},
+        indent=2) + "\n")
 
 
 if __name__ == "__main__":
