@@ -28,6 +28,7 @@ one instead of returning NaN as pymannkendall does. The Hamed-Rao test needs n >
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 
 import numpy as np
@@ -45,12 +46,17 @@ class MKTest(str, Enum):
     tfpw = "tfpw"
 
 
-def _lag_pairs(x: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _lag_pairs(x: np.ndarray) -> dict[int, tuple]:
+    return _lag_pairs_of(tuple(float(v) for v in x))
+
+
+@functools.lru_cache(maxsize=8)
+def _lag_pairs_of(years: tuple[float, ...]) -> dict[int, tuple]:
     """For each lag k (years), the index pairs (i, j) of ``x`` with x[j] - x[i] == k.
 
     Consecutive runs become slices: BLAS may sum an unaligned copy in another order, and
     the pre-whitened ties must break as in pymannkendall's ``np.correlate``."""
-    steps = np.rint(x).astype(np.int64)
+    steps = np.rint(np.asarray(years)).astype(np.int64)
     first, second = np.triu_indices(len(steps), k=1)
     lag = steps[second] - steps[first]
     pairs = {}
@@ -129,9 +135,11 @@ def mk_statistics(rows: np.ndarray) -> dict[str, np.ndarray]:
 
     valid = np.isfinite(rows)
     n = np.count_nonzero(valid, axis=1).astype(np.float64)
-    first, second = np.triu_indices(rows.shape[1], k=1)
-    diff = rows[:, second] - rows[:, first]
-    s = (np.count_nonzero(diff > 0, axis=1) - np.count_nonzero(diff < 0, axis=1)).astype(np.float64)
+    columns = np.ascontiguousarray(rows.T)  # years first: the sums below run along the pixels
+    s = np.zeros(rows.shape[0])
+    for step in range(1, rows.shape[1]):  # every pair (i, i + step) at once; NaN compares False
+        later, earlier = columns[step:], columns[:-step]
+        s += (later > earlier).sum(axis=0, dtype=np.int32) - (later < earlier).sum(axis=0, dtype=np.int32)
     var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - _tie_term(rows)) / 18.0
     z = _z(s, var_s)
     return {"mk_s": s, "mk_var_s": var_s, "mk_z": z, "mk_p": 2.0 * (1.0 - ndtr(np.abs(z))),
