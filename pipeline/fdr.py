@@ -127,7 +127,7 @@ def classes(p_fdr: np.ndarray, slope: np.ndarray, q: float) -> np.ndarray:
 def _bits(p: np.ndarray) -> np.ndarray:
     if p.size and (np.min(p) < 0 or np.max(p) > 1):
         raise InputError("the p-value band holds values outside 0-1; is it a p-value band written by eetrend?")
-    return np.ascontiguousarray(p, dtype=np.float32).view(np.uint32)
+    return (np.asarray(p, dtype=np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 + 0.0 is +0.0
 
 
 def _groups(hist: np.ndarray, capacity: int) -> list[tuple[int, int, int]]:

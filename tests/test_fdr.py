@@ -124,3 +124,12 @@ def test_memory_of_the_adjustment_stays_flat_when_the_raster_grows_fourfold(tmp_
         peaks[label] = _peak_python_memory(tmp_path / f"fit{label}.tif", tmp_path / f"out{label}.tif")
     assert peaks["4x"] <= 1.25 * peaks["1x"], peaks
     assert peaks["1x"] < 32 << 20  # and within the budget
+
+
+def test_a_map_without_fitted_pixels_has_no_tests(tmp_path: Path) -> None:
+    _fit_file(tmp_path / "fit.tif", np.full((20, 30), np.nan), np.zeros((20, 30)))
+    summary = apply_fdr(tmp_path / "fit.tif", tmp_path / "out.tif", method="by", q=0.05, p_band="pvalue",
+                        slope_band="slope", budget=64 << 20)
+    assert summary.tests == 0 and summary.significant == 0
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert np.isnan(ds.read(4)).all() and np.isnan(ds.read(5)).all() and ds.tags()["fdr_tests"] == "0"
