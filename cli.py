@@ -36,6 +36,23 @@ class MethodChoice(str, Enum):
     both = "both"
 
 
+class MKTestChoice(str, Enum):
+    original = "original"
+    hamed_rao = "hamed-rao"
+    yue_wang = "yue-wang"
+    prewhiten = "prewhiten"
+    tfpw = "tfpw"
+
+
+class FdrChoice(str, Enum):
+    bh = "bh"
+    by = "by"
+
+
+class ChangepointChoice(str, Enum):
+    pettitt = "pettitt"
+
+
 class ExecutorChoice(str, Enum):
     process = "process"
     thread = "thread"
@@ -246,19 +263,49 @@ def trend(
         str | None,
         typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
     ] = None,
+    mk_test: Annotated[
+        MKTestChoice, typer.Option(help="Mann-Kendall test of the mk_* bands; the modified ones correct for "
+                                        "autocorrelation (see README: Which test should I use?).")
+    ] = MKTestChoice.original,
+    fdr: Annotated[
+        FdrChoice | None, typer.Option(help="Adjust p-values over the whole map: bh (Benjamini-Hochberg) or by "
+                                            "(Benjamini-Yekutieli); adds p_fdr and trend_class_fdr.")
+    ] = None,
+    fdr_q: Annotated[float, typer.Option(help="False discovery rate of trend_class_fdr.")] = 0.05,
+    changepoint: Annotated[
+        ChangepointChoice | None, typer.Option(help="pettitt: add cp_year (last year before the change) and cp_p.")
+    ] = None,
+    min_fraction: Annotated[
+        float, typer.Option(help="A pixel needs valid values in at least this share of the years (0-1).")
+    ] = 0.0,
+    edge_years: Annotated[
+        int | None, typer.Option(help="A pixel's first and last valid years must be within this many years "
+                                      "of the study's first and last.")
+    ] = None,
+    count_band: Annotated[
+        int | None, typer.Option(help="Band of each annual file holding its clear-scene count (2 for eetrend's "
+                                      "exports); adds obs_mean and obs_slope.")
+    ] = None,
+    min_count: Annotated[
+        int, typer.Option(help="A year with fewer clear scenes than this is missing for that pixel.")
+    ] = 0,
 ) -> None:
     """Fit the trend of every pixel of an annual stack and write a multi-band GeoTIFF.
 
     Bands: slope, intercept, rvalue, pvalue, stderr, intercept_stderr (ols);
     sen_slope, sen_intercept, sen_low, sen_high, mk_s, mk_var_s, mk_z, mk_p,
-    mk_tau (sen); then n and trend_class.
+    mk_tau (sen); then n and trend_class; then cp_year, cp_p (--changepoint),
+    obs_mean, obs_slope (--count-band), p_fdr, trend_class_fdr (--fdr).
     """
     with _errors():
         from pipeline.trend import FitOptions, trend_rasters
         from pipeline.years import format_years, parse_years
 
         _quiet_logs(quiet)
-        options = FitOptions(method=method.value, min_years=min_years, confidence=confidence, alpha=alpha)
+        options = FitOptions(method=method.value, min_years=min_years, confidence=confidence, alpha=alpha,
+                             mk_test=mk_test.value, fdr=fdr.value if fdr else None, fdr_q=fdr_q,
+                             changepoint=changepoint.value if changepoint else None, min_fraction=min_fraction,
+                             edge_years=edge_years, count_band=count_band, min_count=min_count)
         with _progress_bar("fitting windows", _show_progress(quiet)) as progress:
             run = trend_rasters(
                 input,
@@ -284,6 +331,9 @@ def trend(
                 f"read {t['read']:.2f} s, fit {t['fit']:.2f} s; writing {t['write']:.2f} s)",
                 err=True,
             )
+            if run.fdr:
+                typer.echo(f"{run.fdr['method']} at q={run.fdr['q']}: {int(run.fdr['significant']):,} of "
+                           f"{int(run.fdr['tests']):,} fitted pixels significant ({t['fdr']:.2f} s)", err=True)
 
 
 @app.command(
@@ -423,6 +473,10 @@ def plot_pixel_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
     years: Annotated[str | None, typer.Option(help="Years to use, or of each band of a multi-band file.")] = None,
     year_pattern: Annotated[str | None, typer.Option(help="Regex whose first group is the year.")] = None,
+    count_band: Annotated[
+        int | None, typer.Option(help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
+                                      "as bars under the series.")
+    ] = None,
 ) -> None:
     """Plot one pixel's yearly values with its OLS and Sen trend lines."""
     with _errors():
@@ -430,7 +484,7 @@ def plot_pixel_command(
         from pipeline.years import parse_years
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
-                           year_pattern=year_pattern)
+                           year_pattern=year_pattern, count_band=count_band)
         typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
                    f"(row {found['row']}, col {found['col']})", err=True)
 

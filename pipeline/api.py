@@ -13,6 +13,7 @@ window by window and writes a GeoTIFF.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,12 +84,23 @@ def fit(
     confidence: float = 0.95,
     alpha: float = 0.05,
     dim: str | None = None,
+    mk_test: str = "original",
+    changepoint: str | None = None,
+    fdr: str | None = None,
+    fdr_q: float = 0.05,
+    min_fraction: float = 0.0,
+    edge_years: int | None = None,
+    counts: np.ndarray | None = None,
+    min_count: int = 0,
 ):
     """Fit the trend of every pixel of an in-memory stack.
 
     ``values`` has years on its first axis, any shape after it: (years, rows,
     cols) or (years, pixels). NaN and ``nodata`` are missing. ``years`` may come
-    in any order; they are matched to the first axis and sorted.
+    in any order; they are matched to the first axis and sorted. ``mk_test``,
+    ``changepoint``, ``fdr``/``fdr_q``, ``min_fraction``, ``edge_years`` and
+    ``counts`` (clear scenes, shaped like ``values``)/``min_count`` are those of
+    ``eetrend trend``; with ``fdr`` the adjustment runs over all pixels given.
 
     ``values`` may also be an ``xarray.DataArray`` with a ``year`` or ``time``
     dimension (or ``dim``), anywhere among its axes; the years then come from that
@@ -99,10 +111,14 @@ def fit(
 
     if is_xarray(values):
         return fit_dataarray(values, years, dim=dim, method=method, min_years=min_years, nodata=nodata,
-                             confidence=confidence, alpha=alpha)
+                             confidence=confidence, alpha=alpha, mk_test=mk_test, changepoint=changepoint, fdr=fdr,
+                             fdr_q=fdr_q, min_fraction=min_fraction, edge_years=edge_years, min_count=min_count)
     if years is None:
         raise UsageError("give the years of the first axis, e.g. fit(values, [2000, 2001, ...])")
-    options = FitOptions(method=method, min_years=min_years, confidence=confidence, alpha=alpha)
+    options = FitOptions(method=method, min_years=min_years, confidence=confidence, alpha=alpha, mk_test=mk_test,
+                         changepoint=changepoint, fdr=fdr, fdr_q=fdr_q, min_fraction=min_fraction,
+                         edge_years=edge_years, min_count=0 if counts is not None else min_count)
+    extras = dataclasses.replace(options.extras, counts=counts is not None, min_count=min_count)
     data = np.asarray(values)
     x = np.asarray(years, dtype=np.float64)
     if data.ndim < 1 or data.shape[0] != x.shape[0]:
@@ -113,7 +129,16 @@ def fit(
     flat = data.reshape(data.shape[0], -1)[order]  # a copy: the caller's array is left alone
     values = flat.astype(working_dtype(flat.dtype), copy=False)
     mask_nodata(values, flat, nodata)
-    out = fit_pixels(values, x[order], options.method, options.min_years, options.confidence, options.alpha)
+    if counts is not None:
+        counts = np.asarray(counts, dtype=np.float64).reshape(data.shape[0], -1)[order]
+    out = fit_pixels(values, x[order], options.method, options.min_years, options.confidence, options.alpha,
+                     extras=extras, counts=counts)
+    if fdr:
+        from .fdr import adjust, classes
+
+        out["p_fdr"] = adjust(out["pvalue" if options.method.value == "ols" else "mk_p"], fdr)
+        out["trend_class_fdr"] = classes(out["p_fdr"], out["slope" if options.method.value == "ols" else "sen_slope"],
+                                         fdr_q)
     shaped = {name: band.reshape(data.shape[1:]) for name, band in out.items()}
     return TrendResult(shaped, tuple(int(y) for y in x[order]), options)
 
@@ -128,8 +153,12 @@ def fit_stack(
     min_years: int = 3,
     confidence: float = 0.95,
     alpha: float = 0.05,
+    **statistics,
 ) -> TrendResult:
-    """Read a whole annual stack (folder, glob, files or multi-band file) and fit it in memory."""
+    """Read a whole annual stack (folder, glob, files or multi-band file) and fit it in memory.
+
+    ``statistics`` are :func:`fit`'s ``mk_test``, ``changepoint``, ``fdr``, ``fdr_q``,
+    ``min_fraction`` and ``edge_years``."""
     stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=min_years)
     try:
         values = stack.read()
@@ -143,6 +172,7 @@ def fit_stack(
         min_years=min_years,
         confidence=confidence,
         alpha=alpha,
+        **statistics,
     )
     result.grid = grid
     result.units = stack.units

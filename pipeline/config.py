@@ -152,6 +152,7 @@ class CompositeSection(_Section):
                                                "OLS; off by default, as Google's tutorial calls it unnecessary "
                                                "for Collection 2 surface reflectance.")
     saturation: bool = Field(False, description="Also mask pixels whose index bands are saturated (QA_RADSAT).")
+    count_band: bool = Field(False, description="Export a second band: the clear scenes behind each pixel.")
 
     @model_validator(mode="after")
     def _percentile(self) -> CompositeSection:
@@ -243,6 +244,13 @@ class TrendSection(_Section):
     confidence: float = Field(0.95, gt=0, lt=1)
     format: Literal["gtiff", "cog", "netcdf", "zarr"] = Field(
         "gtiff", description="cog makes STUDY_trend.tif cloud-optimized; netcdf/zarr add STUDY_trend.nc/.zarr.")
+    mk_test: Literal["original", "hamed-rao", "yue-wang", "prewhiten", "tfpw"] = "original"
+    fdr: Literal["bh", "by"] | None = None
+    fdr_q: float = Field(0.05, gt=0, lt=1)
+    changepoint: Literal["pettitt"] | None = None
+    min_fraction: float = Field(0.0, ge=0, le=1)
+    edge_years: int | None = Field(None, ge=0)
+    min_count: int = Field(0, ge=0, description="Years with fewer clear scenes are missing (needs count_band).")
 
 
 class SlurmSection(_Section):
@@ -435,6 +443,8 @@ class Study:
 
         composite = self.config.composite.model_dump(mode="json")
         composite["sensors"] = [s.value for s in sensors_for_year(self.config.composite.sensors, year)]
+        if not composite["count_band"]:
+            del composite["count_band"]  # studies made before the count band keep their fingerprints
         return {"region": self._region_settings, "composite": composite}
 
     @functools.cached_property

@@ -36,6 +36,7 @@ scale = 30          # metres; on a UTM crs at 30 m, exports use Landsat's own gr
 index = "NDVI"
 reducer = "max"
 months = [6, 9]
+count_band = true
 
 [export]
 destination = "drive"

@@ -52,7 +52,7 @@ def write_vrt(path: Path, year: int, tiles: list[Path]) -> None:
         with rasterio.open(tile) as dataset:
             if crs is None:
                 crs, dtype, res = dataset.crs, dataset.dtypes[0], dataset.res
-                nodata, description = dataset.nodata, dataset.descriptions[0]
+                nodata, descriptions = dataset.nodata, dataset.descriptions
             elif dataset.crs != crs or dataset.res != res or dataset.dtypes[0] != dtype:
                 raise InputError(f"{year}: tile {tile.name} has another CRS, pixel size or data type than "
                                  f"{tiles[0].name}; download the year again")
@@ -69,22 +69,26 @@ def write_vrt(path: Path, year: int, tiles: list[Path]) -> None:
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     ET.SubElement(root, "SRS").text = crs.to_wkt()
     ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in transform0.to_gdal())
-    band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype], band="1")
-    if nodata is not None:
-        ET.SubElement(band, "NoDataValue").text = "nan" if math.isnan(nodata) else repr(nodata)
-    if description:
-        ET.SubElement(band, "Description").text = description
+    bands = []
+    for number, description in enumerate(descriptions, start=1):  # every band: the value, and a count if any
+        band = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype], band=str(number))
+        if nodata is not None:
+            ET.SubElement(band, "NoDataValue").text = "nan" if math.isnan(nodata) else repr(nodata)
+        if description:
+            ET.SubElement(band, "Description").text = description
+        bands.append(band)
     for tile, row, col, transform, w, h in sources:
         x = (transform.c - transform0.c) / transform0.a
         y = (transform.f - transform0.f) / transform0.e
         if abs(x - col) > 1e-6 or abs(y - row) > 1e-6:
             raise InputError(f"{year}: tile {tile.name} is georeferenced at pixel ({y:.1f}, {x:.1f}), not at the "
                              f"offsets its name gives ({row}, {col}); download the year again")
-        source = ET.SubElement(band, "SimpleSource")
-        ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = os.path.relpath(tile, path.parent)
-        ET.SubElement(source, "SourceBand").text = "1"
-        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
-        ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), xSize=str(w), ySize=str(h))
+        for number, band in enumerate(bands, start=1):
+            source = ET.SubElement(band, "SimpleSource")
+            ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = os.path.relpath(tile, path.parent)
+            ET.SubElement(source, "SourceBand").text = str(number)
+            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
+            ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), xSize=str(w), ySize=str(h))
     with replaced_when_done(path) as temporary:
         ET.ElementTree(root).write(temporary, encoding="utf-8", xml_declaration=False)
 

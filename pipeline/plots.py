@@ -196,8 +196,11 @@ def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None =
 
 
 def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | None = None,
-               year_pattern: str | None = None, band: int = 1) -> dict[str, float]:
-    """One pixel's yearly values with its OLS and Sen lines; returns the two slopes."""
+               year_pattern: str | None = None, band: int = 1, count_band: int | None = None) -> dict[str, float]:
+    """One pixel's yearly values with its OLS and Sen lines; returns the two slopes.
+
+    With ``count_band``, the clear scenes behind each year's value are drawn as bars
+    under the series, so a drift in sampling shows next to the trend."""
     import rasterio
     from rasterio.windows import Window
 
@@ -215,7 +218,16 @@ def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | 
     result = fit(values, year_list, method="both", min_years=2)
     ols_slope, ols_intercept = float(result["slope"]), float(result["intercept"])
     sen_slope, sen_intercept = float(result["sen_slope"]), float(result["sen_intercept"])
-    figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    counts = None
+    if count_band is not None:
+        from .coverage import check_count_band, read_counts
+
+        check_count_band(stack, count_band)
+        counts = np.nan_to_num(read_counts(stack, Window(col, row, 1, 1), count_band)[:, 0])
+        figure, (axes, below) = plt.subplots(2, 1, figsize=(7.5, 6.0), dpi=110, sharex=True,
+                                             gridspec_kw={"height_ratios": [3, 1]})
+    else:
+        figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     valid = np.isfinite(values)
     axes.plot(year_list[valid], values[valid], "o", color="0.25", label="annual value")
     span = np.array([year_list.min(), year_list.max()])
@@ -227,10 +239,16 @@ def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | 
     from matplotlib.ticker import MaxNLocator
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("year")
+    if counts is None:
+        axes.set_xlabel("year")
     axes.set_ylabel(units)
     axes.set_title(f"pixel at x={x:g}, y={y:g} (row {row}, col {col}), {int(valid.sum())} valid years", fontsize=10)
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
+    if counts is not None:
+        below.bar(year_list, counts, color="0.55", width=0.8)
+        below.set_ylabel("clear scenes")
+        below.set_xlabel("year")
+        below.grid(alpha=0.3)
     _save(figure, png)
     return {"slope": ols_slope, "sen_slope": sen_slope, "row": row, "col": col}

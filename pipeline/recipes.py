@@ -170,7 +170,22 @@ def annual_composite(study: Study, year: int, area: ee.Geometry | None = None) -
         merged = prepared if merged is None else merged.merge(prepared)
     reduced = _reduce(merged, composite)
     name = composite.index.value
-    return reduced.rename([name]).toFloat().clip(area).set({"year": year, "eetrend:index": name})
+    image = reduced.rename([name]).toFloat()
+    if composite.count_band:
+        image = with_count_band(image, merged)
+    return image.clip(area).set({"year": year, "eetrend:index": name})
+
+
+COUNT_BAND = "clear_count"
+
+
+def with_count_band(image: ee.Image, scenes: ee.ImageCollection) -> ee.Image:
+    """``image`` plus a second band: how many clear (unmasked) scenes stand behind each pixel.
+
+    ``count()`` counts the unmasked values of the index per pixel; a pixel with none is
+    0, not masked. Float, like the index, since an export's bands share one type.
+    """
+    return image.addBands(scenes.count().unmask(0).rename([COUNT_BAND]).toFloat())
 
 
 def _scene_preparer(collection: Collection, composite: CompositeSection):

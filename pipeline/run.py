@@ -156,8 +156,8 @@ def _finish(study: Study, downloaded: DownloadReport, result: RunResult,
         if changed:
             result.lines.append(f"{', '.join(p.name for p in changed)} changed since written; writing the outputs "
                                 "again")
-        timings = _fit(study, downloaded, outputs, fit_progress)
-        _write_report(study, manifest, outputs, fingerprint, timings)
+        timings, statistics = _fit(study, downloaded, outputs, fit_progress)
+        _write_report(study, manifest, outputs, fingerprint, timings, statistics)
         manifest.set("fit_fingerprint", fingerprint)
         _record_outputs(manifest, outputs)
     result.fitted = True
@@ -202,18 +202,22 @@ def year_pattern(study: Study) -> str:
 
 
 def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
-         fit_progress: Callable[[int, int], None] | None) -> dict[str, float]:
+         fit_progress: Callable[[int, int], None] | None) -> tuple[dict[str, float], dict[str, Any]]:
     from .formats import require_format
     from .plots import plot_raster
+    from .statistics import report
     from .trend import FitOptions, trend_rasters
 
     trend = study.config.trend
     require_format(trend.format)
+    options = FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
+                         confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
+                         changepoint=trend.changepoint, min_fraction=trend.min_fraction, edge_years=trend.edge_years,
+                         count_band=2 if study.config.composite.count_band else None, min_count=trend.min_count)
     outputs["trend"].parent.mkdir(parents=True, exist_ok=True)
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
-                        options=FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
-                                           confidence=trend.confidence),
+                        options=options,
                         overwrite=True, progress=fit_progress,
                         executor="dask" if study.config.dask is not None else "process",
                         dask=study.config.dask.settings() if study.config.dask is not None else None,
@@ -228,11 +232,11 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
     plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{index} per year",
                title=f"{study.name}: {band.replace('_', ' ')} of annual {study.config.composite.reducer.value} "
                      f"{index}, {format_years(study.years)}")
-    return {**run.timings, "plot": time.perf_counter() - started}
+    return {**run.timings, "plot": time.perf_counter() - started}, {**report(options), "fdr_result": run.fdr}
 
 
 def _write_report(study: Study, manifest: m.Manifest, outputs: dict[str, Path], fingerprint: str,
-                  timings: dict[str, float]) -> None:
+                  timings: dict[str, float], statistics: dict[str, Any] | None = None) -> None:
     records = manifest.years()
     datasets = manifest.datasets()
     report: dict[str, Any] = {
@@ -242,6 +246,7 @@ def _write_report(study: Study, manifest: m.Manifest, outputs: dict[str, Path], 
         "status": "complete",
         "years": study.years,
         "method": study.config.trend.method,
+        "statistics": statistics or {},
         "outputs": {name: str(path) for name, path in outputs.items()},
         "fit_fingerprint": fingerprint,
         "timings_seconds": {k: round(v, 4) for k, v in timings.items()},

@@ -12,17 +12,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
 from . import __version__
+from .coverage import check_count_band, read_counts
 from .dask_executor import DaskSettings
 from .errors import UsageError
 from .executors import resolve_workers, task_runner
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
-from .outputs import RasterWriter, check_output
+from .kernels.extras import Extras
+from .outputs import RasterWriter, check_output, temporary_path
 from .stack import Stack, close_cached, open_stack
+from .statistics import check_options, extra_bytes_per_pixel, finish_fdr, option_tags
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
@@ -36,9 +40,18 @@ class FitOptions:
     min_years: int = 3
     confidence: float = 0.95
     alpha: float = 0.05
+    mk_test: str = "original"
+    changepoint: str | None = None
+    fdr: str | None = None
+    fdr_q: float = 0.05
+    min_fraction: float = 0.0
+    edge_years: int | None = None
+    count_band: int | None = None
+    min_count: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
+        check_options(self)
         if self.min_years < 2:
             raise UsageError(f"--min-years is {self.min_years}; a trend needs at least 2 years")
         if not 0.0 < self.confidence < 1.0:
@@ -47,8 +60,14 @@ class FitOptions:
             raise UsageError(f"--alpha is {self.alpha}; give a significance level between 0 and 1, e.g. 0.05")
 
     @property
+    def extras(self) -> Extras:
+        return Extras(mk_test=self.mk_test, changepoint=self.changepoint, min_fraction=self.min_fraction,
+                      edge_years=self.edge_years, counts=self.count_band is not None, min_count=self.min_count)
+
+    @property
     def bands(self) -> tuple[str, ...]:
-        return band_names(self.method)
+        """The bands of the fit (``p_fdr`` and ``trend_class_fdr`` follow with ``fdr``)."""
+        return band_names(self.method) + self.extras.bands()
 
     def tags(self, years: Sequence[int], units: str) -> dict[str, str]:
         tags = {
@@ -64,6 +83,7 @@ class FitOptions:
         if self.method is not Method.ols:
             tags["confidence"] = str(self.confidence)
             tags["sen_intercept"] = "median(y) - sen_slope * median(year), over the valid years"
+        tags.update(option_tags(self))
         return tags
 
 
@@ -86,6 +106,7 @@ class TrendRun:
     workers: int
     pixels: int
     timings: dict[str, float] = field(default_factory=dict)
+    fdr: dict[str, str] | None = None  # method, q, number of tests, significant pixels (with --fdr)
 
 
 _BUFFERS = threading.local()  # one read buffer per worker thread, reused: fresh pages are slow to fault in
@@ -96,6 +117,7 @@ def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResul
     started = time.perf_counter()
     values = stack.read(window, out=getattr(_BUFFERS, "values", None))
     _BUFFERS.values = values
+    counts = read_counts(stack, window, options.count_band) if options.count_band else None
     read_done = time.perf_counter()
     bands = fit_pixels(
         values,
@@ -105,6 +127,8 @@ def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResul
         confidence=options.confidence,
         alpha=options.alpha,
         dtype=np.float32,
+        extras=options.extras,
+        counts=counts,
     )
     return WindowResult(window, bands, read_done - started, time.perf_counter() - read_done)
 
@@ -117,7 +141,8 @@ def plan_stack_windows(
     return plan_windows(
         stack.grid.height,
         stack.grid.width,
-        bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize),
+        bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize)
+        + extra_bytes_per_pixel(options, len(stack.layers)),
         fixed_bytes=chunk_overhead(options.method, len(stack.layers)),
         budget=budget,
         workers=workers,
@@ -171,6 +196,8 @@ def trend_rasters(
         inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years,
         exclude=[output, *exclude],
     )
+    if options.count_band:
+        check_count_band(stack, options.count_band)
     n_workers = resolve_workers(workers)
     windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget), window_pixels)
     n_workers = min(n_workers, len(windows))
@@ -179,14 +206,15 @@ def trend_rasters(
     done = 0
     if progress:
         progress(0, len(windows))
+    fitted = temporary_path(Path(output), ".fit.tif") if options.fdr else output  # --fdr: a post-pass adds bands
     with RasterWriter(
-        output,
+        fitted,
         stack.grid,
         options.bands,
         tags=options.tags(stack.year_list, stack.units),
         units=stack.units,
-        compress=compress,
-        overwrite=overwrite,
+        compress="zstd" if options.fdr else compress,
+        overwrite=overwrite or bool(options.fdr),
     ) as writer:
         from .lineage import inputs_tag
 
@@ -208,6 +236,11 @@ def trend_rasters(
             _BUFFERS.values = None
         finish = time.perf_counter()
     timings["finish"] = time.perf_counter() - finish
+    fdr = None
+    if options.fdr:
+        fdr_started = time.perf_counter()
+        fdr = finish_fdr(fitted, output, options, parse_memory(memory_budget), compress, overwrite, stack.units)
+        timings["fdr"] = time.perf_counter() - fdr_started
     timings["wall"] = time.perf_counter() - started
     return TrendRun(
         output=os.fspath(output),
@@ -217,4 +250,5 @@ def trend_rasters(
         workers=n_workers,
         pixels=stack.grid.pixels,
         timings=timings,
+        fdr=fdr,
     )

@@ -82,6 +82,9 @@ def fit_dataarray(array: xr.DataArray, years: Sequence[int] | None = None, *, di
         options["nodata"] = array.attrs.get("_FillValue", array.attrs.get("nodata"))
     ordered = array.transpose(axis, ...)
     if type(ordered.data).__module__.startswith("dask"):
+        if options.get("fdr"):
+            raise UsageError("fdr adjusts p-values over the whole map, not chunk by chunk: load the DataArray "
+                             "(.load()) or fit its files with eetrend trend --fdr")
         return _fit_lazy(xr, ordered, axis, year_list, options)
     result = fit(np.asarray(ordered.values), year_list, **options)
     result.units = str(array.attrs.get("units", ""))

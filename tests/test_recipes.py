@@ -348,3 +348,18 @@ def test_years_covered_only_by_slc_off_landsat_7_are_named():
     assert recipes.slc_off_years([Sensor.ETM], [2002, 2003, 2010]) == [2003, 2010]
     assert recipes.slc_off_years([Sensor.ETM, Sensor.OLI], [2012, 2013]) == [2012]
     assert recipes.slc_off_years([Sensor.TM, Sensor.OLI], range(1995, 2016)) == []
+
+
+def test_count_band_counts_the_clear_scenes_of_the_index(connected):
+    plain = connected()
+    assert "reduce.count" not in [n for n, _ in _invocations(_expression(plain, 2010))]
+    study = connected(composite="count_band = true")
+    expression = _expression(study, 2010)
+    calls = _invocations(expression)
+    assert [n for n, _ in calls].count("reduce.count") == 1
+    assert "Image.addBands" in [n for n, _ in calls]
+    renames = [_evaluate(a["names"], expression["values"], {}) for n, a in calls if n == "Image.rename"]
+    assert ["clear_count"] in renames and ["NDVI"] in renames
+    unmasked_to = [_evaluate(a["value"], expression["values"], {}) for n, a in calls if n == "Image.unmask"]
+    # no clear scene is 0 scenes, not a masked pixel (the other unmask is the export's no-data value)
+    assert any(isinstance(u, dict) and u.get("constant") == 0 for u in unmasked_to)

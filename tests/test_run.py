@@ -234,3 +234,31 @@ def test_a_dask_table_fits_on_a_dask_cluster_with_the_same_result(emulator, make
     assert result.exit_code == 0 and "fitted ols trend" in result.output
     with rasterio.open(output_paths(study)["trend"]) as dataset:
         assert np.array_equal(dataset.read(), local, equal_nan=True)
+
+
+def test_a_study_with_counts_and_every_statistic_records_them(emulator, make_study):
+    path, study = make_study(
+        years="2000..2005", composite="count_band = true",
+        extra='[trend]\nmethod = "sen"\nmk_test = "hamed-rao"\nfdr = "by"\nfdr_q = 0.1\nchangepoint = "pettitt"\n'
+              'min_fraction = 0.5\nedge_years = 2\nmin_count = 2')
+    _run(path)
+    emulator.earthengine.finish_all()
+    result = _run(path)
+    assert result.exit_code == 0, result.output
+    outputs = output_paths(study)
+    with rasterio.open(outputs["trend"]) as ds:
+        names = ds.descriptions
+        bands = dict(zip(names, ds.read(), strict=True))
+        tags = ds.tags()
+    assert names[-6:] == ("cp_year", "cp_p", "obs_mean", "obs_slope", "p_fdr", "trend_class_fdr")
+    assert tags["count_band"] == "2" and tags["min_count"] == "2" and tags["mk_test"].startswith("hamed-rao")
+    fitted = np.isfinite(bands["mk_p"])
+    assert fitted.mean() > 0.9 and int(tags["fdr_tests"]) == fitted.sum()
+    assert np.nanmin(bands["obs_mean"]) >= 1.0  # the emulator's counts: a few clear scenes per year
+    report = json.loads(outputs["report"].read_text())
+    statistics = report["statistics"]
+    assert statistics["mk_test"] == "hamed-rao" and statistics["count_band"] == 2 and statistics["min_count"] == 2
+    assert statistics["fdr"] == {"method": "fdr_by", "q": 0.1}
+    assert statistics["fdr_result"]["tests"] == str(fitted.sum())
+    assert statistics["min_fraction"] == 0.5 and statistics["edge_years"] == 2
+    assert statistics["changepoint"] == "pettitt"

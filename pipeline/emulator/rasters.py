@@ -65,19 +65,26 @@ class RasterFactory:
         return ExportGrid(crs, transform, self.cols, self.rows, inside, False, None, True)
 
     def files(self, year: int, prefix: str, grid: ExportGrid, tile: tuple[int, int] | None,
-              nodata: float | None) -> list[tuple[str, bytes]]:
-        """(file name, GeoTIFF bytes) of one year's export on ``grid``."""
+              nodata: float | None, count_band: bool = False) -> list[tuple[str, bytes]]:
+        """(file name, GeoTIFF bytes) of one year's export on ``grid``; ``count_band`` adds the clear-scene
+        counts as band 2 (0 where no scene was clear, the export's fill outside the region)."""
         self.grid = grid
         values, masked = self._exported(year, grid)
-        values[masked] = nodata if nodata is not None else 0.0
-        rows_total, cols_total = values.shape
+        fill = nodata if nodata is not None else 0.0
+        if count_band:
+            counts = clear_counts(year, self.composite(year), self.seed)  # 0 where clouds hid every scene
+            counts[~grid.inside] = fill
+        values[masked] = fill
+        if count_band:
+            values = np.stack([values, counts])
+        rows_total, cols_total = values.shape[-2:]
         if tile is None or (tile[0] >= rows_total and tile[1] >= cols_total):
             return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata))]
         rows, cols = tile
         parts = []
         for row in range(0, rows_total, rows):
             for col in range(0, cols_total, cols):
-                block = values[row:row + rows, col:col + cols]
+                block = values[..., row:row + rows, col:col + cols]
                 parts.append((f"{prefix}-{row:010d}-{col:010d}.tif", _geotiff(block, grid, row, col, year, nodata)))
         return parts
 
@@ -94,15 +101,34 @@ class RasterFactory:
         return layer, masked
 
 
+def clear_counts(year: int, layer: np.ndarray, seed: int = 7) -> np.ndarray:
+    """A plausible count of clear Landsat scenes behind each pixel of ``layer`` in ``year``.
+
+    About 8 clear scenes a year per sensor in flight (one until 1998, two from 1999,
+    three from 2021), Poisson around that, at least 1 where the composite has a value
+    and 0 where it is missing (no clear scene). The count grows with the sensors, as it
+    did, so a trend fitted without it can drift from sampling alone.
+    """
+    sensors = 1 + (year >= 1999) + (year >= 2021)
+    rng = np.random.default_rng([seed, year, 1])
+    counts = 1 + rng.poisson(8.0 * sensors - 1.0, size=layer.shape)
+    return np.where(np.isnan(layer), 0, counts).astype(np.float32)
+
+
 def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, nodata: float | None) -> bytes:
+    if data.ndim == 2:
+        data = data[None]
     a, b, c, d, e, f = grid.transform
     transform = Affine(a, b, c + col * a, d, e, f + row * e)
-    profile = {"driver": "GTiff", "dtype": "float32", "count": 1, "height": data.shape[0], "width": data.shape[1],
+    profile = {"driver": "GTiff", "dtype": "float32", "count": data.shape[0], "height": data.shape[1],
+               "width": data.shape[2],
                "crs": rasterio.crs.CRS.from_string(grid.crs), "transform": transform, "compress": "deflate"}
     if nodata is not None:
         profile["nodata"] = nodata
     with MemoryFile() as memory:
         with memory.open(**profile) as dataset:
-            dataset.write(data.astype(np.float32), 1)
+            dataset.write(data.astype(np.float32))
             dataset.set_band_description(1, f"composite {year}")
+            if data.shape[0] > 1:
+                dataset.set_band_description(2, "clear_count")
         return memory.read()

@@ -418,17 +418,18 @@ class ExportWriter:
         dims = options.get("geoTiffOptions", {}).get("tileDimensions")
         tile = (int(dims["height"]), int(dims["width"])) if dims else None
         nodata = declared_nodata(body)
+        counts = "clear_count" in str(body.get("expression", {}))  # the recipe's with_count_band
         if "driveDestination" in options:
             destination = options["driveDestination"]
             prefix = destination.get("filenamePrefix") or operation.description
             folder_id = self.drive.folder_for_export(destination.get("folder"))
             operation.extra["drive_folder_id"] = folder_id
-            for name, content in self.rasters.files(year, prefix, grid, tile, nodata):
+            for name, content in self.rasters.files(year, prefix, grid, tile, nodata, counts):
                 self.drive.add_file(folder_id or ROOT_ID, name, content)
         else:
             destination = options["cloudStorageDestination"]
             prefix = destination.get("filenamePrefix") or operation.description
-            for name, content in self.rasters.files(year, prefix, grid, tile, nodata):
+            for name, content in self.rasters.files(year, prefix, grid, tile, nodata, counts):
                 self.storage.add_object(destination["bucket"], name, content)
 
 

@@ -10,6 +10,7 @@ from enum import Enum
 
 import numpy as np
 
+from .extras import Extras, apply_extras, mask_low_counts
 from .ols import OLS_BANDS, ols
 from .robust import MK_BANDS, SEN_BANDS, sen_mk
 from .robust import bytes_per_pixel as _sen_bytes_per_pixel
@@ -76,16 +77,22 @@ def fit_pixels(
     confidence: float = 0.95,
     alpha: float = 0.05,
     dtype: type = np.float64,
+    extras: Extras | None = None,
+    counts: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Fit every pixel (column) of ``values`` and return the bands of ``band_names(method)``.
 
     ``values`` is (years, pixels), NaN where missing. It is fitted in chunks of
     :func:`chunk_pixels` pixels; each pixel's result does not depend on the chunk.
     ``trend_class`` follows the chosen method; with ``both`` it follows Sen and
-    Mann-Kendall, the robust pair.
+    Mann-Kendall, the robust pair. ``extras`` adds what :mod:`pipeline.kernels.extras`
+    describes; ``counts`` (like ``values``) are the clear scenes behind each value.
     """
     method = Method(method)
-    names = band_names(method)
+    extras = extras or Extras()
+    names = band_names(method) + extras.bands()
+    if counts is not None and extras.min_count > 0:
+        values = mask_low_counts(values, counts, extras.min_count)
     pixels = values.shape[1]
     out = {name: np.empty(pixels, dtype=dtype) for name in names}
     step = chunk_pixels(method, values.shape[0])
@@ -96,6 +103,9 @@ def fit_pixels(
             result.update(ols(chunk, years, min_years=min_years))
         if method in (Method.sen, Method.both):
             result.update(sen_mk(chunk, years, min_years=min_years, confidence=confidence))
+        if extras != Extras():
+            apply_extras(result, chunk, years, extras, alpha=alpha, min_years=min_years,
+                         counts=None if counts is None else counts[:, start : start + step])
         if method is Method.ols:
             result["trend_class"] = trend_class(result["slope"], result["pvalue"], alpha)
         else:
@@ -106,6 +116,7 @@ def fit_pixels(
 
 
 __all__ = [
+    "Extras",
     "Method",
     "band_names",
     "bytes_per_pixel",
