@@ -71,6 +71,17 @@ class CompressChoice(str, Enum):
     none = "none"
 
 
+class FormatChoice(str, Enum):
+    gtiff = "gtiff"
+    cog = "cog"
+    netcdf = "netcdf"
+    zarr = "zarr"
+
+
+FORMAT_HELP = ("gtiff; cog (Cloud-Optimized GeoTIFF with overviews); netcdf or zarr (CF conventions, for xarray; "
+               "needs pip install 'eetrend[xarray]').")
+
+
 def _version(value: bool) -> None:
     if value:
         from pipeline import __version__
@@ -202,7 +213,7 @@ def sample(
 )
 def trend(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or one multi-band file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The trend GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The trend file to write (GeoTIFF unless --format).")],
     method: Annotated[
         MethodChoice, typer.Option(help="ols: least squares; sen: Sen's slope + Mann-Kendall; both.")
     ] = MethodChoice.ols,
@@ -230,6 +241,7 @@ def trend(
     executor: Annotated[
         ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
     ] = ExecutorChoice.process,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
     scheduler: Annotated[
         str | None,
         typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
@@ -260,6 +272,7 @@ def trend(
                 compress=compress.value,
                 overwrite=overwrite,
                 progress=progress,
+                format=format.value,
                 **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
@@ -281,7 +294,7 @@ def trend(
 )
 def index(
     input: Annotated[Path, typer.Argument(help="A multi-band raster (bands are spectral bands).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The index GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index file to write (GeoTIFF unless --format).")],
     index: Annotated[IndexChoice, typer.Option("--index", help="The spectral index.")] = IndexChoice.ndvi,
     blue: Annotated[str | None, typer.Option(help="Blue band: number or description (default 1).")] = None,
     red: Annotated[str | None, typer.Option(help="Red band: number or description (default 3).")] = None,
@@ -299,6 +312,7 @@ def index(
     compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
 ) -> None:
     """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
 
@@ -315,7 +329,7 @@ def index(
         with _progress_bar("computing windows", _show_progress(quiet)) as progress:
             run = index_raster(input, output, index=index.value, bands=bands, scale=scale, offset=offset,
                                workers=workers, memory_budget=memory_budget, compress=compress.value,
-                               overwrite=overwrite, progress=progress,
+                               overwrite=overwrite, progress=progress, format=format.value,
                                **_executor_options(executor, scheduler, workers))
         if not quiet:
             typer.echo(f"wrote {run.output}: {run.index.upper()} of {run.pixels:,} pixels "
@@ -326,6 +340,7 @@ def index(
 @app.command(
     epilog=(
         "Examples: eetrend plot trend.tif -o slope.png --band slope\n\n"
+        "eetrend plot trend.tif -o sen.png --band sen_slope --significant-only\n\n"
         "eetrend plot L7_ETMs.tif -o rgb.png --rgb 3,2,1"
     ),
 )
@@ -335,14 +350,25 @@ def plot(
     band: Annotated[str | None, typer.Option(help="Band number or description (default: the first band).")] = None,
     rgb: Annotated[str | None, typer.Option(help="Three band numbers for a colour view, e.g. 3,2,1.")] = None,
     title: Annotated[str | None, typer.Option(help="The title (default: file, band and years).")] = None,
+    significant_only: Annotated[bool, typer.Option(
+        help="Fade pixels whose trend is not significant (FDR-adjusted where the file has p_fdr).")] = False,
+    alpha: Annotated[float | None, typer.Option(
+        help="With --significant-only: the significance level (default: the file's own alpha).")] = None,
+    fade: Annotated[float, typer.Option(
+        help="With --significant-only: opacity of non-significant pixels (0 hides them).")] = 0.25,
 ) -> None:
-    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent."""
+    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent.
+
+    Axes are in map coordinates (easting/northing or longitude/latitude) with a scale bar.
+    """
     with _errors():
         from pipeline.errors import UsageError
         from pipeline.plots import plot_raster, plot_rgb
 
         if rgb and band:
             raise UsageError("give --band or --rgb, not both")
+        if rgb and significant_only:
+            raise UsageError("--significant-only draws a trend band; it does not apply to --rgb")
         if rgb:
             try:
                 numbers = [int(v) for v in rgb.split(",")]
@@ -350,8 +376,44 @@ def plot(
                 raise UsageError(f"--rgb {rgb!r} is not three band numbers such as 3,2,1") from None
             plot_rgb(raster, output, numbers, title=title)
         else:
-            plot_raster(raster, output, band=band, title=title)
+            plot_raster(raster, output, band=band, title=title, significant_only=significant_only, alpha=alpha,
+                        fade=fade)
         typer.echo(f"wrote {output}", err=True)
+
+
+@app.command(
+    epilog=(
+        "Examples: eetrend report configs/alps.toml\n\n"
+        "eetrend report trend.tif -o trend.html --inputs downloads/"
+    ),
+)
+def report(
+    target: Annotated[Path, typer.Argument(help="A study config (.toml) or a trend GeoTIFF.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: "
+                                                "STUDY_report.html in the outputs, or TREND_report.html).")] = None,
+    inputs: Annotated[str | None, typer.Option(help="For a trend file: its annual inputs (folder, glob or "
+                                               "multi-band file), if the file does not list them.")] = None,
+    memory_budget: Annotated[str, typer.Option(help="Memory for reading rasters, e.g. 256MB.")] = "256MB",
+) -> None:
+    """Write one self-contained HTML report: map, areas, regional series, observations, provenance.
+
+    Every picture is embedded; the page needs no network access and runs no script.
+    """
+    with _errors():
+        from pipeline.errors import UsageError
+        from pipeline.report import report_study, report_trend
+        from pipeline.windows import parse_memory
+
+        budget = parse_memory(memory_budget)
+        if target.suffix.lower() == ".toml":
+            from pipeline.config import load_study
+
+            if inputs:
+                raise UsageError("--inputs is for a trend file; a study's inputs come from its manifest")
+            written = report_study(load_study(target), output, memory_budget=budget)
+        else:
+            written = report_trend(target, output, inputs=inputs, memory_budget=budget)
+        typer.echo(f"wrote {written}")
 
 
 @app.command("plot-pixel", epilog="Example: eetrend plot-pixel downloads/ --xy 512345 5012345 -o pixel.png")
@@ -562,24 +624,34 @@ def run(
         bool, typer.Option("--quiet", "-q", help="Print only errors (for cron: no mail when all is well).")
     ] = False,
     wait_lock: WaitLock = 0.0,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", metavar="URL", help="Also post to this ntfy topic when the run writes new outputs or needs "
+        "attention (exit 0 after a refit, or 1); repeatable. More transports: the notify table, see "
+        "configs/example.toml.")] = None,
 ) -> None:
     """Do everything the study needs now: export, check, download, fit, write the outputs.
 
     Safe to run from cron: it never submits or downloads anything twice, never overlaps
     another run of the same study, and refits only when an input changed. Outputs in
-    paths.outputs: STUDY_trend.tif, STUDY_slope.png and STUDY_report.json.
+    paths.outputs: STUDY_trend.tif, STUDY_slope.png, STUDY_report.json and STUDY_report.html.
     """
     with _errors(), _log_file(log_file):
         import logging
 
         from pipeline.config import load_study
         from pipeline.lock import waiting_for_lock
+        from pipeline.notify import notifying
         from pipeline.run import run_study
 
         _quiet_logs(quiet)
         study = load_study(config)
-        with waiting_for_lock(wait_lock), _byte_progress(_show_progress(quiet)) as progress:
+        with (
+            waiting_for_lock(wait_lock),
+            _byte_progress(_show_progress(quiet)) as progress,
+            notifying(study, notify or ()) as notify_result,
+        ):
             result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
+            notify_result(result)
         log = logging.getLogger("eetrend.run")
         for line in result.lines:
             problem = line in result.problems
@@ -679,6 +751,7 @@ def demo(
         typer.echo(f"trend:   {outputs['trend']}")
         typer.echo(f"picture: {outputs['png']}")
         typer.echo(f"report:  {outputs['report']}")
+        typer.echo(f"page:    {outputs.get('html', 'not written (see above)')}")
         typer.echo(f"against the known truth: median |fitted - true slope| = {result.median_abs_error:.5f} NDVI per "
                    f"year over {result.compared_pixels:,} pixels; sign right in {result.sign_agreement:.1%} of "
                    "pixels whose true slope is not within 0.001 of zero")

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import re
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -240,6 +241,8 @@ class TrendSection(_Section):
     min_years: int = Field(3, ge=2)
     alpha: float = Field(0.05, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0, lt=1)
+    format: Literal["gtiff", "cog", "netcdf", "zarr"] = Field(
+        "gtiff", description="cog makes STUDY_trend.tif cloud-optimized; netcdf/zarr add STUDY_trend.nc/.zarr.")
 
 
 class SlurmSection(_Section):
@@ -284,6 +287,59 @@ class DaskSection(_Section):
         return DaskSettings(scheduler=self.scheduler, workers=resolve_workers(self.workers), slurm=slurm)
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not re.match(r"https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not ENV_NAME.fullmatch(value):
+        raise ValueError("give the NAME of an environment variable (letters, digits, '_'), not its value")
+    return value
+
+
+class EmailSection(_Section):
+    """SMTP settings; the password is read from the environment variable ``password_env``, never from here."""
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    user: str | None = None
+    password_env: str | None = Field(None, description="Name of the environment variable holding the password.")
+    sender: str
+    to: list[str] = Field(min_length=1)
+    cafile: Path | None = Field(None, description="CA bundle for a server whose certificate is privately signed.")
+    timeout: float = Field(30.0, gt=0)
+
+    _env = field_validator("password_env")(classmethod(lambda cls, v: _env_name(v)))
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailSection:
+        if self.user and not self.password_env:
+            raise ValueError("user is set but password_env is not; name the environment variable holding the "
+                             "password, e.g. password_env = 'EETREND_SMTP_PASSWORD'")
+        if self.user and not self.starttls and not _is_loopback(f"http://{self.host}/"):
+            raise ValueError("user is set but starttls = false would send the password unencrypted; "
+                             "keep starttls = true")
+        return self
+
+
+class NotifySection(_Section):
+    """Where ``eetrend run`` reports new outputs (exit 0 after a refit) and problems (exit 1)."""
+
+    ntfy: str | None = Field(None, description="An ntfy topic URL, e.g. 'https://ntfy.sh/my-secret-topic'.")
+    webhook: str | None = Field(None, description="A URL that receives the message as JSON.")
+    token_env: str | None = Field(None, description="Environment variable holding a bearer token for both URLs.")
+    email: EmailSection | None = None
+
+    _urls = field_validator("ntfy", "webhook")(classmethod(lambda cls, v: _http_url(v)))
+    _env = field_validator("token_env")(classmethod(lambda cls, v: _env_name(v)))
+
+
 class StudyConfig(_Section):
     """A whole study config, as read from TOML."""
 
@@ -295,6 +351,7 @@ class StudyConfig(_Section):
     paths: PathsSection = PathsSection()
     trend: TrendSection = TrendSection()
     dask: DaskSection | None = None
+    notify: NotifySection | None = None
 
 
 class Study:
@@ -476,6 +533,8 @@ def _known_keys(location: list[str]) -> list[str]:
     model: type[BaseModel] = StudyConfig
     for part in location:
         annotation = model.model_fields[part].annotation
+        optional = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        annotation = optional[0] if optional else annotation  # an optional table: X | None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

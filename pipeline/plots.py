@@ -5,12 +5,14 @@
 - Index values (NDVI and the like): YlGn with a 2-98 percentile stretch.
 - Anything else: viridis, 2-98 percentile stretch.
 NaN is transparent; each map has a colour bar and a title with the units and years
-(from the raster's tags, where eetrend wrote them).
+(from the raster's tags, where eetrend wrote them), axes in map coordinates and a scale
+bar, and can fade non-significant pixels (:func:`draw_band`, shared with the HTML report).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,20 +58,64 @@ def _band_number(dataset, band: str | int | None) -> int:
     return names.index(band) + 1
 
 
-def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title: str | None = None,
-                units: str | None = None) -> Path:
-    """Write one band of ``raster`` as a map with a colour bar (see the module docstring for colours)."""
-    import rasterio
+@dataclass
+class DrawnBand:
+    """What :func:`draw_band` drew: the image (for a colour bar) and the words a caption needs."""
 
-    matplotlib, plt = _pyplot()
-    with rasterio.open(raster) as dataset:
+    image: object
+    name: str
+    units: str
+    years: str
+    extend: str
+    significance: str | None  # e.g. "faded: not significant (Mann-Kendall p >= 0.05)", or None
+    shape: tuple[int, int]  # rows and columns of the picture as drawn
+
+
+def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str | None = None,
+              significant_only: bool = False, alpha: float | None = None, fade: float = 0.25,
+              region: Sequence[np.ndarray] = (), outline_footprint: bool = False) -> DrawnBand:
+    """Draw one band of ``raster`` on ``axes`` as a map: the one map function of ``plot`` and the report.
+
+    Colours as in the module docstring; axes in map coordinates with a scale bar
+    (:mod:`pipeline.maps`). ``significant_only`` fades pixels whose trend is not
+    significant at ``alpha`` (default: the file's own alpha), using the FDR-adjusted
+    p-value where the file has one for this band's test. ``region`` rings are outlined;
+    without them, ``outline_footprint`` outlines the valid data instead.
+    """
+    from .maps import draw_map, footprint_rings, map_frame, open_picture, read_picture, significance_bands, test_name
+
+    matplotlib, _ = _pyplot()
+    with open_picture(raster) as dataset:
         number = _band_number(dataset, band)
         name = dataset.descriptions[number - 1] or f"band {number}"
-        values = dataset.read(number).astype(np.float64)
-        if dataset.nodata is not None and not np.isnan(dataset.nodata):
-            values[values == dataset.nodata] = np.nan
+        values, transform = read_picture(dataset, number)
         tags = dataset.tags()
         units = units or dataset.units[number - 1] or tags.get("units", "")
+        names = [d or "" for d in dataset.descriptions]
+        frame = map_frame(transform, values.shape[1], values.shape[0], dataset.crs)
+        faded, significance = None, None
+        if significant_only:
+            raw, fdr = significance_bands(name, names)
+            p_band = fdr or raw
+            if p_band is None:
+                raise InputError(f"{raster} has no p-value band for {name!r} (pvalue or mk_p), so significance "
+                                 "cannot be shown; drop --significant-only or draw a trend band")
+            level = alpha if alpha is not None else float(tags.get("fdr_q" if fdr else "alpha", 0.05) or 0.05)
+            # At the file's own level, its class band decides (so the map agrees with the area table exactly);
+            # at another --alpha, the p-values do.
+            classes = "trend_class_fdr" if fdr else "trend_class" if raw == ("mk_p" if "mk_p" in names else
+                                                                            "pvalue") else None
+            if alpha is None and classes in names:
+                decided, _ = read_picture(dataset, names.index(classes) + 1)
+                faded = np.isfinite(values) & (decided == 0)
+            else:
+                p_values, _ = read_picture(dataset, names.index(p_band) + 1)
+                with np.errstate(invalid="ignore"):  # BH/BY reject where adjusted p <= q; a raw test where p < alpha
+                    significant = p_values <= level if fdr else p_values < level
+                faded = np.isfinite(values) & ~significant
+            test = test_name(raw or p_band) + (", FDR-adjusted" if fdr else "")
+            relation = ">" if fdr else "\u2265"
+            significance = f"faded: not significant ({test} p {relation} {level:g})"
     finite = np.isfinite(values)
     if not finite.any():
         raise InputError(f"{raster} band {name!r} has no valid pixel to draw")
@@ -81,14 +127,36 @@ def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title
         cmap = "YlGn" if any(w in (name + " " + str(raster)).lower() for w in INDEX_WORDS) else "viridis"
         extend = "both"
     colours = matplotlib.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
-    height, width = values.shape
-    figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / width + 0.8), dpi=110)
-    image = axes.imshow(np.ma.masked_invalid(values), cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
-    axes.set_axis_off()
-    years = _years_text(tags.get("years", ""))
-    axes.set_title(title or f"{Path(raster).name}: {name}" + (f", {years}" if years else ""), fontsize=10)
-    colorbar = figure.colorbar(image, ax=axes, shrink=0.8, extend=extend)
-    colorbar.set_label(units or name)
+    rings = list(region) or (footprint_rings(finite, frame) if outline_footprint else [])
+    image = draw_map(axes, values, frame, cmap=colours, vmin=vmin, vmax=vmax, faded=faded, fade=fade, region=rings)
+    return DrawnBand(image, name, units, _years_text(tags.get("years", "")), extend, significance, values.shape)
+
+
+def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title: str | None = None,
+                units: str | None = None, significant_only: bool = False, alpha: float | None = None,
+                fade: float = 0.25) -> Path:
+    """Write one band of ``raster`` as a map with coordinate axes, a scale bar and a colour bar.
+
+    ``significant_only`` fades non-significant pixels to opacity ``fade`` (see :func:`draw_band`).
+    """
+    _, plt = _pyplot()
+    if not 0.0 <= fade <= 1.0:
+        raise UsageError(f"--fade {fade}: give an opacity between 0 (hide) and 1 (no fading)")
+    if alpha is not None and not 0.0 < alpha < 1.0:
+        raise UsageError(f"--alpha {alpha}: give a significance level between 0 and 1, e.g. 0.05")
+    figure, axes = plt.subplots(dpi=110)
+    try:
+        drawn = draw_band(axes, raster, band=band, units=units, significant_only=significant_only, alpha=alpha,
+                          fade=fade)
+    except BaseException:
+        plt.close(figure)
+        raise
+    height, width = drawn.shape
+    figure.set_size_inches(7.5, min(12.0, 7.5 * height / width + 1.2))
+    text = title or f"{Path(raster).name}: {drawn.name}" + (f", {drawn.years}" if drawn.years else "")
+    axes.set_title(text + (f"\n{drawn.significance}" if drawn.significance else ""), fontsize=10)
+    colorbar = figure.colorbar(drawn.image, ax=axes, shrink=0.8, extend=drawn.extend)
+    colorbar.set_label(drawn.units or drawn.name)
     return _save(figure, png)
 
 

@@ -53,8 +53,12 @@ class RunResult:
 
 def output_paths(study: Study) -> dict[str, Path]:
     stem = study.name
-    return {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
-            "report": study.outputs / f"{stem}_report.json"}
+    paths = {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
+             "report": study.outputs / f"{stem}_report.json"}
+    kind = study.config.trend.format
+    if kind in ("netcdf", "zarr"):  # beside the GeoTIFF, which the picture and report are drawn from
+        paths[kind] = study.outputs / f"{stem}_trend{'.nc' if kind == 'netcdf' else '.zarr'}"
+    return paths
 
 
 def run_study(study: Study, *, wait: bool = False, timeout: float | None = None, poll: float = 60.0,
@@ -103,7 +107,31 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
         else:
             result.exit_code = EXIT_COMPLETE
             _finish(study, downloaded, result, fit_progress)
+            _write_html(study, result)
     return result
+
+
+def _write_html(study: Study, result: RunResult) -> None:
+    """STUDY_report.html beside the trend, after a fit or when it is missing (it is drawn alone then).
+
+    A failure is a line in the run's output, never a reason to fail a finished run: the
+    trend and the JSON report are complete, the page is a view of them.
+    """
+    from .report import report_study, study_html
+
+    path = study_html(study)
+    if not result.fitted and path.exists():
+        result.outputs["html"] = path
+        return
+    try:
+        report_study(study, path)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("could not write the HTML report %s", path, exc_info=True)
+        result.lines.append(f"could not write the HTML report ({exc}); see why with: eetrend --debug report "
+                            f"{study.source}")
+        return
+    result.outputs["html"] = path
+    result.lines.append(f"report: {path}")
 
 
 def _problems(exported: ExportReport, downloaded: DownloadReport) -> dict[int, str]:
@@ -159,7 +187,10 @@ def _record_outputs(manifest: m.Manifest, outputs: dict[str, Path]) -> None:
 def _fit_fingerprint(study: Study, manifest: m.Manifest) -> str:
     """The md5 of every year's files, the years and the trend options: what the outputs depend on."""
     inputs = {str(year): sorted(f["md5"] for f in manifest.files(year).values()) for year in study.years}
-    return fingerprint({"inputs": inputs, "trend": study.config.trend.model_dump(mode="json")})
+    trend = study.config.trend.model_dump(mode="json")
+    if trend.get("format") == "gtiff":
+        del trend["format"]  # the default: fingerprints from before formats existed stay valid
+    return fingerprint({"inputs": inputs, "trend": trend})
 
 
 def year_pattern(study: Study) -> str:
@@ -172,10 +203,12 @@ def year_pattern(study: Study) -> str:
 
 def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
          fit_progress: Callable[[int, int], None] | None) -> dict[str, float]:
+    from .formats import require_format
     from .plots import plot_raster
     from .trend import FitOptions, trend_rasters
 
     trend = study.config.trend
+    require_format(trend.format)
     outputs["trend"].parent.mkdir(parents=True, exist_ok=True)
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
@@ -183,7 +216,12 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                                            confidence=trend.confidence),
                         overwrite=True, progress=fit_progress,
                         executor="dask" if study.config.dask is not None else "process",
-                        dask=study.config.dask.settings() if study.config.dask is not None else None)
+                        dask=study.config.dask.settings() if study.config.dask is not None else None,
+                        format="cog" if trend.format == "cog" else "gtiff")
+    if trend.format in ("netcdf", "zarr"):
+        from .formats import convert
+
+        convert(outputs["trend"], outputs[trend.format], trend.format, overwrite=True)
     index = study.config.composite.index.value
     band = "sen_slope" if trend.method == "sen" else "slope"
     started = time.perf_counter()
