@@ -17,6 +17,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from .kernels import fit_pixels
 from .outputs import RasterWriter
 from .stack import Grid, close_cached, mask_nodata, open_stack, working_dtype
 from .trend import FitOptions
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 @dataclass
@@ -67,7 +71,7 @@ class TrendResult(Mapping[str, np.ndarray]):
             window = Window(0, 0, self.grid.width, self.grid.height)
             writer.write(window, self.bands)
 
-    def to_xarray(self):
+    def to_xarray(self) -> xr.Dataset:
         """The bands as an ``xarray.Dataset`` (x/y coordinates and CRS when the grid is known)."""
         from .xarray_api import to_dataset
 
@@ -75,7 +79,7 @@ class TrendResult(Mapping[str, np.ndarray]):
 
 
 def fit(
-    values,
+    values: np.ndarray | xr.DataArray,
     years: Sequence[int] | None = None,
     *,
     method: str = "ols",
@@ -92,7 +96,7 @@ def fit(
     edge_years: int | None = None,
     counts: np.ndarray | None = None,
     min_count: int = 0,
-):
+) -> TrendResult | xr.Dataset:
     """Fit the trend of every pixel of an in-memory stack.
 
     ``values`` has years on its first axis, any shape after it: (years, rows,
