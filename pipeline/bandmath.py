@@ -9,6 +9,7 @@ zero denominator give NaN, never a warning.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -161,11 +162,14 @@ def index_raster(
     index = index.lower()
     if index not in INDEX_BANDS:
         raise UsageError(f"--index {index!r} is not one of {', '.join(INDEX_BANDS)}")
-    check_output(output, overwrite)
+    if not (math.isfinite(scale) and math.isfinite(offset)) or scale == 0:
+        raise UsageError(f"--scale {scale} --offset {offset}: give finite numbers and a non-zero scale, "
+                         "e.g. --scale 0.0000275 --offset -0.2")
     path = Path(input)
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file; give a multi-band raster")
     header = read_header(path)
+    check_output(output, overwrite, header.files or (path,))
     chosen = resolve_bands(header, index, bands or {})
     grid, nodata = header.grid, header.nodata
     block_rows, block_cols = header.block_shape
@@ -183,7 +187,7 @@ def index_raster(
     # No predictor: on index values (ratios of integer bands) the floating-point predictor
     # saved 0.3 % of the file and cost 1.7x the write time (measured on the tutorial image).
     with RasterWriter(output, grid, (index,), tags=tags, units=index.upper(), compress=compress,
-                      overwrite=overwrite, predictor=1) as writer:
+                      overwrite=overwrite, predictor=1, inputs=header.files or (path,)) as writer:
         try:
             with task_runner(executor, n_workers, dask) as run_tasks:
                 for window, values, seconds in run_tasks(index_window, ((job, w) for w in windows)):

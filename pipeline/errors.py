@@ -60,3 +60,11 @@ class EarthEngineError(EetrendError):
 
 class AuthError(EetrendError):
     """Credentials that are missing, unreadable, expired or revoked."""
+
+
+class WriteError(EetrendError):
+    """An output that could not be written whole; nothing was left under its final name."""
+
+
+class DiskFullError(WriteError):
+    """No space left on the device for an output; the message gives the space free and needed."""

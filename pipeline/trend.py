@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,6 +144,7 @@ def trend_rasters(
     window_pixels: int = TARGET_PIXELS,
     executor: str = "process",
     dask: DaskSettings | None = None,
+    dtype_scale: Mapping[str, tuple[float, float]] | None = None,
 ) -> TrendRun:
     """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
 
@@ -152,12 +153,15 @@ def trend_rasters(
     is the preferred window size; the memory budget may make windows smaller.
     ``executor`` is "process" (a local pool of ``workers``) or "dask" (``dask``
     settings: a scheduler address, SLURM, or a local cluster of ``workers``).
+    ``dtype_scale`` maps a data type to (scale, offset) for stacks that mix data types.
+    An output that is one of the inputs (by name or link) is refused even with ``overwrite``.
     """
     started = time.perf_counter()
     options = options or FitOptions()
     check_output(output, overwrite)
     stack = open_stack(
-        inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years, exclude=[output]
+        inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years, exclude=[output],
+        dtype_scale=dtype_scale,
     )
     n_workers = resolve_workers(workers)
     windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget), window_pixels)
@@ -175,6 +179,7 @@ def trend_rasters(
         units=stack.units,
         compress=compress,
         overwrite=overwrite,
+        inputs=stack.files,
     ) as writer:
         try:
             tasks = ((stack, window, options) for window in windows)
