@@ -64,13 +64,26 @@ def is_read_only_mount(path: Path) -> bool:
         return False
 
 
-def write_failure(path: Path, exc: BaseException, needed: int | None = None) -> EetrendError:
-    """One line for a failed write of ``path``: what happened and what to do."""
+def write_failure(
+    path: Path, exc: BaseException, needed: int | None = None, temporary: Path | None = None, *,
+    at_most: bool = False,
+) -> EetrendError:
+    """One line for a failed write of ``path``: what happened and what to do.
+
+    ``needed`` is the file's estimated size (``at_most``: an upper bound, such as the
+    uncompressed size); ``temporary`` is the partial file about to be removed: its bytes
+    count as free.
+    """
     code = getattr(exc, "errno", None)
     folder = Path(os.path.abspath(path)).parent
     if code in _FULL or (code is None and _looks_full(exc)):
         free = free_bytes(folder)
-        need = f"it needs about {human_bytes(needed)}" if needed else "it needs more space"
+        if free is not None and temporary is not None:
+            try:
+                free += temporary.stat().st_blocks * 512
+            except OSError:
+                pass
+        need = f"it needs {'up to' if at_most else 'about'} {human_bytes(needed)}" if needed else "it needs more space"
         have = f", {human_bytes(free)} free on {existing_ancestor(folder)}" if free is not None else ""
         return DiskFullError(f"no space left to write {path}: {need}{have}; free some space or write "
                              "to another folder (nothing was written under that name)")
@@ -79,7 +92,9 @@ def write_failure(path: Path, exc: BaseException, needed: int | None = None) -> 
                           + (f"; it needs about {human_bytes(needed)}" if needed else "")
                           + "); raise the limit or write a smaller output")
     if code == errno.ENAMETOOLONG:
-        return UsageError(f"the name {Path(path).name[:40]}... is too long for the file system; choose a shorter one")
+        longest = max(Path(os.path.abspath(path)).parts, key=lambda part: len(part.encode()))
+        return UsageError(f"the name {longest[:40]}... ({len(longest.encode())} bytes) is too long for the file "
+                          "system; choose a shorter one")
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
         return UsageError(f"cannot write in {folder} ({os.strerror(code)}); choose a folder you can write to")
     if code in (errno.ENOENT, errno.ENOTDIR):
@@ -92,7 +107,7 @@ def write_failure(path: Path, exc: BaseException, needed: int | None = None) -> 
 
 
 def _looks_full(exc: BaseException) -> bool:
-    text = f"{exc} {exc.__cause__ or ''} {' '.join(libtiff_messages())}"
+    text = f"{exc} {exc.__cause__ or ''}"
     return "No space left" in text or "Disk quota" in text
 
 

@@ -29,7 +29,8 @@ from typing import Any
 from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study
-from .errors import AuthError, EetrendError
+from .diskio import ensure_folder, existing_ancestor, free_bytes, human_bytes, write_failure
+from .errors import AuthError, DiskFullError, EetrendError
 from .exports import open_manifest, refresh
 from .mosaic import missing_tiles, write_vrt
 from .remote import RemoteFile, is_safe_name, open_store
@@ -91,19 +92,24 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
     problem = ""
     for _attempt in range(FILE_ATTEMPTS):
         digest, offset = _resume(partial, remote.size)
-        with open(partial, "ab") as handle:
-            while offset < remote.size:
-                end = min(offset + chunk_size, remote.size) - 1
-                data = _fetch_range(request, remote, offset, end, sleep)
-                if not data:
-                    break
-                handle.write(data)
-                digest.update(data)
-                offset += len(data)
-                if progress:
-                    progress(len(data), remote.size)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _check_room(target, remote.size - offset, partial)
+        try:
+            with open(partial, "ab") as handle:
+                while offset < remote.size:
+                    end = min(offset + chunk_size, remote.size) - 1
+                    data = _fetch_range(request, remote, offset, end, sleep)
+                    if not data:
+                        break
+                    handle.write(data)
+                    digest.update(data)
+                    offset += len(data)
+                    if progress:
+                        progress(len(data), remote.size)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk, a file size limit: the partial is cut at an unknown byte
+            partial.unlink(missing_ok=True)
+            raise write_failure(target, exc, remote.size) from None
         if offset == remote.size and digest.hexdigest() == remote.md5:
             os.replace(partial, target)
             return
@@ -112,6 +118,17 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
         partial.unlink(missing_ok=True)
     raise DownloadError(f"{remote.name} failed verification {FILE_ATTEMPTS} times ({problem}); the remote copy may "
                         "be damaged: check it in the browser, or export the year again")
+
+
+def _check_room(target: Path, remaining: int, partial: Path) -> None:
+    """Refuse to start a file the disk cannot hold (a precise size is known from the remote listing)."""
+    free = free_bytes(target.parent)
+    if free is not None and free < remaining:
+        if not partial.exists() or partial.stat().st_size == 0:
+            partial.unlink(missing_ok=True)
+        raise DiskFullError(f"no space left to download {target}: it needs {human_bytes(remaining)} more, "
+                            f"{human_bytes(free)} free on {existing_ancestor(target.parent)}; free some space or "
+                            "move paths.downloads (the download resumes where it stopped)")
 
 
 def _resume(partial: Path, size: int) -> tuple[Any, int]:
@@ -238,7 +255,7 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
                             if len(absent) > 1 else "") + "; export the year again")
     root = study.downloads.resolve()
     folder = (root / "parts" / stem) if split else root
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder, "paths.downloads")
     known = manifest.files(year)
     local_paths = []
     for remote in listing.files:

@@ -43,14 +43,15 @@ def _name_max(folder: Path) -> int:
 @contextmanager
 def replaced_when_done(
     path: Path, suffix: str = "", *, verify: Callable[[Path], None] | None = None,
-    needed: int | Callable[[], int] | None = None,
+    needed: int | Callable[[], int] | None = None, at_most: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary path to write; it becomes ``path`` if the block ends without error, else it is removed.
 
     Before the rename the temporary is checked (``verify``, e.g. :func:`verify_geotiff`) and
     flushed to the disk, so a full disk or an I/O error is an error here, never a broken file
     under ``path``. Write failures become one-line errors (see :func:`write_failure`);
-    ``needed`` (bytes, or a function giving them) words a full disk's message.
+    ``needed`` (bytes, or a function giving them; ``at_most``: an upper bound) words a full
+    disk's message.
     ``suffix`` keeps an extension for writers that choose the format from the name.
     """
     path = Path(path)
@@ -58,7 +59,11 @@ def replaced_when_done(
     try:
         try:
             tiff = TiffErrors()
-            yield temporary
+            try:
+                yield temporary
+            except OSError:
+                _raise_recorded(tiff.messages())  # libtiff's own words are the more precise
+                raise
             _raise_recorded(tiff.messages())
             if verify is not None:
                 verify(temporary)
@@ -67,7 +72,7 @@ def replaced_when_done(
             fsync_path(path.parent)
         except OSError as exc:
             size = needed() if callable(needed) else needed
-            raise write_failure(path, exc, size or _size(temporary)) from None
+            raise write_failure(path, exc, size or _size(temporary), temporary, at_most=at_most) from None
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -182,7 +187,6 @@ class RasterWriter:
         self._ds: rasterio.io.DatasetWriter | None = None
         self._env: rasterio.Env | None = None
         self._tiff: TiffErrors | None = None
-        self._written = 0  # pixels handed to GDAL so far, to estimate the file's final size
 
     def profile(self) -> dict:
         block = OUTPUT_BLOCK
@@ -232,15 +236,10 @@ class RasterWriter:
             self._ds.write(block, window=window)
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise self._failure(exc) from None
-        self._written += shape[0] * shape[1]
 
     def needed_bytes(self) -> int:
-        """The file's likely size: what is on disk scaled by the share written, at most uncompressed."""
-        uncompressed = self.grid.pixels * len(self.bands) * 4
-        on_disk = _size(self._tmp) if self._tmp is not None else None
-        if self.compress == "none" or not on_disk or not self._written:
-            return uncompressed
-        return min(uncompressed, int(on_disk * self.grid.pixels / self._written * 1.1))
+        """The most the file can take: its uncompressed size (compression only makes it smaller)."""
+        return self.grid.pixels * len(self.bands) * 4
 
     def _failure(self, exc: BaseException):
         """The one-line error for a failed write, worded from the OS or libtiff's own message."""
@@ -249,7 +248,7 @@ class RasterWriter:
             _raise_recorded(self._tiff.messages() if self._tiff else [])
         except OSError as recorded:
             exc = recorded
-        return write_failure(self.path, exc, needed)
+        return write_failure(self.path, exc, needed, self._tmp, at_most=self.compress != "none")
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -288,7 +287,7 @@ class RasterWriter:
             self._tmp = None
             fsync_path(self.path.parent)
         except OSError as exc:
-            raise write_failure(self.path, exc, needed) from None
+            raise write_failure(self.path, exc, needed, self._tmp, at_most=self.compress != "none") from None
 
     def _cleanup(self) -> None:
         if self._ds is not None:

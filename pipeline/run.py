@@ -26,6 +26,7 @@ from typing import Any
 from . import __version__
 from . import manifest as m
 from .config import Study, fingerprint
+from .diskio import ensure_folder
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
 from .lock import StudyLock
@@ -148,7 +149,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
     from .trend import FitOptions, trend_rasters
 
     trend = study.config.trend
-    outputs["trend"].parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(outputs["trend"].parent, "paths.outputs")
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
                         options=FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
@@ -193,8 +194,9 @@ def _write_report(study: Study, manifest: m.Manifest, outputs: dict[str, Path], 
             for year in study.years
         ],
     }
-    with replaced_when_done(outputs["report"]) as temporary:
-        temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2) + "\n"
+    with replaced_when_done(outputs["report"], needed=len(text.encode())) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def _versions() -> dict[str, str]:

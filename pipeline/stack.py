@@ -292,6 +292,8 @@ def open_stack(
     if not paths:
         raise InputError(f"no rasters found in {inputs} apart from the output itself")
     pattern = compile_year_pattern(year_pattern)
+    if len(paths) > 1:  # earlier eetrend outputs in an input folder carry no year and are no input
+        paths = [p for p in paths if year_from_text(p.name, pattern) is not None or not _is_eetrend_output(p)]
     headers = [read_header(p) for p in paths]
 
     if len(headers) == 1 and headers[0].count > 1:
