@@ -102,9 +102,12 @@ class RegionSection(_Section):
                 f"give exactly one of bbox, geojson or asset (got {', '.join(given) or 'none'})"
             )
         if self.bbox is not None:
-            west, south, east, north = self.bbox
-            if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-                raise ValueError("bbox must be [west, south, east, north] in degrees with west < east, south < north")
+            from .geometry_checks import check_bbox
+
+            try:
+                check_bbox(self.bbox)  # degrees, in order, not swapped or projected (named if so)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("region.")) from None
         return self
 
     @field_validator("crs")
@@ -352,12 +355,27 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_explain(exc, raw)}") from None
     study = Study(config, source.resolve(), today)
+    _check_region_and_paths(study, source)
     if config.region.geojson is not None:
         _check_geojson(study.resolve(config.region.geojson), source)
     if config.earthengine.key_file is not None and config.earthengine.auth != "service_account":
         raise ConfigError(f"{source}: earthengine.key_file is set but auth is '{config.earthengine.auth}'; "
                           "set auth = 'service_account' or remove key_file")
     return study
+
+
+def _check_region_and_paths(study: Study, source: Path) -> None:
+    """Local checks before any request: CRS, bbox, GeoJSON (geometry_checks) and the study's folders."""
+    from .diskio import check_folder_path
+    from .geometry_checks import check_region
+
+    try:
+        check_region(study)
+        for role, folder in (("paths.state", study.state), ("paths.downloads", study.downloads),
+                             ("paths.outputs", study.outputs)):
+            check_folder_path(folder, role)
+    except UsageError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _resolve_years(section: StudySection, today: dt.date) -> list[int]:

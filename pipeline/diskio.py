@@ -255,6 +255,20 @@ def ensure_folder(path: Path, role: str) -> Path:
     return path
 
 
+def check_folder_path(path: Path, role: str) -> None:
+    """Refuse a folder path that can never work: a file in its place or above it, a name too long."""
+    for part in Path(path).parts:
+        if len(part.encode()) > 255:
+            raise UsageError(f"{role}: the name {part[:40]}... ({len(part.encode())} bytes) is too long for the file "
+                             "system; choose a shorter one")
+    try:
+        blocker = _file_in_the_way(Path(path))
+    except OSError as exc:
+        raise _folder_error(Path(path), role, exc) from None
+    if blocker is not None:
+        raise UsageError(f"{role}: {blocker} is a file, not a folder; point {role} at a folder")
+
+
 def _file_in_the_way(path: Path) -> Path | None:
     for candidate in (path, *path.parents):
         if candidate.exists():

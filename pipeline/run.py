@@ -64,6 +64,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
     started = time.monotonic()
     notes: list[str] = []
     downloaded_bytes = 0
+    ensure_folder(study.state, "paths.state")
     with StudyLock(study.state, study.name):
         while True:
             exported = export_study(study)
