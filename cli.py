@@ -204,6 +204,11 @@ def trend(
         str | None,
         typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
     ] = None,
+    dtype_scale: Annotated[
+        list[str] | None,
+        typer.Option(help="For inputs of mixed data types: read files of DTYPE as stored x SCALE + OFFSET, "
+                     "e.g. int16=0.0001 (NDVI x 10000 among float files); repeat for more types."),
+    ] = None,
 ) -> None:
     """Fit the trend of every pixel of an annual stack and write a multi-band GeoTIFF.
 
@@ -212,6 +217,7 @@ def trend(
     mk_tau (sen); then n and trend_class.
     """
     with _errors():
+        from pipeline.stack import parse_dtype_scale
         from pipeline.trend import FitOptions, trend_rasters
         from pipeline.years import format_years, parse_years
 
@@ -229,6 +235,7 @@ def trend(
                 compress=compress.value,
                 overwrite=overwrite,
                 progress=progress,
+                dtype_scale=parse_dtype_scale(dtype_scale or []),
                 **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
@@ -513,8 +520,9 @@ def _log_file(path: Path | None):
         return
     import logging
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    from pipeline.diskio import log_file_handler
+
+    handler = log_file_handler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     previous = root.level
@@ -546,7 +554,7 @@ def demo(
     with _errors():
         from pipeline.demo import run_demo
 
-        typer.echo(f"eetrend demo: a {years} study against the local emulator, in {folder}/", err=True)
+        typer.echo(f"eetrend demo: a {years} study against the local emulator, in {folder}/")
         with _byte_progress(_show_progress(quiet)) as progress:
             result = run_demo(folder, years=years, progress=progress)
         for line in result.run.lines:

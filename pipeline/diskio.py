@@ -286,3 +286,15 @@ def _folder_error(path: Path, role: str, exc: OSError) -> EetrendError:
     if exc.errno in _FULL:
         return DiskFullError(f"{role}: no space left to create {path}; free some space")
     return UsageError(f"{role}: cannot create {path} ({exc.strerror or exc})")
+
+
+def log_file_handler(path: Path) -> logging.FileHandler:
+    """A handler appending to ``path`` (its folder created); a path that cannot be a log is one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--log-file {path} is a folder; give a file name such as {path / 'eetrend.log'}")
+    ensure_folder(path.parent, "--log-file's folder")
+    try:
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise write_failure(path, exc) from None

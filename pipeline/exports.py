@@ -19,6 +19,7 @@ backs off (30 s doubling to 10 min) and submits the rest when room appears.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -236,6 +237,8 @@ def _submit_all(study: Study, manifest: Manifest, report: ExportReport) -> list[
 def export_study(study: Study, *, force: bool = False, resubmit: bool = False, queue_wait: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep) -> ExportReport:
     """Submit one export per year that needs one (see the module docstring)."""
+    if not (queue_wait >= 0 and math.isfinite(queue_wait)):
+        raise UsageError(f"--queue-wait is {queue_wait}; give seconds to wait, 0 or more")
     report = ExportReport()
     with open_manifest(study) as manifest:
         report.restarted = sync(study, manifest, force=force, resubmit=resubmit, cancel=_cancel_quietly)
@@ -303,6 +306,8 @@ def study_status(study: Study, *, refresh_remote: bool = True) -> list[YearRecor
 def watch(study: Study, on_update: Callable[[list[YearRecord]], None], *, interval: float = 30.0,
           timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> list[YearRecord]:
     """Poll until no year has a live task (or ``timeout`` seconds pass), calling ``on_update`` each time."""
+    if not (interval > 0 and math.isfinite(interval)):
+        raise UsageError(f"--interval is {interval}; give the seconds between polls, more than 0")
     waited = 0.0
     with open_manifest(study) as manifest:
         while True:
