@@ -110,8 +110,8 @@ def write_sample(
     needed = rows * cols * 4 * (len(years) + 1)  # float32 noise barely compresses
     free = free_bytes(out)
     if free is not None and free < needed:
-        raise DiskFullError(f"a sample of {len(years)} years of {cols}x{rows} pixels needs about "
-                            f"{human_bytes(needed)}, but {out} has {human_bytes(free)} free; choose a smaller "
+        raise DiskFullError(f"no space left for a sample of {len(years)} years of {cols}x{rows} pixels: it needs "
+                            f"about {human_bytes(needed)}, {human_bytes(free)} free in {out}; choose a smaller "
                             "--size, fewer --years, or another folder")
     truth = sample_truth(rows, cols, seed)
     grid = sample_grid(rows, cols)
