@@ -240,8 +240,14 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def ensure_folder(path: Path, role: str) -> Path:
-    """Create ``path`` (and parents) for writing; any problem is one line naming ``role`` (a config key)."""
+STATE_ROOM = 1_000_000  # bytes the manifest and lock need free to record a run's changes
+
+
+def ensure_folder(path: Path, role: str, min_free: int = 0) -> Path:
+    """Create ``path`` (and parents) for writing; any problem is one line naming ``role`` (a config key).
+
+    ``min_free``: refuse, before anything is written, a folder on a disk with less room than this.
+    """
     path = Path(path)
     blocker = _file_in_the_way(path)
     if blocker is not None:
@@ -252,6 +258,10 @@ def ensure_folder(path: Path, role: str) -> Path:
         raise _folder_error(path, role, exc) from None
     if is_read_only_mount(path) or not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"{role}: cannot write in {path} (read-only); choose a folder you can write to")
+    free = free_bytes(path)
+    if free is not None and free < min_free:
+        raise DiskFullError(f"{role}: no space left in {path} ({human_bytes(free)} free, about "
+                            f"{human_bytes(min_free)} needed to record the study's state); free some space")
     return path
 
 

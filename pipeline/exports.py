@@ -28,7 +28,7 @@ from typing import Any
 from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study, fingerprint, settings_diff
-from .diskio import ensure_folder
+from .diskio import STATE_ROOM, ensure_folder
 from .errors import AuthError, ConfigChangedError, EarthEngineError, EetrendError, UsageError
 from .manifest import Manifest, YearRecord
 from .years import format_years
@@ -75,7 +75,7 @@ class ExportReport:
 
 
 def open_manifest(study: Study) -> Manifest:
-    ensure_folder(study.state, "paths.state")
+    ensure_folder(study.state, "paths.state", STATE_ROOM)
     manifest = Manifest(study.manifest_path)
     owner = manifest.get("study")
     if owner is None:

@@ -26,7 +26,7 @@ from typing import Any
 from . import __version__
 from . import manifest as m
 from .config import Study, fingerprint
-from .diskio import ensure_folder
+from .diskio import STATE_ROOM, ensure_folder
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
 from .lock import StudyLock
@@ -64,7 +64,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
     started = time.monotonic()
     notes: list[str] = []
     downloaded_bytes = 0
-    ensure_folder(study.state, "paths.state")
+    ensure_folder(study.state, "paths.state", STATE_ROOM)
     with StudyLock(study.state, study.name):
         while True:
             exported = export_study(study)
