@@ -55,6 +55,9 @@ def replaced_when_done(
     ``suffix`` keeps an extension for writers that choose the format from the name.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} is not a regular file (a folder, device or pipe); eetrend replaces only files: "
+                         "move it away or choose another name")
     temporary = temporary_path(path, suffix)
     try:
         try:
@@ -134,6 +137,9 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[str | os.PathLike
     if clash is not None:
         raise UsageError(f"the output {out} is the input {clash}; choose another output name "
                          "(an input is never replaced, not even with --overwrite)")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"the output {out} is not a regular file (a device, pipe or socket); eetrend replaces "
+                         "only files: choose another name")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it or choose another name")
     if not out.parent.exists():

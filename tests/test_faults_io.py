@@ -220,6 +220,18 @@ def test_a_split_tile_behind_a_vrt_is_an_input_too(tmp_path):
     assert "is the input" in line and victim.read_bytes() == data
 
 
+@pytest.mark.parametrize("command", ["trend", "index", "plot"])
+def test_an_output_that_is_a_pipe_or_device_is_never_replaced(stack, tmp_path, command):
+    """``-o /dev/null --overwrite`` once replaced the device with a GeoTIFF; a FIFO stands in for it here."""
+    fifo = tmp_path / ("out.png" if command == "plot" else "out.tif")
+    os.mkfifo(fifo)
+    bands = write_raster(tmp_path / "bands.tif", np.ones((6, 8, 8), dtype="uint16"))
+    args = {"trend": ["trend", stack], "index": ["index", bands], "plot": ["plot", bands]}[command]
+    line = _one_clean_line(_invoke(*args, "-o", fifo, *(["--overwrite"] if command != "plot" else [])), 2)
+    assert "not a regular file" in line
+    assert fifo.is_fifo() and not _temporaries(tmp_path)
+
+
 def test_an_earlier_trend_output_in_the_input_folder_is_not_an_input(stack):
     assert _invoke("trend", stack, "-o", stack / "trend.tif", "-q").exit_code == 0
     assert _invoke("trend", stack, "-o", stack / "trend.tif", "-q", "--overwrite").exit_code == 0
