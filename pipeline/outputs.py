@@ -122,8 +122,8 @@ def check_output(
     out = Path(path)
     limit = _name_max(out.parent)
     if len(out.name.encode()) > limit:
-        raise UsageError(f"the output name {out.name[:40]}... has {len(out.name.encode())} bytes, more than the "
-                         f"{limit} the file system allows; choose a shorter name")
+        raise UsageError(f"the output name {out.name[:40]}... is too long: {len(out.name.encode())} bytes, more "
+                         f"than the {limit} the file system allows; choose a shorter name")
     try:
         return _check_output(out, overwrite, inputs)
     except OSError as exc:  # a folder name too long, a loop of links...
