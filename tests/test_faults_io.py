@@ -320,3 +320,27 @@ def test_an_unreadable_input_is_named(stack, tmp_path, monkeypatch):
     line = _one_clean_line(result, 1)
     assert "ndvi_2002.tif" in line and "permission" in line
     assert not (tmp_path / "t.tif").exists()
+
+
+def test_download_on_a_full_disk_stops_cleanly_and_resumes(emulator, tmp_path, small_disk):
+    from pipeline.config import load_study
+    from pipeline.exports import export_study, open_manifest
+    from tests.conftest import study_toml
+
+    config = tmp_path / "study.toml"
+    config.write_text(study_toml(emulator.url, years="2000..2003").replace(
+        'downloads = "downloads"', f'downloads = "{small_disk / "dl"}"'))
+    study = load_study(config)
+    export_study(study)
+    emulator.earthengine.finish_all()
+    _fill(small_disk, 4096)
+    line = _one_clean_line(_invoke("download", config), 1)
+    assert "no space left to download" in line and "needs" in line and "free" in line
+    assert not _temporaries(small_disk)
+    with open_manifest(study) as manifest:
+        recorded = {year: manifest.files(year) for year in study.years}
+    assert not any(recorded.values()), "a file the disk could not hold must not be recorded as downloaded"
+    (small_disk / "filler").unlink()
+    result = _invoke("download", config)
+    assert result.exit_code == 0, result.output
+    assert len(list((small_disk / "dl").glob("*.tif"))) == 4 and not _temporaries(small_disk)
