@@ -13,6 +13,13 @@ class EetrendError(Exception):
 
     exit_code: int = 1
 
+    def __str__(self) -> str:
+        # One line, whatever a file name holds: newlines and terminal control characters are shown escaped.
+        text = super().__str__()
+        if text.isprintable():
+            return text
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
 
 class UsageError(EetrendError):
     """Options or arguments that cannot work together (exit code 2)."""

@@ -344,3 +344,33 @@ def test_download_on_a_full_disk_stops_cleanly_and_resumes(emulator, tmp_path, s
     result = _invoke("download", config)
     assert result.exit_code == 0, result.output
     assert len(list((small_disk / "dl").glob("*.tif"))) == 4 and not _temporaries(small_disk)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only file system (root writes through any permission bit, not through a read-only mount)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        if os.geteuid() == 0:
+            pytest.skip("cannot mount a read-only tmpfs here")
+        mount.chmod(0o555)
+        yield mount
+        mount.chmod(0o755)
+        return
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("command", ["trend", "plot", "sample", "log-file"])
+def test_read_only_output_folders_are_one_line(stack, tmp_path, read_only_folder, command):
+    args = {"trend": ["trend", stack, "-o", read_only_folder / "t.tif"],
+            "plot": ["plot", stack / "ndvi_2000.tif", "-o", read_only_folder / "p.png"],
+            "sample": ["sample", read_only_folder / "s", "--size", "8x8"],
+            "log-file": ["run", tmp_path / "missing.toml", "--log-file", read_only_folder / "x.log"]}[command]
+    line = _one_clean_line(_invoke(*args), 2)
+    assert str(read_only_folder) in line and ("read-only" in line.lower() or "cannot write" in line)
