@@ -233,6 +233,13 @@ class DaskSection(_Section):
     def _one(self) -> DaskSection:
         if self.scheduler and self.slurm is not None:
             raise ValueError("give scheduler or [dask.slurm], not both")
+        if self.scheduler:
+            from .dask_executor import check_scheduler_address
+
+            try:
+                check_scheduler_address(self.scheduler)
+            except UsageError as exc:
+                raise ValueError(str(exc).removeprefix("--")) from None
         return self
 
     def settings(self):

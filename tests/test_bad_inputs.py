@@ -181,6 +181,13 @@ def test_config_regions(tmp_path, name, region, geojson, word):
     assert not (tmp_path / "state").exists()
 
 
+def test_config_dask_scheduler_checked_at_load(tmp_path):
+    config = _config(tmp_path)
+    with open(config, "a", encoding="utf-8") as handle:
+        handle.write('\n[dask]\nscheduler = "not an address"\n')
+    _check(runner.invoke(app, ["status", config, "--cached"]), 2, "scheduler")
+
+
 @pytest.mark.parametrize(("paths", "word"), [
     ('state = "afile"', "paths.state"),
     ('state = "afile/below"', "is a file"),
