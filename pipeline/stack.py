@@ -232,6 +232,7 @@ class Header:
     block_shape: tuple[int, int]
     units: str
     files: tuple[str, ...] = ()
+    eetrend_output: bool = False  # a trend GeoTIFF eetrend wrote (its tags say so)
 
 
 def read_header(path: Path) -> Header:
@@ -253,6 +254,7 @@ def read_header(path: Path) -> Header:
                 block_shape=tuple(ds.block_shapes[0]),
                 units=(ds.units[0] or "") if ds.units else "",
                 files=tuple(ds.files),
+                eetrend_output=_has_output_tags(ds.tags()),
             )
     except RasterioError as exc:
         raise InputError(
@@ -292,9 +294,10 @@ def open_stack(
     if not paths:
         raise InputError(f"no rasters found in {inputs} apart from the output itself")
     pattern = compile_year_pattern(year_pattern)
-    if len(paths) > 1:  # earlier eetrend outputs in an input folder carry no year and are no input
-        paths = [p for p in paths if year_from_text(p.name, pattern) is not None or not _is_eetrend_output(p)]
     headers = [read_header(p) for p in paths]
+    if len(headers) > 1:  # earlier eetrend outputs lying in an input folder are no input
+        headers = [h for h in headers if not h.eetrend_output] or headers
+        paths = [h.path for h in headers]
 
     if len(headers) == 1 and headers[0].count > 1:
         layers = _layers_from_bands(headers[0], pattern, years)
@@ -340,10 +343,14 @@ def _is_excluded(path: Path, exclude: Sequence[str | os.PathLike[str]]) -> bool:
 def _is_eetrend_output(path: Path) -> bool:
     try:
         with rasterio.open(path) as ds:
-            tags = ds.tags()
+            return _has_output_tags(ds.tags())
     except (RasterioError, OSError):
         return False
-    return "eetrend_version" in tags and ("method" in tags or "index" in tags)
+
+
+def _has_output_tags(tags: Mapping[str, str]) -> bool:
+    """A trend GeoTIFF eetrend wrote (index outputs are annual inputs, so they do not count)."""
+    return "eetrend_version" in tags and "method" in tags
 
 
 GDAL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")

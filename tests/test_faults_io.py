@@ -232,11 +232,17 @@ def test_an_output_that_is_a_pipe_or_device_is_never_replaced(stack, tmp_path, c
     assert fifo.is_fifo() and not _temporaries(tmp_path)
 
 
-def test_an_earlier_trend_output_in_the_input_folder_is_not_an_input(stack):
+def test_an_earlier_trend_output_in_the_input_folder_is_not_an_input(stack, tmp_path):
     assert _invoke("trend", stack, "-o", stack / "trend.tif", "-q").exit_code == 0
     assert _invoke("trend", stack, "-o", stack / "trend.tif", "-q", "--overwrite").exit_code == 0
     result = _invoke("trend", stack, "-o", stack / "sen.tif", "-q", "--method", "sen")
     assert result.exit_code == 0, result.output
+    # even one whose name holds a year
+    assert _invoke("trend", stack, "-o", stack / "trend_2020.tif", "-q").exit_code == 0
+    result = _invoke("trend", stack, "-o", tmp_path / "again.tif", "-q")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "again.tif") as ds:
+        assert ds.tags()["years"] == "2000,2001,2002,2003,2004,2005,2006,2007"
 
 
 def _mixed_stack(tmp_path) -> tuple[Path, Path]:
