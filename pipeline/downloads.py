@@ -29,7 +29,7 @@ from typing import Any
 from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study
-from .diskio import ensure_folder, existing_ancestor, free_bytes, human_bytes, write_failure
+from .diskio import STATE_ROOM, ensure_folder, existing_ancestor, free_bytes, human_bytes, write_failure
 from .errors import AuthError, DiskFullError, EetrendError
 from .exports import open_manifest, refresh
 from .mosaic import missing_tiles, write_vrt
@@ -121,9 +121,12 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
 
 
 def _check_room(target: Path, remaining: int, partial: Path) -> None:
-    """Refuse to start a file the disk cannot hold (a precise size is known from the remote listing)."""
+    """Refuse to start a file the disk cannot hold (a precise size is known from the remote listing).
+
+    STATE_ROOM is kept free as well: the manifest, often on the same disk, must still record the file.
+    """
     free = free_bytes(target.parent)
-    if free is not None and free < remaining:
+    if free is not None and free < remaining + STATE_ROOM:
         if not partial.exists() or partial.stat().st_size == 0:
             partial.unlink(missing_ok=True)
         raise DiskFullError(f"no space left to download {target}: it needs {human_bytes(remaining)} more, "

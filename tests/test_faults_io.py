@@ -64,11 +64,12 @@ def stack(tmp_path) -> Path:
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmp_path, request):
     """A 400 kB tmpfs (a real full disk: ENOSPC from the kernel), or a skip where mounting is not allowed."""
+    size = getattr(request, "param", "400k")
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                           capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); the RLIMIT_FSIZE tests cover full files")
@@ -328,6 +329,7 @@ def test_an_unreadable_input_is_named(stack, tmp_path, monkeypatch):
     assert not (tmp_path / "t.tif").exists()
 
 
+@pytest.mark.parametrize("small_disk", ["2m"], indirect=True)
 def test_download_on_a_full_disk_stops_cleanly_and_resumes(emulator, tmp_path, small_disk):
     from pipeline.config import load_study
     from pipeline.exports import export_study, open_manifest
@@ -339,7 +341,7 @@ def test_download_on_a_full_disk_stops_cleanly_and_resumes(emulator, tmp_path, s
     study = load_study(config)
     export_study(study)
     emulator.earthengine.finish_all()
-    _fill(small_disk, 4096)
+    _fill(small_disk, 1_000_000)  # under the 1 MB the manifest keeps, plus a file
     line = _one_clean_line(_invoke("download", config), 1)
     assert "no space left to download" in line and "needs" in line and "free" in line
     assert not _temporaries(small_disk)
