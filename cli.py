@@ -18,7 +18,45 @@ import typer
 # so a small cache keeps every worker's memory flat. A user's own setting wins.
 os.environ.setdefault("GDAL_CACHEMAX", "64")
 
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of the click Typer uses: its own vendored copy in new Typer, else click."""
+    import importlib
+
+    usage, aborts = set(), {typer.Abort}
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        usage.add(module.ClickException)
+        aborts.add(getattr(module, "Abort", typer.Abort))
+    return tuple(usage), tuple(aborts)
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """A bad option value, a missing option or an unknown command as one ``error:`` line, like eetrend's own."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        usage, aborts = _click_errors()
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except usage as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # the help was shown: nothing to add
+                context = getattr(exc, "ctx", None)
+                hint = f" (see {context.command_path} --help)" if context is not None else ""
+                message = " ".join(exc.format_message().split())
+                typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except aborts:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="eetrend",
     help="Per-pixel trends of annual Earth Engine composites: export, download, stack and fit.",
     no_args_is_help=True,

@@ -216,3 +216,17 @@ def test_command_options(tmp_path, args, word):
     (tmp_path / "state" / "manifest.sqlite").touch()  # --watch reaches its interval check without a request
     filled = [a.replace("{config}", config).replace("{tmp}", str(tmp_path)) for a in args]
     _check(runner.invoke(app, filled), 2, word)
+
+
+@pytest.mark.parametrize(("args", "word"), [
+    (["trend", "x", "-o", "y.tif", "--band", "abc"], "--band"),
+    (["trend", "x"], "--output"),
+    (["trend", "x", "-o", "y.tif", "--method", "foo"], "--method"),
+    (["plot-pixel", "x", "--xy", "a", "b", "-o", "p.png"], "--xy"),
+    (["sample", "x", "--seed", "1.5"], "--seed"),
+    (["nosuchcommand"], "nosuchcommand"),
+    (["trend", "x", "-o", "y.tif", "--no-such-option"], "--no-such-option"),
+])
+def test_usage_errors_from_the_parser_are_one_line_too(args, word):
+    result = runner.invoke(app, args)
+    _check(result, 2, word, "--help")
