@@ -348,7 +348,7 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     """Read and validate a study config; raises :class:`ConfigError` with one line."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = source.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not a TOML error
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such config file; copy configs/example.toml and edit it") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -8,6 +8,7 @@ what is wrong, and that no output or temporary file was left.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,10 @@ def test_command_options(tmp_path, args, word):
 def test_usage_errors_from_the_parser_are_one_line_too(args, word):
     result = runner.invoke(app, args)
     _check(result, 2, word, "--help")
+
+
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    config = _config(tmp_path)
+    Path(config).write_bytes(b"\xef\xbb\xbf" + Path(config).read_bytes())
+    result = runner.invoke(app, ["status", config, "--cached"])
+    assert result.exit_code == 0, result.output
