@@ -382,3 +382,30 @@ def test_read_only_output_folders_are_one_line(stack, tmp_path, read_only_folder
             "log-file": ["run", tmp_path / "missing.toml", "--log-file", read_only_folder / "x.log"]}[command]
     line = _one_clean_line(_invoke(*args), 2)
     assert str(read_only_folder) in line and ("read-only" in line.lower() or "cannot write" in line)
+
+
+@pytest.mark.parametrize("small_disk", ["2m"], indirect=True)
+def test_run_with_a_full_output_disk_fails_cleanly_then_completes(emulator, tmp_path, small_disk):
+    """A run whose outputs cannot be written says so in one line; once there is room it completes,
+    and after the successful run no temporary is left anywhere in the study."""
+    from pipeline.config import load_study
+    from pipeline.run import output_paths
+    from tests.conftest import study_toml
+
+    config = tmp_path / "study.toml"
+    config.write_text(study_toml(emulator.url, years="2000..2003").replace(
+        'outputs = "outputs"', f'outputs = "{small_disk / "out"}"'))
+    study = load_study(config)
+    assert _invoke("run", config).exit_code == 75
+    emulator.earthengine.finish_all()
+    _fill(small_disk, 8 * 1024)
+    line = _one_clean_line(_invoke("run", config), 1)
+    assert "no space left to write" in line and "_trend.tif" in line
+    assert not any(p.exists() for p in output_paths(study).values())
+    assert not _temporaries(small_disk, tmp_path)
+    (small_disk / "filler").unlink()
+    result = _invoke("run", config)
+    assert result.exit_code == 0, result.output
+    assert all(p.exists() for p in output_paths(study).values())
+    verify_geotiff(output_paths(study)["trend"], decode=True)
+    assert not _temporaries(small_disk, tmp_path)
