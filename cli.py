@@ -611,8 +611,8 @@ def demo(
 
 @app.command(epilog="Example: eetrend emulator --port 8765 --speed 10")
 def emulator(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
-    speed: Annotated[float, typer.Option(help="How much faster than real time tasks run.")] = 10.0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    speed: Annotated[float, typer.Option(min=0.001, help="How much faster than real time tasks run.")] = 10.0,
 ) -> None:
     """Run the loopback emulator of Earth Engine until Ctrl-C, to try a study config offline.
 

@@ -227,6 +227,8 @@ def test_command_options(tmp_path, args, word):
     (["sample", "x", "--seed", "1.5"], "--seed"),
     (["nosuchcommand"], "nosuchcommand"),
     (["trend", "x", "-o", "y.tif", "--no-such-option"], "--no-such-option"),
+    (["emulator", "--port", "99999"], "--port"),
+    (["emulator", "--speed", "0"], "--speed"),
 ])
 def test_usage_errors_from_the_parser_are_one_line_too(args, word):
     result = runner.invoke(app, args)
