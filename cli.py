@@ -374,14 +374,18 @@ def plot_pixel_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
     years: Annotated[str | None, typer.Option(help="Years to use, or of each band of a multi-band file.")] = None,
     year_pattern: Annotated[str | None, typer.Option(help="Regex whose first group is the year.")] = None,
+    dtype_scale: Annotated[
+        list[str] | None, typer.Option(help="For inputs of mixed data types: DTYPE=SCALE[:OFFSET], as for trend.")
+    ] = None,
 ) -> None:
     """Plot one pixel's yearly values with its OLS and Sen trend lines."""
     with _errors():
         from pipeline.plots import plot_pixel
+        from pipeline.stack import parse_dtype_scale
         from pipeline.years import parse_years
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
-                           year_pattern=year_pattern)
+                           year_pattern=year_pattern, dtype_scale=parse_dtype_scale(dtype_scale or []))
         typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
                    f"(row {found['row']}, col {found['col']})", err=True)
 

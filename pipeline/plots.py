@@ -14,7 +14,7 @@ import errno
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -188,7 +188,8 @@ def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None =
 
 
 def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | None = None,
-               year_pattern: str | None = None, band: int = 1) -> dict[str, float]:
+               year_pattern: str | None = None, band: int = 1,
+               dtype_scale: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
     """One pixel's yearly values with its OLS and Sen lines; returns the two slopes."""
     from rasterio.windows import Window
 
@@ -198,7 +199,8 @@ def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | 
     _, plt = _pyplot()
     if not (math.isfinite(x) and math.isfinite(y)):
         raise UsageError(f"--xy {x} {y}: give two finite map coordinates in the rasters' CRS")
-    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=2)
+    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=2,
+                       dtype_scale=dtype_scale)
     check_png_output(png, stack.files)
     with open_raster(stack.layers[0].path) as dataset:
         row, col = dataset.index(x, y)
