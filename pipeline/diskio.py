@@ -4,10 +4,11 @@ GDAL's GeoTIFF writer can fail to write a block on a full disk and still close t
 "successfully": libtiff prints ``_tiffWriteProc: No space left on device.`` straight to
 stderr and the block is simply missing. So eetrend never trusts a close alone:
 
-- :func:`libtiff_errors` replaces libtiff's own stderr printer with a recorder, so a
-  failed block write becomes an error eetrend raises (and stderr keeps one clean line);
+- :func:`install_libtiff_recorder` replaces libtiff's own stderr printer with a recorder
+  (:class:`TiffErrors` reads it), so a failed block write becomes an error eetrend
+  raises (and stderr keeps one clean line);
 - :func:`verify_geotiff` reopens a written GeoTIFF and checks that every block of every
-  band is stored inside the file, then decodes every block;
+  band is stored inside the file (and, for files up to 64 MB uncompressed, decodes them);
 - :func:`write_failure` turns an ``OSError`` (ENOSPC, EDQUOT, EFBIG, EROFS, EACCES,
   ENAMETOOLONG, EIO) into one line naming the file, and for a full disk the space free
   and the space needed.
@@ -20,8 +21,6 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import DiskFullError, EetrendError, UsageError, WriteError
@@ -169,11 +168,6 @@ def install_libtiff_recorder() -> None:
             continue
 
 
-def libtiff_messages() -> list[str]:
-    with _LOCK:
-        return list(_STATE["messages"])
-
-
 class TiffErrors:
     """libtiff errors printed since this object was made (``messages()`` is live)."""
 
@@ -186,12 +180,6 @@ class TiffErrors:
         with _LOCK:
             new = min(_STATE["count"] - self._start, len(_STATE["messages"]))
             return _STATE["messages"][-new:] if new else []
-
-
-@contextmanager
-def libtiff_errors() -> Iterator[TiffErrors]:
-    """``with libtiff_errors() as tiff:`` then ``tiff.messages()``: what libtiff printed meanwhile."""
-    yield TiffErrors()
 
 
 # -- proving a written file whole ---------------------------------------------------------------------
