@@ -239,7 +239,7 @@ def read_header(path: Path) -> Header:
     """Open ``path`` once for its header; an unreadable file is one :class:`InputError` line."""
     try:
         with rasterio.open(path) as ds:
-            return Header(
+            header = Header(
                 path=path,
                 grid=Grid(
                     crs=ds.crs.to_wkt() if ds.crs else "",
@@ -262,6 +262,12 @@ def read_header(path: Path) -> Header:
         ) from None
     except OSError as exc:  # e.g. a VRT whose sources are gone
         raise InputError(f"cannot open {path}: {exc.strerror or exc}; download it again or remove it") from None
+    missing = [f for f in header.files[1:] if not os.path.exists(f)]
+    if missing:  # a mosaic whose tiles are gone reads as an unexplained "Read failed" later
+        raise InputError(f"{path.name} refers to {missing[0]}, which does not exist"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                         + "; download the year again or restore the tile")
+    return header
 
 
 def open_stack(

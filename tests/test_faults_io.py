@@ -197,7 +197,8 @@ def test_index_plot_and_plot_pixel_never_replace_an_input(stack, tmp_path):
     assert _digests(stack) == stack_before
 
 
-def test_a_split_tile_behind_a_vrt_is_an_input_too(tmp_path):
+def _split_years(tmp_path) -> tuple[Path, Path]:
+    """Three years, each a VRT over two split tiles in parts/; returns (the VRT folder, the tiles folder)."""
     from rasterio.transform import from_origin
 
     from pipeline.mosaic import write_vrt
@@ -215,6 +216,11 @@ def test_a_split_tile_behind_a_vrt_is_an_input_too(tmp_path):
                          transform=from_origin(500_000 + col * 30, 5_000_000, 30, 30))
             names.append(name)
         write_vrt(folder / f"s_{year}.vrt", year, names)
+    return folder, tiles
+
+
+def test_a_split_tile_behind_a_vrt_is_an_input_too(tmp_path):
+    folder, tiles = _split_years(tmp_path)
     victim = tiles / "s_2001-0000000000-0000000008.tif"
     data = victim.read_bytes()
     line = _one_clean_line(_invoke("trend", folder, "-o", victim, "--overwrite"), 2)
@@ -231,6 +237,14 @@ def test_an_output_that_is_a_pipe_or_device_is_never_replaced(stack, tmp_path, c
     line = _one_clean_line(_invoke(*args, "-o", fifo, *(["--overwrite"] if command != "plot" else [])), 2)
     assert "not a regular file" in line
     assert fifo.is_fifo() and not _temporaries(tmp_path)
+
+
+def test_a_mosaic_whose_tile_is_gone_is_named(tmp_path):
+    folder, tiles = _split_years(tmp_path)
+    (tiles / "s_2002-0000000000-0000000000.tif").unlink()
+    line = _one_clean_line(_invoke("trend", folder, "-o", tmp_path / "t.tif"), 1)
+    assert "s_2002.vrt refers to" in line and "s_2002-0000000000-0000000000.tif" in line
+    assert not (tmp_path / "t.tif").exists()
 
 
 def test_an_earlier_trend_output_in_the_input_folder_is_not_an_input(stack, tmp_path):
