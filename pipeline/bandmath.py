@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from .dask_executor import DaskSettings
 from .errors import InputError, UsageError
 from .executors import resolve_workers, task_runner
 from .outputs import RasterWriter, check_output
-from .stack import Header, close_cached, open_cached, read_header
+from .stack import Header, close_cached, open_cached, read_failure, read_header
 from .windows import DEFAULT_MEMORY_BUDGET, align_block, parse_memory, plan_windows
 
 #: Bands each index needs, and the band numbers of a Landsat TM/ETM+ stack without the
@@ -102,7 +103,10 @@ def index_window(job: IndexJob, window: Window) -> tuple[Window, np.ndarray, flo
     dataset = open_cached(job.path)
     numbers = [number for _, number in job.band_numbers]
     shape = (len(numbers), int(window.height), int(window.width))
-    data = dataset.read(numbers, window=window, out=_buffer("data", shape))
+    try:
+        data = dataset.read(numbers, window=window, out=_buffer("data", shape))
+    except RasterioError as exc:
+        raise read_failure(job.path, exc) from None
     missing = (data == job.nodata).any(axis=0) if job.nodata is not None else None
     if job.scale != 1.0 or job.offset != 0.0:
         data *= np.float32(job.scale)

@@ -98,7 +98,12 @@ def open_raster(path: str | os.PathLike[str]) -> Iterator:
         raise InputError(f"cannot open {path} as a raster ({reason}); give a GeoTIFF or another raster "
                          "GDAL reads") from None
     with dataset:
-        yield dataset
+        try:
+            yield dataset
+        except RasterioError as exc:  # a block that does not decode
+            from .stack import read_failure
+
+            raise read_failure(path, exc) from None
 
 
 def _band_number(dataset, band: str | int | None) -> int:

@@ -499,5 +499,13 @@ def _affine_text(transform: tuple[float, ...]) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    if "See previous exception" in str(exc) and exc.__cause__ is not None:  # GDAL's own words are in the cause
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def read_failure(path: str | os.PathLike[str], exc: BaseException) -> InputError:
+    """One line for a raster that opened but cannot be read: a damaged or truncated block."""
+    return InputError(f"cannot read {path}: {_first_line(exc)}; the file is damaged or truncated: "
+                      "download it again or remove it")

@@ -423,3 +423,21 @@ def test_run_with_a_full_output_disk_fails_cleanly_then_completes(emulator, tmp_
     assert all(p.exists() for p in output_paths(study).values())
     verify_geotiff(output_paths(study)["trend"], decode=True)
     assert not _temporaries(small_disk, tmp_path)
+
+
+@pytest.mark.parametrize("command", ["trend", "index", "plot"])
+def test_a_damaged_block_is_named_in_one_line(tmp_path, command):
+    folder = tmp_path / "years"
+    write_sample(folder, years=range(2000, 2006), rows=256, cols=256, seed=4)
+    damaged = folder / "ndvi_2003.tif"
+    data = bytearray(damaged.read_bytes())
+    middle = len(data) // 3
+    data[middle:middle + 20000] = b"\x55" * 20000  # the header survives, compressed blocks do not
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / ("p.png" if command == "plot" else "o.tif")
+    args = {"trend": ["trend", folder, "-o", out, "--workers", "1"],
+            "index": ["index", damaged, "-o", out, "--red", "1", "--nir", "1"],
+            "plot": ["plot", damaged, "-o", out]}[command]
+    line = _one_clean_line(_invoke(*args), 1)
+    assert "ndvi_2003.tif" in line and "damaged" in line
+    assert not out.exists() and not _temporaries(tmp_path)
