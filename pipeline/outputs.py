@@ -77,7 +77,15 @@ def replaced_when_done(
             size = needed() if callable(needed) else needed
             raise write_failure(path, exc, size or _size(temporary), temporary, at_most=at_most) from None
     finally:
-        temporary.unlink(missing_ok=True)
+        _remove(temporary)
+
+
+def _remove(path: Path) -> None:
+    """Remove a temporary if it is there; a folder that vanished or became a file is no new error."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _size(path: Path) -> int | None:
@@ -304,7 +312,7 @@ class RasterWriter:
             self._ds = None
         self._close_env()
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            _remove(self._tmp)
             self._tmp = None
 
     def _close_env(self) -> None:
