@@ -29,7 +29,7 @@ from typing import Any
 from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study
-from .diskio import STATE_ROOM, ensure_folder, existing_ancestor, free_bytes, human_bytes, write_failure
+from .diskio import STATE_ROOM, ensure_folder, existing_ancestor, free_bytes, fsync_path, human_bytes, write_failure
 from .errors import AuthError, DiskFullError, EetrendError
 from .exports import open_manifest, refresh
 from .mosaic import missing_tiles, write_vrt
@@ -112,6 +112,7 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
             raise write_failure(target, exc, remote.size) from None
         if offset == remote.size and digest.hexdigest() == remote.md5:
             os.replace(partial, target)
+            fsync_path(target.parent)  # the rename itself survives a crash
             return
         problem = f"got {offset} of {remote.size} bytes" if offset != remote.size else "md5 differs from the remote's"
         log.warning("%s failed verification (%s); fetching it again", remote.name, problem)
