@@ -288,9 +288,10 @@ def open_stack(
     without years in its descriptions, ``years`` gives them in band order.
 
     ``exclude`` names the output: a previous eetrend output found among the inputs is
-    left out, any other input it names is refused. Files of different data types are
+    left out, any other input it names is refused. Integer files among float files are
     refused unless ``dtype_scale`` (data type -> (scale, offset)) says how to bring them
-    to one scale (see :func:`parse_dtype_scale`).
+    to one scale (see :func:`parse_dtype_scale`); integers of different widths, or floats
+    of different widths, are read together as they are.
     """
     if min_years < 2:
         raise UsageError(f"--min-years is {min_years}; a trend needs at least 2 years")
@@ -380,16 +381,21 @@ def parse_dtype_scale(items: Sequence[str]) -> dict[str, tuple[float, float]]:
     return rules
 
 
+def _is_float(dtype: str) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
 def _scaled_layers(
     layers: list[Layer], headers: list[Header], rules: Mapping[str, tuple[float, float]]
 ) -> tuple[list[Layer], str]:
     """Layers with their file's data type and scale; refuses mixed types the rules do not reconcile."""
     dtype_of = {str(h.path): h.dtype for h in headers}
     kinds = list(dict.fromkeys(h.dtype for h in headers))
-    if len(kinds) > 1 and len([k for k in kinds if k not in rules]) > 1:
-        first = headers[0]
-        other = next(h for h in headers if h.dtype != first.dtype)
-        unscaled = next((k for k in kinds if k not in rules and np.dtype(k).kind in "iu"), other.dtype)
+    unresolved = [h for h in headers if h.dtype not in rules]
+    if len({_is_float(h.dtype) for h in unresolved}) > 1:  # integers among floats: maybe NDVI x 10000 among NDVI
+        first = unresolved[0]
+        other = next(h for h in unresolved if _is_float(h.dtype) != _is_float(first.dtype))
+        unscaled = other.dtype if _is_float(first.dtype) else first.dtype
         raise InputError(
             f"{other.path.name} is {other.dtype} but {first.path.name} is {first.dtype}: the years may be on "
             f"different scales (e.g. NDVI as integers x 10000); pass --dtype-scale {unscaled}=SCALE[:OFFSET] "

@@ -309,6 +309,22 @@ def test_dtype_scale_brings_mixed_years_to_one_scale(tmp_path):
     assert checked >= 3
 
 
+def test_floats_of_two_widths_are_read_together(stack, tmp_path):
+    """float64 among float32 is one scale: read as float64, the fit equals the all-float32 one."""
+    reference = tmp_path / "ref.tif"
+    assert _invoke("trend", stack, "-o", reference, "-q", "--workers", "1").exit_code == 0
+    wide = stack / "ndvi_2005.tif"
+    with rasterio.open(wide) as ds:
+        profile, values = ds.profile, ds.read(1)
+    profile.update(dtype="float64")
+    with rasterio.open(wide, "w", **profile) as ds:
+        ds.write(values.astype("float64"), 1)
+    out = tmp_path / "mixed.tif"
+    assert _invoke("trend", stack, "-o", out, "-q", "--workers", "1").exit_code == 0
+    with rasterio.open(reference) as a, rasterio.open(out) as b:
+        np.testing.assert_allclose(b.read(1), a.read(1), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("kind", ["dangling", "fifo"])
 def test_a_broken_entry_in_an_input_folder_is_named(stack, tmp_path, kind):
     entry = stack / "ndvi_2010.tif"
