@@ -457,3 +457,16 @@ def test_a_damaged_block_is_named_in_one_line(tmp_path, command):
     line = _one_clean_line(_invoke(*args), 1)
     assert "ndvi_2003.tif" in line and "damaged" in line
     assert not out.exists() and not _temporaries(tmp_path)
+
+
+def test_a_full_disk_in_a_real_process_prints_one_line_not_libtiffs(stack, small_disk):
+    """libtiff prints '_tiffWriteProc: No space left on device.' straight to file descriptor 2; a
+    subprocess sees what a terminal would (CliRunner captures only Python's stderr)."""
+    _fill(small_disk, 16 * 1024)
+    out = small_disk / "trend.tif"
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "trend", str(stack), "-o", str(out), "--method",
+                           "both", "--workers", "1"], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no space left to write"), done.stderr
+    assert not out.exists() and not _temporaries(small_disk)
