@@ -18,7 +18,45 @@ import typer
 # so a small cache keeps every worker's memory flat. A user's own setting wins.
 os.environ.setdefault("GDAL_CACHEMAX", "64")
 
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of the click Typer uses: its own vendored copy in new Typer, else click."""
+    import importlib
+
+    usage, aborts = set(), {typer.Abort}
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        usage.add(module.ClickException)
+        aborts.add(getattr(module, "Abort", typer.Abort))
+    return tuple(usage), tuple(aborts)
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """A bad option value, a missing option or an unknown command as one ``error:`` line, like eetrend's own."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        usage, aborts = _click_errors()
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except usage as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # the help was shown: nothing to add
+                context = getattr(exc, "ctx", None)
+                hint = f" (see {context.command_path} --help)" if context is not None else ""
+                message = " ".join(exc.format_message().split())
+                typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except aborts:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="eetrend",
     help="Per-pixel trends of annual Earth Engine composites: export, download, stack and fit.",
     no_args_is_help=True,
@@ -289,6 +327,11 @@ def trend(
     min_count: Annotated[
         int, typer.Option(help="A year with fewer clear scenes than this is missing for that pixel.")
     ] = 0,
+    dtype_scale: Annotated[
+        list[str] | None,
+        typer.Option(help="For inputs of mixed data types: read files of DTYPE as stored x SCALE + OFFSET, "
+                     "e.g. int16=0.0001 (NDVI x 10000 among float files); repeat for more types."),
+    ] = None,
 ) -> None:
     """Fit the trend of every pixel of an annual stack and write a multi-band GeoTIFF.
 
@@ -298,6 +341,7 @@ def trend(
     obs_mean, obs_slope (--count-band), p_fdr, trend_class_fdr (--fdr).
     """
     with _errors():
+        from pipeline.stack import parse_dtype_scale
         from pipeline.trend import FitOptions, trend_rasters
         from pipeline.years import format_years, parse_years
 
@@ -320,6 +364,7 @@ def trend(
                 overwrite=overwrite,
                 progress=progress,
                 format=format.value,
+                dtype_scale=parse_dtype_scale(dtype_scale or []),
                 **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
@@ -477,14 +522,19 @@ def plot_pixel_command(
         int | None, typer.Option(help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
                                       "as bars under the series.")
     ] = None,
+    dtype_scale: Annotated[
+        list[str] | None, typer.Option(help="For inputs of mixed data types: DTYPE=SCALE[:OFFSET], as for trend.")
+    ] = None,
 ) -> None:
     """Plot one pixel's yearly values with its OLS and Sen trend lines."""
     with _errors():
         from pipeline.plots import plot_pixel
+        from pipeline.stack import parse_dtype_scale
         from pipeline.years import parse_years
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
-                           year_pattern=year_pattern, count_band=count_band)
+                           year_pattern=year_pattern, count_band=count_band,
+                           dtype_scale=parse_dtype_scale(dtype_scale or []))
         typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
                    f"(row {found['row']}, col {found['col']})", err=True)
 
@@ -743,10 +793,10 @@ def _log_file(path: Path | None):
     import logging
 
     from pipeline import signals
+    from pipeline.diskio import log_file_handler
     from pipeline.errors import EetrendError
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = log_file_handler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     previous = root.level
@@ -793,7 +843,7 @@ def demo(
     with _errors():
         from pipeline.demo import run_demo
 
-        typer.echo(f"eetrend demo: a {years} study against the local emulator, in {folder}/", err=True)
+        typer.echo(f"eetrend demo: a {years} study against the local emulator, in {folder}/")
         with _byte_progress(_show_progress(quiet)) as progress:
             result = run_demo(folder, years=years, progress=progress)
         for line in result.run.lines:
@@ -816,8 +866,8 @@ def demo(
     "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
 ))
 def emulator(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
-    speed: Annotated[float, typer.Option(help="How much faster than real time tasks run.")] = 10.0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    speed: Annotated[float, typer.Option(min=0.001, help="How much faster than real time tasks run.")] = 10.0,
     http_errors: Annotated[list[str] | None, typer.Option(
         "--http-errors", metavar="STATUS:TIMES[:PATH_REGEX]",
         help="Answer the next TIMES requests (matching the path regex) with STATUS, e.g. 429:5 or 503:3:/drive/. "

@@ -111,9 +111,12 @@ class RegionSection(_Section):
                 f"give exactly one of bbox, geojson or asset (got {', '.join(given) or 'none'})"
             )
         if self.bbox is not None:
-            west, south, east, north = self.bbox
-            if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-                raise ValueError("bbox must be [west, south, east, north] in degrees with west < east, south < north")
+            from .geometry_checks import check_bbox
+
+            try:
+                check_bbox(self.bbox)  # degrees, in order, not swapped or projected (named if so)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("region.")) from None
         return self
 
     @model_validator(mode="after")
@@ -285,6 +288,13 @@ class DaskSection(_Section):
     def _one(self) -> DaskSection:
         if self.scheduler and self.slurm is not None:
             raise ValueError("give scheduler or [dask.slurm], not both")
+        if self.scheduler:
+            from .dask_executor import check_scheduler_address
+
+            try:
+                check_scheduler_address(self.scheduler)
+            except UsageError as exc:
+                raise ValueError(str(exc).removeprefix("--")) from None
         return self
 
     def settings(self):
@@ -482,7 +492,7 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     """Read and validate a study config; raises :class:`ConfigError` with one line."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = source.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not a TOML error
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such config file; copy configs/example.toml and edit it") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -496,12 +506,27 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_explain(exc, raw)}") from None
     study = Study(config, source.resolve(), today)
+    _check_region_and_paths(study, source)
     if config.region.geojson is not None:
         _check_geojson(study.resolve(config.region.geojson), source)
     if config.earthengine.key_file is not None and config.earthengine.auth != "service_account":
         raise ConfigError(f"{source}: earthengine.key_file is set but auth is '{config.earthengine.auth}'; "
                           "set auth = 'service_account' or remove key_file")
     return study
+
+
+def _check_region_and_paths(study: Study, source: Path) -> None:
+    """Local checks before any request: CRS, bbox, GeoJSON (geometry_checks) and the study's folders."""
+    from .diskio import check_folder_path
+    from .geometry_checks import check_region
+
+    try:
+        check_region(study)
+        for role, folder in (("paths.state", study.state), ("paths.downloads", study.downloads),
+                             ("paths.outputs", study.outputs)):
+            check_folder_path(folder, role)
+    except UsageError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _resolve_years(section: StudySection, today: dt.date) -> list[int]:

@@ -13,13 +13,14 @@ At most ``max_pending`` tasks are in flight, so finished blocks never pile up in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
 
-from .errors import MissingExtraError
+from .errors import MissingExtraError, UsageError
 
 R = TypeVar("R")
 
@@ -45,6 +46,26 @@ class DaskSettings:
     scheduler: str | None = None
     workers: int = 2
     slurm: SlurmSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler is not None:
+            check_scheduler_address(self.scheduler)
+
+
+SCHEDULER_ADDRESS = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})/?")
+
+
+def check_scheduler_address(address: str) -> None:
+    """A Dask scheduler address such as ``tcp://10.0.0.5:8786``, checked before any connection."""
+    match = SCHEDULER_ADDRESS.fullmatch(address.strip())
+    if match is None or not 0 < int(match.group(1)) < 65536:
+        raise UsageError(f"--scheduler {address!r} is not a Dask scheduler address; write it like "
+                         "tcp://10.0.0.5:8786 (host and port)")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:120] if lines else type(exc).__name__
 
 
 def _require(what: str) -> None:
@@ -82,7 +103,11 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
         # A cluster interrupted while it starts cannot be closed: Ctrl-C or SIGTERM wait until it has.
         with deferred():
             if settings.scheduler:
-                client = Client(settings.scheduler, timeout="30s")
+                try:
+                    client = Client(settings.scheduler, timeout="30s")
+                except OSError as exc:  # refused, timed out, no such host
+                    raise UsageError(f"cannot reach the Dask scheduler at {settings.scheduler} "
+                                     f"({_first_line(exc)}); start it, or check the address and port") from None
             elif settings.slurm is not None:
                 cluster = slurm_cluster(settings.slurm)
                 cluster.adapt(minimum_jobs=settings.slurm.minimum_jobs, maximum_jobs=settings.slurm.maximum_jobs)

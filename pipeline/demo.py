@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import load_study
+from .diskio import check_folder_path, ensure_folder
 from .emulator import Emulator, RasterFactory
 from .errors import UsageError
 from .run import RunResult, run_study
@@ -85,11 +86,12 @@ def run_demo(folder: Path, *, years: str = "1995..2015", rows: int = 130, cols: 
     Engine's shard size, the smallest fileDimensions) arrive split into tiles.
     """
     folder = Path(folder)
+    check_folder_path(folder, "the demo folder")
     if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
         raise UsageError(f"{folder} is not empty and was not made by eetrend demo; give a new or empty folder")
     if folder.exists():
         shutil.rmtree(folder)  # the emulator starts empty, so the demo's record starts empty too
-    folder.mkdir(parents=True)
+    ensure_folder(folder, "the demo folder")
     (folder / MARKER).write_text("made by eetrend demo; removed and rewritten by the next demo run\n")
     rasters = RasterFactory(noise=0.01, nan_fraction=0.05)
     with Emulator(speed=speed, rasters=rasters) as emulator:

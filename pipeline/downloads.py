@@ -32,7 +32,8 @@ from typing import Any
 from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study
-from .errors import AuthError, EetrendError
+from .diskio import STATE_ROOM, ensure_folder, existing_ancestor, free_bytes, fsync_path, human_bytes, write_failure
+from .errors import AuthError, DiskFullError, EetrendError
 from .exports import open_manifest, refresh
 from .integrity import DAMAGED, check_file, redo_hint
 from .leftovers import remove_finished_partials, remove_stale_temporaries
@@ -125,25 +126,31 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
             stale.unlink()
     problem = ""
     for _attempt in range(FILE_ATTEMPTS):
-        with open(partial, "ab") as handle:
-            _exclusive(handle, remote.name)
-            digest, offset = _resume(partial, handle, remote.size)
-            while offset < remote.size:
-                end = min(offset + chunk_size, remote.size) - 1
-                data = _fetch_range(request, remote, offset, end, sleep)
-                if not data:
-                    break
-                handle.write(data)
-                digest.update(data)
-                offset += len(data)
-                if progress:
-                    progress(len(data), remote.size)
-            handle.flush()
-            os.fsync(handle.fileno())
-            on_disk = os.fstat(handle.fileno()).st_size
-            if on_disk == offset == remote.size and digest.matches(remote):
-                os.replace(partial, target)
-                return digest.md5.hexdigest()
+        try:
+            with open(partial, "ab") as handle:
+                _exclusive(handle, remote.name)
+                digest, offset = _resume(partial, handle, remote.size)
+                _check_room(target, remote.size - offset, partial)
+                while offset < remote.size:
+                    end = min(offset + chunk_size, remote.size) - 1
+                    data = _fetch_range(request, remote, offset, end, sleep)
+                    if not data:
+                        break
+                    handle.write(data)
+                    digest.update(data)
+                    offset += len(data)
+                    if progress:
+                        progress(len(data), remote.size)
+                handle.flush()
+                os.fsync(handle.fileno())
+                on_disk = os.fstat(handle.fileno()).st_size
+                if on_disk == offset == remote.size and digest.matches(remote):
+                    os.replace(partial, target)
+                    fsync_path(target.parent)  # the rename itself survives a crash
+                    return digest.md5.hexdigest()
+        except OSError as exc:  # a full disk, a file size limit: the partial is cut at an unknown byte
+            partial.unlink(missing_ok=True)
+            raise write_failure(target, exc, remote.size) from None
         if on_disk != offset:  # never rename bytes this process did not verify
             problem = f"the partial file holds {on_disk} bytes but {offset} were received"
         elif offset != remote.size:
@@ -163,6 +170,20 @@ def _exclusive(handle: Any, name: str) -> None:
     except BlockingIOError:
         raise DownloadError(f"{name} is being downloaded by another process; let it finish, then run download "
                             "again") from None
+
+
+def _check_room(target: Path, remaining: int, partial: Path) -> None:
+    """Refuse to start a file the disk cannot hold (a precise size is known from the remote listing).
+
+    STATE_ROOM is kept free as well: the manifest, often on the same disk, must still record the file.
+    """
+    free = free_bytes(target.parent)
+    if free is not None and free < remaining + STATE_ROOM:
+        if not partial.exists() or partial.stat().st_size == 0:
+            partial.unlink(missing_ok=True)
+        raise DiskFullError(f"no space left to download {target}: it needs {human_bytes(remaining)} more, "
+                            f"{human_bytes(free)} free on {existing_ancestor(target.parent)}; free some space or "
+                            "move paths.downloads (the download resumes where it stopped)")
 
 
 def _local_digests(path: Path) -> _Digests:
@@ -321,7 +342,7 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
                             if len(absent) > 1 else "") + "; export the year again")
     root = study.downloads.resolve()
     folder = (root / "parts" / stem) if split else root
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder, "paths.downloads")
     known = manifest.files(year)
     local_paths = []
     for remote in listing.files:

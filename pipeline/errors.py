@@ -13,6 +13,13 @@ class EetrendError(Exception):
 
     exit_code: int = 1
 
+    def __str__(self) -> str:
+        # One line, whatever a file name holds: newlines and terminal control characters are shown escaped.
+        text = super().__str__()
+        if text.isprintable():
+            return text
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
 
 class UsageError(EetrendError):
     """Options or arguments that cannot work together (exit code 2)."""
@@ -60,3 +67,11 @@ class EarthEngineError(EetrendError):
 
 class AuthError(EetrendError):
     """Credentials that are missing, unreadable, expired or revoked."""
+
+
+class WriteError(EetrendError):
+    """An output that could not be written whole; nothing was left under its final name."""
+
+
+class DiskFullError(WriteError):
+    """No space left on the device for an output; the message gives the space free and needed."""

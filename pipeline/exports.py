@@ -25,6 +25,7 @@ live task first; it is how a year whose remote files vanished after COMPLETED re
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study, fingerprint, settings_diff
+from .diskio import STATE_ROOM, ensure_folder
 from .errors import AuthError, ConfigChangedError, EarthEngineError, EetrendError, UsageError
 from .lock import holds_study_lock
 from .manifest import Manifest, YearRecord
@@ -91,6 +93,7 @@ class ExportReport:
 
 
 def open_manifest(study: Study) -> Manifest:
+    ensure_folder(study.state, "paths.state", STATE_ROOM)
     manifest = Manifest(study.manifest_path)
     owner = manifest.get("study")
     if owner is None:
@@ -298,6 +301,8 @@ def redo_years(study: Study, manifest: Manifest, years: Iterable[int],
 def export_study(study: Study, *, force: bool = False, resubmit: bool = False, queue_wait: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep, redo: Iterable[int] | None = None) -> ExportReport:
     """Submit one export per year that needs one (see the module docstring)."""
+    if not (queue_wait >= 0 and math.isfinite(queue_wait)):
+        raise UsageError(f"--queue-wait is {queue_wait}; give seconds to wait, 0 or more")
     from .recipes import slc_off_years
 
     report = ExportReport()
@@ -374,6 +379,8 @@ def study_status(study: Study, *, refresh_remote: bool = True) -> list[YearRecor
 def watch(study: Study, on_update: Callable[[list[YearRecord]], None], *, interval: float = 30.0,
           timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> list[YearRecord]:
     """Poll until no year has a live task (or ``timeout`` seconds pass), calling ``on_update`` each time."""
+    if not (interval > 0 and math.isfinite(interval)):
+        raise UsageError(f"--interval is {interval}; give the seconds between polls, more than 0")
     waited = 0.0
     with open_manifest(study) as manifest:
         while True:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -62,22 +61,6 @@ def map_frame(transform: Sequence[float], width: int, height: int, crs) -> MapFr
     except Exception:  # noqa: BLE001 - a CRS without a linear unit: label in its own units
         factor = 1.0
     return MapFrame((left, right, bottom, top), False, float(factor or 1.0), name)
-
-
-def open_picture(path):
-    """Open a raster to draw; a missing or unreadable file is one :class:`InputError` line."""
-    import rasterio
-    from rasterio.errors import RasterioError
-
-    from .errors import InputError
-
-    if not Path(path).is_file():
-        raise InputError(f"{path} is not a file; give a raster file to draw")
-    try:
-        return rasterio.open(path)
-    except RasterioError as exc:
-        raise InputError(f"cannot open {path} as a raster ({str(exc).strip().splitlines()[0]}); give a GeoTIFF "
-                         "or another raster GDAL reads") from None
 
 
 def read_picture(dataset, band: int, max_pixels: int = MAX_PICTURE_PIXELS) -> tuple[np.ndarray, tuple[float, ...]]:

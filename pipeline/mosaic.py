@@ -9,6 +9,7 @@ sources relative to it) lets the trend engine read the year as one dataset.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -89,8 +90,17 @@ def write_vrt(path: Path, year: int, tiles: list[Path]) -> None:
             ET.SubElement(source, "SourceBand").text = str(number)
             ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
             ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), xSize=str(w), ySize=str(h))
-    with replaced_when_done(path) as temporary:
-        ET.ElementTree(root).write(temporary, encoding="utf-8", xml_declaration=False)
+    text = ET.tostring(root, encoding="unicode")
+    with replaced_when_done(path, verify=_check_vrt, needed=len(text.encode())) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def _check_vrt(path: Path) -> None:
+    """The written VRT must parse back (a full disk may cut it short without an error)."""
+    try:
+        ET.parse(path)
+    except ET.ParseError as exc:
+        raise OSError(errno.EIO, f"the VRT does not read back ({exc})") from None
 
 
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",

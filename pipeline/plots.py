@@ -11,7 +11,12 @@ bar, and can fade non-significant pixels (:func:`draw_band`, shared with the HTM
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +42,70 @@ def _save(figure, png: Path) -> Path:
 
     _, plt = _pyplot()
     try:
-        with replaced_when_done(png, suffix=".png") as temporary:
+        width, height = figure.get_size_inches() * figure.dpi
+        with replaced_when_done(png, suffix=".png", verify=_check_png, needed=int(width * height * 4),
+                                at_most=True) as temporary:
             figure.savefig(temporary, transparent=False, bbox_inches="tight", facecolor="white")
     finally:
         plt.close(figure)
     return png
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path: Path) -> None:
+    """A written PNG must end with its IEND chunk (a full disk may cut it short without an error)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(max(0, path.stat().st_size - 12))
+        tail = handle.read(12)
+    if head != PNG_SIGNATURE or tail[4:8] != b"IEND":
+        raise OSError(errno.EIO, "the PNG was cut short")
+
+
+def check_png_output(png: Path, inputs: Sequence[str | os.PathLike[str]]) -> Path:
+    """A PNG output: named .png, not one of the inputs, and replacing nothing but an earlier PNG."""
+    from .outputs import check_output
+
+    png = Path(png)
+    if png.suffix.lower() != ".png":
+        raise UsageError(f"--output {png}: eetrend draws PNG files; give a name ending in .png")
+    check_output(png, True, inputs)
+    if png.exists():
+        with open(png, "rb") as handle:
+            if handle.read(8) != PNG_SIGNATURE:
+                raise UsageError(f"{png} exists and is not a PNG; choose another name (eetrend replaces only "
+                                 "an earlier picture)")
+    return png
+
+
+@contextmanager
+def open_raster(path: str | os.PathLike[str]) -> Iterator:
+    """Open a raster to draw; a missing file, a folder or a non-raster is one :class:`InputError` line."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give one raster file to draw")
+    if not path.exists():
+        raise InputError(f"{path} does not exist; give a raster file to draw")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture needs no georeferencing
+            dataset = rasterio.open(path)
+    except (RasterioError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot open {path} as a raster ({reason}); give a GeoTIFF or another raster "
+                         "GDAL reads") from None
+    with dataset:
+        try:
+            yield dataset
+        except RasterioError as exc:  # a block that does not decode
+            from .stack import read_failure
+
+            raise read_failure(path, exc) from None
 
 
 def _band_number(dataset, band: str | int | None) -> int:
@@ -54,7 +118,8 @@ def _band_number(dataset, band: str | int | None) -> int:
             raise UsageError(f"--band {number}: {dataset.name} has {dataset.count} band(s)")
         return number
     if band not in names:
-        raise InputError(f"{dataset.name} has no band named {band!r} (it has {', '.join(n or '?' for n in names)})")
+        raise UsageError(f"--band {band!r}: {dataset.name} has no band of that name or number "
+                         f"(it has {dataset.count}: {', '.join(n or '?' for n in names)})")
     return names.index(band) + 1
 
 
@@ -82,10 +147,10 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
     p-value where the file has one for this band's test. ``region`` rings are outlined;
     without them, ``outline_footprint`` outlines the valid data instead.
     """
-    from .maps import draw_map, footprint_rings, map_frame, open_picture, read_picture, significance_bands, test_name
+    from .maps import draw_map, footprint_rings, map_frame, read_picture, significance_bands, test_name
 
     matplotlib, _ = _pyplot()
-    with open_picture(raster) as dataset:
+    with open_raster(raster) as dataset:
         number = _band_number(dataset, band)
         name = dataset.descriptions[number - 1] or f"band {number}"
         values, transform = read_picture(dataset, number)
@@ -144,6 +209,7 @@ def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title
         raise UsageError(f"--fade {fade}: give an opacity between 0 (hide) and 1 (no fading)")
     if alpha is not None and not 0.0 < alpha < 1.0:
         raise UsageError(f"--alpha {alpha}: give a significance level between 0 and 1, e.g. 0.05")
+    check_png_output(png, [raster])
     figure, axes = plt.subplots(dpi=110)
     try:
         drawn = draw_band(axes, raster, band=band, units=units, significant_only=significant_only, alpha=alpha,
@@ -171,12 +237,12 @@ def _years_text(tag: str) -> str:
 
 def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None = None) -> Path:
     """A true- (or false-) colour view of three bands, each stretched 2-98 percent."""
-    import rasterio
 
     _, plt = _pyplot()
     if len(rgb) != 3:
         raise UsageError(f"--rgb needs three band numbers, e.g. 3,2,1 (got {','.join(map(str, rgb))})")
-    with rasterio.open(raster) as dataset:
+    check_png_output(png, [raster])
+    with open_raster(raster) as dataset:
         numbers = [_band_number(dataset, b) for b in rgb]
         data = dataset.read(numbers).astype(np.float64)
     channels = []
@@ -196,20 +262,25 @@ def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None =
 
 
 def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | None = None,
-               year_pattern: str | None = None, band: int = 1, count_band: int | None = None) -> dict[str, float]:
+               year_pattern: str | None = None, band: int = 1, count_band: int | None = None,
+               dtype_scale: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
     """One pixel's yearly values with its OLS and Sen lines; returns the two slopes.
 
     With ``count_band``, the clear scenes behind each year's value are drawn as bars
-    under the series, so a drift in sampling shows next to the trend."""
-    import rasterio
+    under the series, so a drift in sampling shows next to the trend. ``dtype_scale``
+    brings stacks of mixed data types to one scale (see :func:`pipeline.stack.open_stack`)."""
     from rasterio.windows import Window
 
     from .api import fit
     from .stack import open_stack
 
     _, plt = _pyplot()
-    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=2)
-    with rasterio.open(stack.layers[0].path) as dataset:
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise UsageError(f"--xy {x} {y}: give two finite map coordinates in the rasters' CRS")
+    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=2,
+                       dtype_scale=dtype_scale)
+    check_png_output(png, stack.files)
+    with open_raster(stack.layers[0].path) as dataset:
         row, col = dataset.index(x, y)
     if not (0 <= row < stack.grid.height and 0 <= col < stack.grid.width):
         raise UsageError(f"--xy {x} {y} is outside the rasters (map coordinates in their CRS)")

@@ -26,6 +26,7 @@ from typing import Any
 from . import __version__
 from . import manifest as m
 from .config import Study, fingerprint
+from .diskio import STATE_ROOM, ensure_folder
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
 from .leftovers import remove_stale_temporaries
@@ -69,6 +70,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
     started = time.monotonic()
     notes: list[str] = []
     downloaded_bytes = 0
+    ensure_folder(study.state, "paths.state", STATE_ROOM)
     with StudyLock(study.state, study.name):
         remove_stale_temporaries(study.outputs)
         while True:
@@ -214,7 +216,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                          confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
                          changepoint=trend.changepoint, min_fraction=trend.min_fraction, edge_years=trend.edge_years,
                          count_band=2 if study.config.composite.count_band else None, min_count=trend.min_count)
-    outputs["trend"].parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(outputs["trend"].parent, "paths.outputs")
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
                         options=options,
@@ -264,8 +266,9 @@ def _write_report(study: Study, manifest: m.Manifest, outputs: dict[str, Path], 
             for year in study.years
         ],
     }
-    with replaced_when_done(outputs["report"]) as temporary:
-        temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2) + "\n"
+    with replaced_when_done(outputs["report"], needed=len(text.encode())) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def _versions() -> dict[str, str]:

@@ -9,6 +9,8 @@ a fit can be checked against the truth it came from.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from .errors import UsageError
+from .diskio import ensure_folder, free_bytes, human_bytes, verify_geotiff, write_failure
+from .errors import DiskFullError, UsageError
 from .outputs import replaced_when_done
 from .stack import Grid
 
@@ -97,25 +100,88 @@ def write_sample(
     compress: str = "deflate",
 ) -> Sample:
     """Write ``{prefix}{year}.tif`` for every year into ``folder`` and the truth into ``folder/truth``."""
-    if rows < 1 or cols < 1:
-        raise UsageError(f"--size {cols}x{rows} is empty; give a size such as 512x512")
-    if not 0.0 <= nan_fraction < 1.0:
-        raise UsageError(f"--nan-fraction is {nan_fraction}; give a share from 0 up to (not including) 1")
     years = sorted(set(int(y) for y in years))
+    _check_request(rows, cols, years, noise, nan_fraction, seed)
     out = Path(folder)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
+    targets = [out / f"{prefix}{year}.tif" for year in years]
+    truth_file = out / "truth" / "true_slope.tif"
+    _check_targets([*targets, truth_file])
+    ensure_folder(out / "truth", "the sample folder")
+    needed = rows * cols * 4 * (len(years) + 1)  # float32 noise barely compresses
+    free = free_bytes(out)
+    if free is not None and free < needed:
+        raise DiskFullError(f"no space left for a sample of {len(years)} years of {cols}x{rows} pixels: it needs "
+                            f"about {human_bytes(needed)}, {human_bytes(free)} free in {out}; choose a smaller "
+                            "--size, fewer --years, or another folder")
     truth = sample_truth(rows, cols, seed)
     grid = sample_grid(rows, cols)
     profile = _profile(grid, compress)
     files: list[Path] = []
     layers = sample_layers(years, truth, noise=noise, nan_fraction=nan_fraction, seed=seed)
-    for year, layer in zip(years, layers, strict=False):
-        path = out / f"{prefix}{year}.tif"
+    for path, year, layer in zip(targets, years, layers, strict=False):
         _write_atomic(path, profile, layer, description=f"NDVI {year}", units="NDVI")
         files.append(path)
-    truth_file = out / "truth" / "true_slope.tif"
     _write_atomic(truth_file, profile, truth.slope.astype(np.float32), description="true slope", units="NDVI per year")
     return Sample(out, tuple(files), tuple(years), truth_file)
+
+
+MAX_SAMPLE_PIXELS = 2**27  # 134 million pixels per layer (about 11600 x 11600): 8 GB of memory to generate
+BYTES_PER_SAMPLE_PIXEL = 64  # the truth, the coordinate grids and one layer being made, in float64
+
+
+def _check_request(rows: int, cols: int, years: Sequence[int], noise: float, nan_fraction: float, seed: int) -> None:
+    """Refuse a sample that cannot be made: empty or absurd sizes, years no file name can carry, bad noise."""
+    if rows < 1 or cols < 1:
+        raise UsageError(f"--size {cols}x{rows} is empty; give a size such as 512x512")
+    memory = rows * cols * BYTES_PER_SAMPLE_PIXEL
+    available = _available_memory()
+    if rows * cols > MAX_SAMPLE_PIXELS or (available is not None and memory > available):
+        raise UsageError(f"--size {cols}x{rows} is too large: generating it needs about {human_bytes(memory)} of "
+                         f"memory{f' ({human_bytes(available)} available)' if available else ''}; give at most "
+                         "about 10000x10000, e.g. --size 2048x2048")
+    bad = [y for y in years if not 1900 <= y <= 2099]
+    if bad:
+        raise UsageError(f"--years {bad[0]} is outside 1900-2099, the years eetrend finds in file names; "
+                         "give years such as 1995-2015")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise UsageError(f"--noise is {noise}; give a standard deviation of 0 or more, e.g. 0.03")
+    if not (math.isfinite(nan_fraction) and 0.0 <= nan_fraction < 1.0):
+        raise UsageError(f"--nan-fraction is {nan_fraction}; give a share from 0 up to (not including) 1")
+    if seed < 0:
+        raise UsageError(f"--seed is {seed}; give a seed of 0 or more")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_targets(paths: Sequence[Path]) -> None:
+    """Refuse to replace any existing file that eetrend sample did not write (it may be someone's data)."""
+    for path in paths:
+        try:
+            exists = path.exists() or path.is_symlink()
+        except OSError as exc:
+            raise write_failure(path, exc) from None
+        if exists and not _is_sample_file(path):
+            raise UsageError(f"{path} exists and was not written by eetrend sample; choose an empty folder "
+                             "(sample never replaces other files)")
+
+
+def _is_sample_file(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with rasterio.Env(), rasterio.open(path) as ds:
+            return ds.tags().get("eetrend_sample") == "1"
+    except (rasterio.errors.RasterioError, OSError):
+        return False
 
 
 def _profile(grid: Grid, compress: str) -> dict:
@@ -139,7 +205,12 @@ def _profile(grid: Grid, compress: str) -> dict:
 
 
 def _write_atomic(path: Path, profile: dict, data: np.ndarray, *, description: str, units: str) -> None:
-    with replaced_when_done(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
-        ds.write(data, 1)
-        ds.set_band_description(1, description)
-        ds.set_band_unit(1, units)
+    try:
+        with replaced_when_done(path, verify=verify_geotiff, needed=data.nbytes) as tmp, rasterio.Env():
+            with rasterio.open(tmp, "w", **profile) as ds:
+                ds.write(data, 1)
+                ds.set_band_description(1, description)
+                ds.set_band_unit(1, units)
+                ds.update_tags(eetrend_sample="1")
+    except rasterio.errors.RasterioError as exc:  # GDAL's own wording of a failed write
+        raise write_failure(path, OSError(errno.EIO, str(exc)), data.nbytes) from None

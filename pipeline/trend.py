@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +171,7 @@ def trend_rasters(
     dask: DaskSettings | None = None,
     format: str = "gtiff",
     exclude: Sequence[str | os.PathLike[str]] = (),
+    dtype_scale: Mapping[str, tuple[float, float]] | None = None,
 ) -> TrendRun:
     """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
 
@@ -181,6 +182,8 @@ def trend_rasters(
     settings: a scheduler address, SLURM, or a local cluster of ``workers``).
     ``format`` is gtiff, cog, netcdf or zarr (see :mod:`pipeline.formats`). The output and
     the files in ``exclude`` are never taken as inputs.
+    ``dtype_scale`` maps a data type to (scale, offset) for stacks that mix data types.
+    An output that is one of the inputs (by name or link) is refused even with ``overwrite``.
     """
     if format != "gtiff":
         from .formats import write_via_geotiff
@@ -188,13 +191,13 @@ def trend_rasters(
         return write_via_geotiff(output, format, overwrite, lambda tif: trend_rasters(
             inputs, tif, options=options, years=years, year_pattern=year_pattern, band=band, workers=workers,
             memory_budget=memory_budget, compress=compress, progress=progress, window_pixels=window_pixels,
-            executor=executor, dask=dask, exclude=[output, *exclude]), compress=compress)
+            executor=executor, dask=dask, exclude=[output, *exclude], dtype_scale=dtype_scale), compress=compress)
     started = time.perf_counter()
     options = options or FitOptions()
     check_output(output, overwrite)
     stack = open_stack(
         inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years,
-        exclude=[output, *exclude],
+        exclude=[output, *exclude], dtype_scale=dtype_scale,
     )
     if options.count_band:
         check_count_band(stack, options.count_band)
@@ -215,6 +218,7 @@ def trend_rasters(
         units=stack.units,
         compress="zstd" if options.fdr else compress,
         overwrite=overwrite or bool(options.fdr),
+        inputs=stack.files,
     ) as writer:
         from .lineage import inputs_tag
 
