@@ -36,6 +36,7 @@ class MapFrame:
     geographic: bool
     metres_per_unit: float  # of the CRS's linear unit (1.0 for metres); for geographic, metres per degree of latitude
     crs_name: str
+    rows_go_north: bool = False  # a grid stored south-up (transform e > 0): row 0 is the southern edge
 
     @property
     def has_coordinates(self) -> bool:
@@ -56,12 +57,12 @@ def map_frame(transform: Sequence[float], width: int, height: int, crs) -> MapFr
     if len(name) > 30:
         name = (crs.to_dict().get("proj") or "custom CRS") if hasattr(crs, "to_dict") else "custom CRS"
     if crs.is_geographic:
-        return MapFrame((left, right, bottom, top), True, 111_320.0, name)
+        return MapFrame((left, right, bottom, top), True, 111_320.0, name, e > 0)
     try:
         factor = crs.linear_units_factor[1]
     except Exception:  # noqa: BLE001 - a CRS without a linear unit: label in its own units
         factor = 1.0
-    return MapFrame((left, right, bottom, top), False, float(factor or 1.0), name)
+    return MapFrame((left, right, bottom, top), False, float(factor or 1.0), name, e > 0)
 
 
 def open_picture(path):
@@ -220,7 +221,7 @@ def draw_map(
     if faded is not None:
         alpha = np.where(faded, fade, 1.0)
     image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                        extent=frame.extent, alpha=alpha, origin="upper")
+                        extent=frame.extent, alpha=alpha, origin="lower" if frame.rows_go_north else "upper")
     if frame.has_coordinates:
         _outline(axes, frame, region)
         if frame.geographic:

@@ -215,3 +215,20 @@ def test_region_outline_is_reprojected_and_widens_the_view_to_hold_it(tmp_path):
 
 def test_nice_lengths():
     assert [nice_length(v) for v in (0.9, 1, 3.7, 14, 999, 5001)] == [0.5, 1, 2, 10, 500, 5000]
+
+
+def test_a_south_up_grid_is_drawn_with_north_at_the_top(tmp_path):
+    from rasterio.transform import Affine
+
+    data = np.zeros((20, 30), dtype=np.float32)
+    data[0, :] = 1.0  # row 0 of a south-up grid is its southern edge
+    path = write_raster(tmp_path / "s.tif", data, transform=Affine(30, 0, 500_000, 0, 30, 4_000_000),
+                        descriptions=["slope"])
+    figure, axes = plt.subplots()
+    try:
+        drawn = draw_band(axes, path)
+        assert axes.get_ylim() == pytest.approx((4_000_000, 4_000_600))
+        assert drawn.image.origin == "lower"  # row 0 (the 1.0s) is drawn at the bottom, y = 4,000,000
+        assert drawn.image.get_extent() == pytest.approx([500_000, 500_900, 4_000_000, 4_000_600])
+    finally:
+        plt.close(figure)
