@@ -313,7 +313,9 @@ def footprint_rings(valid: np.ndarray, frame: MapFrame) -> list[np.ndarray]:
     padded = np.zeros((rows + 2, cols + 2))
     padded[1:-1, 1:-1] = filled
     xs = left + (np.arange(cols + 2) - 0.5) * (right - left) / cols
-    ys = top - (np.arange(rows + 2) - 0.5) * (top - bottom) / rows
+    step = (top - bottom) / rows
+    ys = bottom + (np.arange(rows + 2) - 0.5) * step if frame.rows_go_north else \
+        top - (np.arange(rows + 2) - 0.5) * step
     contour = Figure().add_subplot().contour(xs, ys, padded, levels=[0.5])
     smallest = 0.02 * (rows + cols)  # rings shorter than this many pixels are specks, not the footprint
     return [np.asarray(s) for s in contour.allsegs[0] if len(s) >= smallest]
