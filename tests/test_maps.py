@@ -232,3 +232,20 @@ def test_a_south_up_grid_is_drawn_with_north_at_the_top(tmp_path):
         assert drawn.image.get_extent() == pytest.approx([500_000, 500_900, 4_000_000, 4_000_600])
     finally:
         plt.close(figure)
+
+
+def test_the_footprint_outline_follows_the_edge_of_the_valid_pixels():
+    from pipeline.maps import footprint_rings, map_frame
+
+    valid = np.zeros((40, 60), dtype=bool)
+    valid[10:30, 5:50] = True
+    valid[15, 20] = False  # a hole inside: filled, not outlined
+    frame = map_frame((30, 0, 500_000, 0, -30, 5_000_000), 60, 40, "EPSG:32633")
+    rings = footprint_rings(valid, frame)
+    assert len(rings) == 1
+    xs, ys = rings[0][:, 0], rings[0][:, 1]
+    # The contour runs along the pixel edges, half a pixel either side of the 0.5 level: within 15 m of them.
+    assert xs.min() == pytest.approx(500_000 + 5 * 30, abs=15) and xs.max() == pytest.approx(500_000 + 50 * 30, abs=15)
+    assert ys.max() == pytest.approx(5_000_000 - 10 * 30, abs=15) and ys.min() == pytest.approx(5_000_000 - 30 * 30,
+                                                                                               abs=15)
+    assert footprint_rings(np.ones((40, 60), dtype=bool), frame) == []  # data everywhere: the frame is the outline
