@@ -71,6 +71,17 @@ class CompressChoice(str, Enum):
     none = "none"
 
 
+class FormatChoice(str, Enum):
+    gtiff = "gtiff"
+    cog = "cog"
+    netcdf = "netcdf"
+    zarr = "zarr"
+
+
+FORMAT_HELP = ("gtiff; cog (Cloud-Optimized GeoTIFF with overviews); netcdf or zarr (CF conventions, for xarray; "
+               "needs pip install 'eetrend[xarray]').")
+
+
 def _version(value: bool) -> None:
     if value:
         from pipeline import __version__
@@ -90,15 +101,25 @@ def main(
     import logging
 
     _STATE["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    level = logging.DEBUG if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # the terminal; libraries that set INFO (Dask) stay quiet
+            handler.setLevel(level)
     logging.getLogger("googleapiclient").setLevel(logging.ERROR)
 
 
 @contextmanager
 def _errors():
-    """Turn eetrend's errors into one line on stderr and their exit code."""
+    """Turn eetrend's errors into one line on stderr and their exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP all end the command the same way: the cleanup of every
+    ``finally`` runs, one line is printed, and the exit code is 128 + the signal's number.
+    """
+    from pipeline import signals
     from pipeline.errors import EetrendError
 
+    undo = signals.install()
     try:
         yield
     except EetrendError as exc:
@@ -106,9 +127,29 @@ def _errors():
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted; nothing was written under the output name", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        typer.echo(f"interrupted ({signals.signal_name(exc)}); nothing half-written was left under a final name",
+                   err=True)
+        raise typer.Exit(signals.exit_code(exc)) from None
+    finally:
+        undo()
+
+
+def _quiet_logs(quiet: bool) -> None:
+    """-q: only errors reach stderr (warnings and notes stay out of cron mail)."""
+    if quiet:
+        import logging
+
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:  # the terminal (basicConfig's), not files or test captures
+                handler.setLevel(logging.ERROR)
+
+
+WaitLock = Annotated[
+    float,
+    typer.Option("--wait-lock", metavar="SECONDS", help="If another eetrend command is working on the study, wait up "
+                 "to this many seconds for it instead of exiting with code 3."),
+]
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -172,7 +213,7 @@ def sample(
 )
 def trend(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or one multi-band file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The trend GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The trend file to write (GeoTIFF unless --format).")],
     method: Annotated[
         MethodChoice, typer.Option(help="ols: least squares; sen: Sen's slope + Mann-Kendall; both.")
     ] = MethodChoice.ols,
@@ -196,10 +237,11 @@ def trend(
         CompressChoice, typer.Option(help="Output compression (zstd is fast; deflate reads everywhere).")
     ] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
     executor: Annotated[
         ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
     ] = ExecutorChoice.process,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
     scheduler: Annotated[
         str | None,
         typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
@@ -215,6 +257,7 @@ def trend(
         from pipeline.trend import FitOptions, trend_rasters
         from pipeline.years import format_years, parse_years
 
+        _quiet_logs(quiet)
         options = FitOptions(method=method.value, min_years=min_years, confidence=confidence, alpha=alpha)
         with _progress_bar("fitting windows", _show_progress(quiet)) as progress:
             run = trend_rasters(
@@ -229,6 +272,7 @@ def trend(
                 compress=compress.value,
                 overwrite=overwrite,
                 progress=progress,
+                format=format.value,
                 **_executor_options(executor, scheduler, workers),
             )
         if not quiet:
@@ -250,7 +294,7 @@ def trend(
 )
 def index(
     input: Annotated[Path, typer.Argument(help="A multi-band raster (bands are spectral bands).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The index GeoTIFF to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index file to write (GeoTIFF unless --format).")],
     index: Annotated[IndexChoice, typer.Option("--index", help="The spectral index.")] = IndexChoice.ndvi,
     blue: Annotated[str | None, typer.Option(help="Blue band: number or description (default 1).")] = None,
     red: Annotated[str | None, typer.Option(help="Red band: number or description (default 3).")] = None,
@@ -267,7 +311,8 @@ def index(
     memory_budget: Annotated[str, typer.Option(help="Memory for all workers together, e.g. 512MB.")] = "1GB",
     compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
+    format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
 ) -> None:
     """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
 
@@ -279,11 +324,12 @@ def index(
     with _errors():
         from pipeline.bandmath import index_raster
 
+        _quiet_logs(quiet)
         bands = {"blue": blue, "red": red, "nir": nir, "swir1": swir1, "swir2": swir2}
         with _progress_bar("computing windows", _show_progress(quiet)) as progress:
             run = index_raster(input, output, index=index.value, bands=bands, scale=scale, offset=offset,
                                workers=workers, memory_budget=memory_budget, compress=compress.value,
-                               overwrite=overwrite, progress=progress,
+                               overwrite=overwrite, progress=progress, format=format.value,
                                **_executor_options(executor, scheduler, workers))
         if not quiet:
             typer.echo(f"wrote {run.output}: {run.index.upper()} of {run.pixels:,} pixels "
@@ -402,6 +448,12 @@ def export(
     queue_wait: Annotated[
         float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
     ] = 0.0,
+    redo: Annotated[
+        str | None, typer.Option(help="Export these years again on purpose (e.g. 2012 or 2001-2003,2012); a live "
+                                      "task is cancelled first and their downloads are forgotten.")
+    ] = None,
+    wait_lock: WaitLock = 0.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Submit one Earth Engine export per year that has none done or running.
 
@@ -413,11 +465,20 @@ def export(
     with _errors():
         from pipeline.config import load_study
         from pipeline.exports import export_study
+        from pipeline.lock import waiting_for_lock
+        from pipeline.years import parse_years
 
         study = load_study(config)
-        report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait)
-        for line in report.lines():
-            typer.echo(line)
+        _quiet_logs(quiet)
+        with waiting_for_lock(wait_lock):
+            report = export_study(study, force=force, resubmit=resubmit, queue_wait=queue_wait,
+                                  redo=parse_years(redo) if redo else None)
+        if quiet:
+            for year, message in sorted(report.failed.items()):
+                typer.echo(f"{year} failed: {message}", err=True)
+        else:
+            for line in report.lines():
+                typer.echo(line)
         if report.failed:
             raise typer.Exit(1)
 
@@ -453,15 +514,18 @@ def status(
 def cancel(
     config: ConfigArg,
     years: Annotated[str | None, typer.Option(help="Years to cancel, e.g. 2001-2003; default every year.")] = None,
+    wait_lock: WaitLock = 0.0,
 ) -> None:
     """Cancel the study's queued and running Earth Engine tasks."""
     with _errors():
         from pipeline.config import load_study
         from pipeline.exports import cancel_study
+        from pipeline.lock import waiting_for_lock
         from pipeline.years import format_years, parse_years
 
         study = load_study(config)
-        cancelled = cancel_study(study, parse_years(years) if years else None)
+        with waiting_for_lock(wait_lock):
+            cancelled = cancel_study(study, parse_years(years) if years else None)
         typer.echo(f"cancelled {format_years(cancelled)}" if cancelled else "no queued or running task to cancel")
 
 
@@ -473,7 +537,8 @@ def download(
         typer.Option("--delete-remote/--keep-remote", help="Delete remote files once verified (default: the config's "
                      "export.delete_remote)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    wait_lock: WaitLock = 0.0,
 ) -> None:
     """Download the files of every finished year, verify size and md5, and mosaic split exports.
 
@@ -484,13 +549,38 @@ def download(
     with _errors():
         from pipeline.config import load_study
         from pipeline.downloads import download_study
+        from pipeline.lock import waiting_for_lock
 
+        _quiet_logs(quiet)
         study = load_study(config)
-        with _byte_progress(_show_progress(quiet)) as progress:
+        with waiting_for_lock(wait_lock), _byte_progress(_show_progress(quiet)) as progress:
             report = download_study(study, delete_remote=delete_remote, progress=progress)
-        for line in report.lines():
-            typer.echo(line)
+        if quiet:
+            for year, message in sorted(report.failed.items()):
+                typer.echo(f"{year} failed: {message}", err=True)
+        else:
+            for line in report.lines():
+                typer.echo(line)
         if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command(epilog="Example: eetrend verify configs/example.toml")
+def verify(config: ConfigArg) -> None:
+    """Re-hash every downloaded file of the study and compare it with the md5 verified at download.
+
+    Exit code 0: every file is intact; 1: a file changed or is missing (each is named, with
+    the fix: a run fetches it again, or, when its remote copy was deleted, export --redo YEAR).
+    Reads only; it changes no file and no record.
+    """
+    with _errors():
+        from pipeline.config import load_study
+        from pipeline.integrity import verify_study
+
+        report = verify_study(load_study(config))
+        for line in report.lines():
+            typer.echo(line, err=report.damaged and not line.startswith("verified"))
+        if report.damaged:
             raise typer.Exit(1)
 
 
@@ -527,8 +617,17 @@ def run(
                                        "(--no-wait, the default, does what can be done now and exits).")] = False,
     timeout: Annotated[float | None, typer.Option(help="With --wait, give up waiting after this many seconds.")] = None,
     poll: Annotated[float, typer.Option(help="With --wait, seconds between checks.")] = 60.0,
-    log_file: Annotated[Path | None, typer.Option(help="Also append timestamped lines to this file.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Also append timestamped lines to this file (each line once).")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors (for cron: no mail when all is well).")
+    ] = False,
+    wait_lock: WaitLock = 0.0,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", metavar="URL", help="Also post to this ntfy topic when the run writes new outputs or needs "
+        "attention (exit 0 after a refit, or 1); repeatable. More transports: the notify table, see "
+        "configs/example.toml.")] = None,
 ) -> None:
     """Do everything the study needs now: export, check, download, fit, write the outputs.
 
@@ -540,40 +639,86 @@ def run(
         import logging
 
         from pipeline.config import load_study
+        from pipeline.lock import waiting_for_lock
+        from pipeline.notify import notifying
         from pipeline.run import run_study
 
+        _quiet_logs(quiet)
         study = load_study(config)
-        with _byte_progress(_show_progress(quiet)) as progress:
+        with (
+            waiting_for_lock(wait_lock),
+            _byte_progress(_show_progress(quiet)) as progress,
+            notifying(study, notify or ()) as notify_result,
+        ):
             result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
+            notify_result(result)
         log = logging.getLogger("eetrend.run")
         for line in result.lines:
-            typer.echo(line)
-            log.info("%s: %s", study.name, line)
-        log.info("%s: exit %d", study.name, result.exit_code)
+            problem = line in result.problems
+            if problem or not quiet:
+                typer.echo(line, err=quiet)
+            if log_file is not None:
+                log.log(logging.ERROR if problem else logging.INFO, "%s: %s", study.name, line,
+                        extra={"eetrend_file_only": True})
+        if log_file is not None:
+            log.info("%s: exit %d", study.name, result.exit_code, extra={"eetrend_file_only": True})
         raise typer.Exit(result.exit_code)
+
+
+class _NotFileOnly:
+    """A logging filter for the terminal: records the command already printed itself go to the log file only."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+
+    def filter(self, record) -> bool:
+        return record.levelno >= self.threshold and not getattr(record, "eetrend_file_only", False)
 
 
 @contextmanager
 def _log_file(path: Path | None):
-    """Append timestamped log lines to ``path`` for the duration of the command."""
+    """Append timestamped log lines to ``path`` for the duration of the command, each line once.
+
+    The root logger is opened to INFO for the file; the terminal's handlers keep showing
+    only what they showed before (warnings), so nothing is echoed twice to stderr. The
+    error line that ends a command goes to the file too.
+    """
     if path is None:
         yield
         return
     import logging
+
+    from pipeline import signals
+    from pipeline.errors import EetrendError
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     previous = root.level
+    terminal = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    guards = [_NotFileOnly(max(previous, h.level, logging.DEBUG)) for h in terminal]
+    for h, guard in zip(terminal, guards, strict=True):
+        h.addFilter(guard)
     root.addHandler(handler)
     root.setLevel(min(previous, logging.INFO))
-    for name in ("googleapiclient", "urllib3", "google", "matplotlib", "rasterio", "httplib2"):
+    for name in ("googleapiclient", "urllib3", "google", "matplotlib", "rasterio", "httplib2", "distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    cli_log = logging.getLogger("eetrend.cli")
     try:
         yield
+    except EetrendError as exc:
+        handler.handle(cli_log.makeRecord(cli_log.name, logging.ERROR, __file__, 0, "error: %s (exit %d)",
+                                          (exc, exc.exit_code), None))
+        raise
+    except KeyboardInterrupt as exc:
+        handler.handle(cli_log.makeRecord(cli_log.name, logging.ERROR, __file__, 0, "interrupted (%s), exit %d",
+                                          (signals.signal_name(exc), signals.exit_code(exc)), None))
+        raise
     finally:
         root.removeHandler(handler)
+        for h, guard in zip(terminal, guards, strict=True):
+            h.removeFilter(guard)
         root.setLevel(previous)
         handler.close()
 
@@ -612,27 +757,63 @@ def demo(
                    "pixels whose true slope is not within 0.001 of zero")
 
 
-@app.command(epilog="Example: eetrend emulator --port 8765 --speed 10")
+@app.command(epilog=(
+    "Examples: eetrend emulator --port 8765 --speed 10\n\n"
+    "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
+))
 def emulator(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     speed: Annotated[float, typer.Option(help="How much faster than real time tasks run.")] = 10.0,
+    http_errors: Annotated[list[str] | None, typer.Option(
+        "--http-errors", metavar="STATUS:TIMES[:PATH_REGEX]",
+        help="Answer the next TIMES requests (matching the path regex) with STATUS, e.g. 429:5 or 503:3:/drive/. "
+             "Repeatable.")] = None,
+    fail_tasks: Annotated[list[str] | None, typer.Option(
+        "--fail-tasks", metavar="MATCH[:TIMES[:MESSAGE]]",
+        help="The next TIMES tasks whose description contains MATCH (a year) end FAILED with MESSAGE, e.g. 2003 or "
+             "'2003:1:User memory limit exceeded.'. Repeatable.")] = None,
+    queue_limit: Annotated[int | None, typer.Option(
+        help="At most this many tasks queued or running; more are refused as 'Too many tasks already in the "
+             "queue'.")] = None,
+    media_fault: Annotated[list[str] | None, typer.Option(
+        "--media-fault", metavar="KIND:MATCH[:TIMES]",
+        help="Spoil the next TIMES downloads of files whose name contains MATCH; KIND is truncate, corrupt, "
+             "no_content_range or drop. Repeatable.")] = None,
+    slow_media: Annotated[float, typer.Option(help="Seconds to wait before every download answer (each chunk).")] = 0.0,
+    duplicate_folder: Annotated[list[str] | None, typer.Option(
+        "--duplicate-folder", metavar="NAME[:COUNT]",
+        help="COUNT more Drive folders with this name (Drive allows duplicates). Repeatable.")] = None,
 ) -> None:
-    """Run the loopback emulator of Earth Engine until Ctrl-C, to try a study config offline.
+    """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
 
-    Point a config at it with, in [earthengine]: endpoint = "<the URL printed>",
-    auth = "none", project = "any-name".
+    Point a config at it with, in its earthengine table: endpoint = "<the URL printed>",
+    auth = "none", project = "any-name". The fault flags rehearse a study's failure modes
+    (rate limits and outages, failed tasks, a full queue, damaged or slow downloads,
+    duplicate folders) with the same faults the test suite injects.
     """
-    import time
+    with _errors():
+        import time
 
-    from pipeline.emulator import Emulator
+        from pipeline.emulator import Emulator
+        from pipeline.emulator.faults import FaultPlan, FaultSpecError
+        from pipeline.errors import UsageError
 
-    with Emulator(port=port, speed=speed) as emu:
-        typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
         try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            typer.echo("stopped")
+            plan = FaultPlan.parse(http_errors=http_errors or (), fail_tasks=fail_tasks or (), queue_limit=queue_limit,
+                                   media_faults=media_fault or (), slow_media=slow_media,
+                                   duplicate_folders=duplicate_folder or ())
+        except FaultSpecError as exc:
+            raise UsageError(str(exc)) from None
+        with Emulator(port=port, speed=speed) as emu:
+            plan.apply(emu)
+            typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
+            for line in plan.describe():
+                typer.echo(f"  fault: {line}")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                typer.echo("stopped")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from .errors import EetrendError  # noqa: E402
 from .kernels import Method, band_names  # noqa: E402
 from .stack import Stack, open_stack  # noqa: E402
 from .trend import FitOptions, TrendRun, trend_rasters  # noqa: E402
+from .xarray_api import open_trend  # noqa: E402
 
 __all__ = [
     "EetrendError",
@@ -31,5 +32,6 @@ __all__ = [
     "fit",
     "fit_stack",
     "open_stack",
+    "open_trend",
     "trend_rasters",
 ]

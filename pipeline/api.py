@@ -66,23 +66,42 @@ class TrendResult(Mapping[str, np.ndarray]):
             window = Window(0, 0, self.grid.width, self.grid.height)
             writer.write(window, self.bands)
 
+    def to_xarray(self):
+        """The bands as an ``xarray.Dataset`` (x/y coordinates and CRS when the grid is known)."""
+        from .xarray_api import to_dataset
+
+        return to_dataset(self)
+
 
 def fit(
-    values: np.ndarray,
-    years: Sequence[int],
+    values,
+    years: Sequence[int] | None = None,
     *,
     method: str = "ols",
     min_years: int = 3,
     nodata: float | None = None,
     confidence: float = 0.95,
     alpha: float = 0.05,
-) -> TrendResult:
+    dim: str | None = None,
+):
     """Fit the trend of every pixel of an in-memory stack.
 
     ``values`` has years on its first axis, any shape after it: (years, rows,
     cols) or (years, pixels). NaN and ``nodata`` are missing. ``years`` may come
     in any order; they are matched to the first axis and sorted.
+
+    ``values`` may also be an ``xarray.DataArray`` with a ``year`` or ``time``
+    dimension (or ``dim``), anywhere among its axes; the years then come from that
+    coordinate unless given, and the result is an ``xarray.Dataset`` with the
+    array's other coordinates (see :mod:`pipeline.xarray_api`).
     """
+    from .xarray_api import fit_dataarray, is_xarray
+
+    if is_xarray(values):
+        return fit_dataarray(values, years, dim=dim, method=method, min_years=min_years, nodata=nodata,
+                             confidence=confidence, alpha=alpha)
+    if years is None:
+        raise UsageError("give the years of the first axis, e.g. fit(values, [2000, 2001, ...])")
     options = FitOptions(method=method, min_years=min_years, confidence=confidence, alpha=alpha)
     data = np.asarray(values)
     x = np.asarray(years, dtype=np.float64)

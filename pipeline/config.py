@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import re
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +31,11 @@ from .years import parse_years
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PREFIX_CHARS = re.compile(r"[A-Za-z0-9._/-]+")
+DRIVE_PREFIX_CHARS = re.compile(r"[A-Za-z0-9_-]+")  # Export.image.toDrive: "letters, numbers, -, _"
+UTM_CRS = re.compile(r"EPSG:32[67](0[1-9]|[1-5]\d|60)")
+SHARD_SIZE = 256  # Earth Engine's default shardSize; fileDimensions must be a multiple of it
+MAX_PIXELS_LIMIT = 2**63 - 1  # maxPixels is an Int64Value
+LANDSAT_PIXEL = 30.0
 PREFIX_FIELDS = ("study", "index", "reducer", "year")
 
 
@@ -92,7 +98,10 @@ class RegionSection(_Section):
     geojson: Path | None = Field(None, description="A GeoJSON file with a Polygon or MultiPolygon (WGS84).")
     asset: str | None = Field(None, description="An Earth Engine table asset id, e.g. projects/p/assets/aoi.")
     crs: str = "EPSG:4326"
-    scale: float = Field(30.0, gt=0, description="Pixel size in the crs's units (metres for UTM).")
+    scale: float = Field(30.0, gt=0, description="Metres per pixel, as Earth Engine's export defines scale.")
+    landsat_grid: bool | None = Field(
+        None, description="Export on Landsat's own 30 m grid (crsTransform) instead of resampling; default: on "
+                          "for a UTM crs with scale 30.")
 
     @model_validator(mode="after")
     def _one_source(self) -> RegionSection:
@@ -106,6 +115,23 @@ class RegionSection(_Section):
             if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
                 raise ValueError("bbox must be [west, south, east, north] in degrees with west < east, south < north")
         return self
+
+    @model_validator(mode="after")
+    def _landsat_grid(self) -> RegionSection:
+        if self.landsat_grid and not UTM_CRS.fullmatch(self.crs):
+            raise ValueError(f"landsat_grid = true needs a UTM crs (EPSG:326NN or EPSG:327NN), not {self.crs}; "
+                             "set landsat_grid = false or choose the UTM zone of the region")
+        if self.landsat_grid and self.scale != LANDSAT_PIXEL:
+            raise ValueError(f"landsat_grid = true exports 30 m pixels, but scale is {self.scale:g}; set scale = 30 "
+                             "or landsat_grid = false (scale and the Landsat grid's crsTransform are exclusive)")
+        return self
+
+    @property
+    def on_landsat_grid(self) -> bool:
+        """Whether exports use the Landsat grid: as set, else on for UTM at 30 m."""
+        if self.landsat_grid is not None:
+            return self.landsat_grid
+        return bool(UTM_CRS.fullmatch(self.crs)) and self.scale == LANDSAT_PIXEL
 
     @field_validator("crs")
     @classmethod
@@ -122,7 +148,10 @@ class CompositeSection(_Section):
     percentile: Annotated[float, Field(ge=0, le=100)] | None = None
     months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8].")
     mask: list[MaskFlag] = [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow]
-    harmonize: bool = Field(True, description="Adjust TM/ETM+ reflectance to OLI (Roy et al. 2016).")
+    harmonize: bool = Field(False, description="Adjust TM/ETM+ reflectance to OLI with Roy et al. (2016), Table 2 "
+                                               "OLS; off by default, as Google's tutorial calls it unnecessary "
+                                               "for Collection 2 surface reflectance.")
+    saturation: bool = Field(False, description="Also mask pixels whose index bands are saturated (QA_RADSAT).")
 
     @model_validator(mode="after")
     def _percentile(self) -> CompositeSection:
@@ -144,8 +173,9 @@ class ExportSection(_Section):
     prefix: str = Field(
         "{study}_{index}_{year}", description="File name prefix; fields {study} {index} {reducer} {year}."
     )
-    max_pixels: float = Field(1e10, gt=0)
-    file_dimensions: int | None = Field(None, gt=0, description="Tile size in pixels before Earth Engine splits files.")
+    max_pixels: float = Field(1e10, gt=0, description="Earth Engine's maxPixels: a whole number up to 2**63 - 1.")
+    file_dimensions: int | None = Field(None, gt=0, description="Tile size in pixels before Earth Engine splits "
+                                                                "files; a multiple of 256 (the shard size).")
     cloud_optimized: bool = True
     max_attempts: int = Field(3, ge=1, le=20, description="Submissions of a year before a FAILED task is given up.")
     delete_remote: bool = False
@@ -156,6 +186,9 @@ class ExportSection(_Section):
             raise ValueError("destination = 'gcs' needs bucket = '<bucket name>'")
         if self.destination == "drive" and self.bucket:
             raise ValueError("bucket is only used with destination = 'gcs'; for Drive set folder")
+        if self.destination == "drive" and self.folder is not None and self.folder.strip().lower() in ("", "root"):
+            raise ValueError(f"folder = '{self.folder}' would make Earth Engine create a folder of that name; "
+                             "leave folder out to export to the Drive root")
         try:
             sample = self.prefix.format(study="s", index="NDVI", reducer="max", year=2000)
         except (KeyError, IndexError, ValueError) as exc:
@@ -164,6 +197,18 @@ class ExportSection(_Section):
             raise ValueError("prefix must contain {year}, or every year's file would have the same name")
         if not PREFIX_CHARS.fullmatch(sample) or ".." in sample or sample.startswith("/"):
             raise ValueError("prefix may hold only letters, digits and . _ - / (no '..', no leading '/')")
+        if self.destination == "drive" and not DRIVE_PREFIX_CHARS.fullmatch(sample):
+            raise ValueError(f"prefix '{self.prefix}' is not a Drive file name: Drive prefixes may hold only letters, "
+                             "digits, '-' and '_' (a '/' is no folder in Drive); put the folder in export.folder")
+        if len(sample.encode()) > 900:
+            raise ValueError("prefix is too long: keep it under 900 bytes (Cloud Storage names end at 1024)")
+        if self.max_pixels != int(self.max_pixels) or self.max_pixels > MAX_PIXELS_LIMIT:
+            raise ValueError(f"max_pixels = {self.max_pixels:g} must be a whole number of at most 2**63 - 1 "
+                             "(Earth Engine's Int64 maxPixels); e.g. max_pixels = 1e10")
+        if self.file_dimensions is not None and self.file_dimensions % SHARD_SIZE:
+            fix = max(SHARD_SIZE, round(self.file_dimensions / SHARD_SIZE) * SHARD_SIZE)
+            raise ValueError(f"file_dimensions = {self.file_dimensions} must be a multiple of {SHARD_SIZE} (Earth "
+                             f"Engine's shard size); e.g. file_dimensions = {fix}")
         return self
 
 
@@ -196,6 +241,8 @@ class TrendSection(_Section):
     min_years: int = Field(3, ge=2)
     alpha: float = Field(0.05, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0, lt=1)
+    format: Literal["gtiff", "cog", "netcdf", "zarr"] = Field(
+        "gtiff", description="cog makes STUDY_trend.tif cloud-optimized; netcdf/zarr add STUDY_trend.nc/.zarr.")
 
 
 class SlurmSection(_Section):
@@ -240,6 +287,59 @@ class DaskSection(_Section):
         return DaskSettings(scheduler=self.scheduler, workers=resolve_workers(self.workers), slurm=slurm)
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not re.match(r"https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not ENV_NAME.fullmatch(value):
+        raise ValueError("give the NAME of an environment variable (letters, digits, '_'), not its value")
+    return value
+
+
+class EmailSection(_Section):
+    """SMTP settings; the password is read from the environment variable ``password_env``, never from here."""
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    user: str | None = None
+    password_env: str | None = Field(None, description="Name of the environment variable holding the password.")
+    sender: str
+    to: list[str] = Field(min_length=1)
+    cafile: Path | None = Field(None, description="CA bundle for a server whose certificate is privately signed.")
+    timeout: float = Field(30.0, gt=0)
+
+    _env = field_validator("password_env")(classmethod(lambda cls, v: _env_name(v)))
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailSection:
+        if self.user and not self.password_env:
+            raise ValueError("user is set but password_env is not; name the environment variable holding the "
+                             "password, e.g. password_env = 'EETREND_SMTP_PASSWORD'")
+        if self.user and not self.starttls and not _is_loopback(f"http://{self.host}/"):
+            raise ValueError("user is set but starttls = false would send the password unencrypted; "
+                             "keep starttls = true")
+        return self
+
+
+class NotifySection(_Section):
+    """Where ``eetrend run`` reports new outputs (exit 0 after a refit) and problems (exit 1)."""
+
+    ntfy: str | None = Field(None, description="An ntfy topic URL, e.g. 'https://ntfy.sh/my-secret-topic'.")
+    webhook: str | None = Field(None, description="A URL that receives the message as JSON.")
+    token_env: str | None = Field(None, description="Environment variable holding a bearer token for both URLs.")
+    email: EmailSection | None = None
+
+    _urls = field_validator("ntfy", "webhook")(classmethod(lambda cls, v: _http_url(v)))
+    _env = field_validator("token_env")(classmethod(lambda cls, v: _env_name(v)))
+
+
 class StudyConfig(_Section):
     """A whole study config, as read from TOML."""
 
@@ -251,6 +351,7 @@ class StudyConfig(_Section):
     paths: PathsSection = PathsSection()
     trend: TrendSection = TrendSection()
     dask: DaskSection | None = None
+    notify: NotifySection | None = None
 
 
 class Study:
@@ -290,6 +391,38 @@ class Study:
             study=c.study.name, index=c.composite.index.value, reducer=c.composite.reducer.value, year=year
         )
 
+    def crs_transform(self) -> list[float] | None:
+        """The export's ``crsTransform`` on the Landsat grid (pixel corners at 15 m past multiples of 30 m),
+        anchored near the region; None when the export uses ``scale``."""
+        return None if self._landsat_transform is None else list(self._landsat_transform)
+
+    @functools.cached_property
+    def _landsat_transform(self) -> tuple[float, ...] | None:
+        region = self.config.region
+        if not region.on_landsat_grid:
+            return None
+        x0, y0 = 15.0, 15.0
+        bounds = self._region_bounds()
+        if bounds is not None:
+            from rasterio.warp import transform_bounds
+
+            west, south, east, north = transform_bounds("EPSG:4326", region.crs, *bounds, densify_pts=21)
+            x0 = (west - 15.0) // 30.0 * 30.0 + 15.0
+            y0 = -((-(north - 15.0)) // 30.0) * 30.0 + 15.0
+        return (LANDSAT_PIXEL, 0.0, x0, 0.0, -LANDSAT_PIXEL, y0)
+
+    def _region_bounds(self) -> tuple[float, float, float, float] | None:
+        region = self.config.region
+        if region.bbox is not None:
+            return tuple(region.bbox)
+        if region.geojson is not None:
+            geometry = region_geometry(json.loads(self.resolve(region.geojson).read_text(encoding="utf-8")))
+            polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+            xs = [p[0] for polygon in polygons for ring in polygon for p in ring]
+            ys = [p[1] for polygon in polygons for ring in polygon for p in ring]
+            return min(xs), min(ys), max(xs), max(ys)
+        return None  # a table asset: its bounds are on Earth Engine; any point of the grid serves
+
     def description(self, year: int) -> str:
         """The task description Earth Engine shows: at most 100 of ``[A-Za-z0-9.,:;_-]``."""
         text = f"eetrend_{self.name}_{self.config.composite.index.value}_{year}"
@@ -308,6 +441,7 @@ class Study:
     def _region_settings(self) -> dict[str, Any]:
         """The region as it enters the fingerprints; a GeoJSON file by its digest (read once)."""
         region = self.config.region.model_dump(mode="json")
+        region["landsat_grid"] = self.config.region.on_landsat_grid  # the effective grid, set or by default
         if self.config.region.geojson is not None:
             region["geojson"] = hashlib.sha256(self.resolve(self.config.region.geojson).read_bytes()).hexdigest()
         return region
@@ -399,6 +533,8 @@ def _known_keys(location: list[str]) -> list[str]:
     model: type[BaseModel] = StudyConfig
     for part in location:
         annotation = model.model_fields[part].annotation
+        optional = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        annotation = optional[0] if optional else annotation  # an optional table: X | None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

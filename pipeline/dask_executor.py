@@ -75,21 +75,26 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
     _require("--executor dask")
     from distributed import Client, LocalCluster
 
-    if settings.scheduler:
-        client = Client(settings.scheduler, timeout="30s")
-        cluster = None
-    elif settings.slurm is not None:
-        cluster = slurm_cluster(settings.slurm)
-        cluster.adapt(minimum_jobs=settings.slurm.minimum_jobs, maximum_jobs=settings.slurm.maximum_jobs)
-        client = Client(cluster)
-    else:
-        cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
+    from .signals import deferred
+
+    client = cluster = None
     try:
+        # A cluster interrupted while it starts cannot be closed: Ctrl-C or SIGTERM wait until it has.
+        with deferred():
+            if settings.scheduler:
+                client = Client(settings.scheduler, timeout="30s")
+            elif settings.slurm is not None:
+                cluster = slurm_cluster(settings.slurm)
+                cluster.adapt(minimum_jobs=settings.slurm.minimum_jobs, maximum_jobs=settings.slurm.maximum_jobs)
+                client = Client(cluster)
+            else:
+                cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster)
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
 

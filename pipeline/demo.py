@@ -28,9 +28,9 @@ name = "demo"
 years = "{years}"
 
 [region]
-bbox = [10.80, 46.40, 11.05, 46.55]
+bbox = {bbox}    # about {cols} x {rows} pixels of 30 m
 crs = "EPSG:32632"
-scale = 30
+scale = 30          # metres; on a UTM crs at 30 m, exports use Landsat's own grid (landsat_grid)
 
 [composite]
 index = "NDVI"
@@ -66,9 +66,23 @@ class DemoResult:
     compared_pixels: int
 
 
-def run_demo(folder: Path, *, years: str = "1995..2015", rows: int = 120, cols: int = 160,
+def demo_bbox(rows: int, cols: int, west: float = 10.85, north: float = 46.465) -> list[float]:
+    """A lon/lat box of about ``rows`` x ``cols`` 30 m pixels (the emulator's rasters follow the region)."""
+    import math
+
+    metres_per_degree = 6378137.0 * math.pi / 180.0
+    east = west + cols * 30.0 / (metres_per_degree * math.cos(math.radians(north)))
+    south = north - rows * 30.0 / metres_per_degree
+    return [round(west, 5), round(south, 5), round(east, 5), round(north, 5)]
+
+
+def run_demo(folder: Path, *, years: str = "1995..2015", rows: int = 130, cols: int = 272,
              progress: Callable[[int, int], None] | None = None, speed: float = 60.0) -> DemoResult:
-    """Run the demo study in ``folder`` (made afresh each time) and compare with the truth."""
+    """Run the demo study in ``folder`` (made afresh each time) and compare with the truth.
+
+    The region is about ``rows`` x ``cols`` pixels; years wider than 256 pixels (Earth
+    Engine's shard size, the smallest fileDimensions) arrive split into tiles.
+    """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
         raise UsageError(f"{folder} is not empty and was not made by eetrend demo; give a new or empty folder")
@@ -76,10 +90,11 @@ def run_demo(folder: Path, *, years: str = "1995..2015", rows: int = 120, cols: 
         shutil.rmtree(folder)  # the emulator starts empty, so the demo's record starts empty too
     folder.mkdir(parents=True)
     (folder / MARKER).write_text("made by eetrend demo; removed and rewritten by the next demo run\n")
-    rasters = RasterFactory(rows=rows, cols=cols, noise=0.01, nan_fraction=0.05)
+    rasters = RasterFactory(noise=0.01, nan_fraction=0.05)
     with Emulator(speed=speed, rasters=rasters) as emulator:
         config = folder / "demo.toml"
-        config.write_text(DEMO_CONFIG.format(years=years, url=emulator.url, tile=max(rows, cols) // 2 + 8))
+        config.write_text(DEMO_CONFIG.format(years=years, url=emulator.url, tile=256, bbox=demo_bbox(rows, cols),
+                                             rows=rows, cols=cols))
         study = load_study(config)
         result = run_study(study, wait=True, timeout=600, poll=0.5, progress=progress)
     error, agreement, pixels = compare_with_truth(result.outputs.get("trend"), rasters) if result.exit_code == 0 \

@@ -3,10 +3,12 @@
 For each year whose task COMPLETED and whose dataset is not yet on disk:
 
 1. list its files (Drive: the folder id from the task's destination URIs, else every
-   folder of the configured name; Cloud Storage: bucket and prefix);
-2. fetch each file in ranged chunks into ``.NAME.<md5>.partial`` (a run that stops
-   resumes from the bytes on disk), then check size and md5 against the remote
-   metadata; a mismatch is fetched again, a bounded number of times, and never renamed;
+   folder of the configured name, or the Drive root when no folder is set; Cloud
+   Storage: bucket and prefix);
+2. fetch each file in ranged chunks into ``.NAME.<checksum>.partial`` (a run that stops
+   resumes from the bytes on disk), then check size and md5 (crc32c for a Cloud Storage
+   composite object, which has no md5) against the remote metadata; a mismatch is
+   fetched again, a bounded number of times, and never renamed;
 3. rename verified files to their final name, record them (with md5) in the manifest;
 4. one file is the year's dataset; split tiles get a VRT mosaic beside them;
 5. with ``delete_remote``, delete each remote file after its local copy was verified.
@@ -16,6 +18,7 @@ Chunks answered 429, 403 rate-limit, 5xx, or cut off mid-body are retried with b
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -31,8 +34,11 @@ from . import manifest as m
 from .config import Study
 from .errors import AuthError, EetrendError
 from .exports import open_manifest, refresh
+from .integrity import DAMAGED, check_file, redo_hint
+from .leftovers import remove_finished_partials, remove_stale_temporaries
+from .lock import holds_study_lock
 from .mosaic import missing_tiles, write_vrt
-from .remote import RemoteFile, is_safe_name, open_store
+from .remote import RemoteFile, is_safe_name, open_store, quota_project_fix
 from .years import format_years
 
 log = logging.getLogger(__name__)
@@ -48,7 +54,14 @@ Progress = Callable[[int, int], None]  # (bytes just received, total bytes of th
 
 
 class DownloadError(EetrendError):
-    """A file that could not be fetched or verified; the message names it and the fix."""
+    """A file that could not be fetched or verified; the message names it and the fix.
+
+    ``redo``: only exporting the year again can fix it (the remote copy is gone).
+    """
+
+    def __init__(self, message: str, *, redo: bool = False) -> None:
+        super().__init__(message)
+        self.redo = redo
 
 
 @dataclass
@@ -81,17 +94,40 @@ class DownloadReport:
 
 
 # -- one file ---------------------------------------------------------------------------------------
+class _Digests:
+    """md5 (always: the manifest records it) and crc32c (when the remote has no md5) of the bytes so far."""
+
+    def __init__(self) -> None:
+        import google_crc32c
+
+        self.md5 = hashlib.md5()  # noqa: S324 - the checksum Drive and Cloud Storage publish
+        self.crc32c = google_crc32c.Checksum()
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.crc32c.update(data)
+
+    def matches(self, remote: RemoteFile) -> bool:
+        if remote.md5:
+            return self.md5.hexdigest() == remote.md5
+        return bool(remote.crc32c) and self.crc32c.digest().hex() == remote.crc32c
+
+
 def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: int = CHUNK_SIZE,
-               sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> None:
-    """Fetch ``remote`` to ``target`` in ranged chunks, resuming a partial; verified or nothing."""
-    partial = target.with_name(f".{target.name}.{remote.md5[:16]}.partial")
+               sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> str:
+    """Fetch ``remote`` to ``target`` in ranged chunks, resuming a partial; verified or nothing.
+
+    Returns the md5 (hex) of the verified file.
+    """
+    partial = target.with_name(f".{target.name}.{remote.checksum[:16]}.partial")
     for stale in target.parent.glob(f".{target.name}.*.partial"):
         if stale != partial:
             stale.unlink()
     problem = ""
     for _attempt in range(FILE_ATTEMPTS):
-        digest, offset = _resume(partial, remote.size)
         with open(partial, "ab") as handle:
+            _exclusive(handle, remote.name)
+            digest, offset = _resume(partial, handle, remote.size)
             while offset < remote.size:
                 end = min(offset + chunk_size, remote.size) - 1
                 data = _fetch_range(request, remote, offset, end, sleep)
@@ -104,27 +140,50 @@ def fetch_file(request: Any, remote: RemoteFile, target: Path, *, chunk_size: in
                     progress(len(data), remote.size)
             handle.flush()
             os.fsync(handle.fileno())
-        if offset == remote.size and digest.hexdigest() == remote.md5:
-            os.replace(partial, target)
-            return
-        problem = f"got {offset} of {remote.size} bytes" if offset != remote.size else "md5 differs from the remote's"
+            on_disk = os.fstat(handle.fileno()).st_size
+            if on_disk == offset == remote.size and digest.matches(remote):
+                os.replace(partial, target)
+                return digest.md5.hexdigest()
+        if on_disk != offset:  # never rename bytes this process did not verify
+            problem = f"the partial file holds {on_disk} bytes but {offset} were received"
+        elif offset != remote.size:
+            problem = f"got {offset} of {remote.size} bytes"
+        else:
+            problem = f"{'md5' if remote.md5 else 'crc32c'} differs from the remote's"
         log.warning("%s failed verification (%s); fetching it again", remote.name, problem)
         partial.unlink(missing_ok=True)
     raise DownloadError(f"{remote.name} failed verification {FILE_ATTEMPTS} times ({problem}); the remote copy may "
                         "be damaged: check it in the browser, or export the year again")
 
 
-def _resume(partial: Path, size: int) -> tuple[Any, int]:
-    digest = hashlib.md5()  # noqa: S324 - the checksum Drive and Cloud Storage publish
-    if not partial.exists():
-        return digest, 0
-    if partial.stat().st_size > size:
-        partial.unlink()
-        return digest, 0
-    with open(partial, "rb") as handle:
+def _exclusive(handle: Any, name: str) -> None:
+    """Hold the partial file alone: a second writer would append the same bytes again."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DownloadError(f"{name} is being downloaded by another process; let it finish, then run download "
+                            "again") from None
+
+
+def _local_digests(path: Path) -> _Digests:
+    digest = _Digests()
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest, partial.stat().st_size
+    return digest
+
+
+def _resume(partial: Path, handle: Any, size: int) -> tuple[_Digests, int]:
+    """The digests so far and the offset to resume at, from the bytes already in ``partial`` (open in ``handle``)."""
+    digest = _Digests()
+    have = os.fstat(handle.fileno()).st_size
+    if have > size:
+        os.ftruncate(handle.fileno(), 0)
+        return digest, 0
+    with open(partial, "rb") as reader:
+        for block in iter(lambda: reader.read(1 << 20), b""):
+            digest.update(block)
+    return digest, have
 
 
 def _fetch_range(request: Any, remote: RemoteFile, start: int, end: int, sleep: Callable[[float], None]) -> bytes:
@@ -149,10 +208,13 @@ def _fetch_range(request: Any, remote: RemoteFile, start: int, end: int, sleep: 
                 return content[start:end + 1]
             if status == 404:
                 raise DownloadError(f"{remote.name} is gone from the remote (404); it was deleted or moved: "
-                                    "export the year again")
+                                    "export the year again", redo=True)
             if status == 416:
                 return b""
             rate_limited = status == 403 and any(r in content for r in _RATE_LIMIT_REASONS)
+            quota_fix = quota_project_fix(content.decode("utf-8", "replace"), None) if status == 403 else None
+            if quota_fix:
+                raise DownloadError(f"{remote.name}: {quota_fix}")
             if status in (401, 403) and not rate_limited:
                 raise DownloadError(f"{remote.name}: permission denied ({status}); the credentials need read access "
                                     "to the folder or bucket (Drive scope, or Storage Object Viewer)")
@@ -169,11 +231,13 @@ def _fetch_range(request: Any, remote: RemoteFile, start: int, end: int, sleep: 
 
 
 # -- a study ----------------------------------------------------------------------------------------
+@holds_study_lock
 def download_study(study: Study, *, delete_remote: bool | None = None, chunk_size: int = CHUNK_SIZE,
                    sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> DownloadReport:
     """Download every finished year not yet on disk (see the module docstring)."""
     delete = study.config.export.delete_remote if delete_remote is None else delete_remote
     report = DownloadReport()
+    remove_stale_temporaries(study.downloads, recursive=True)
     with open_manifest(study) as manifest:
         records = manifest.years()
         if any(r.state in m.ACTIVE for r in records.values()):
@@ -185,10 +249,14 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
             if record is None or record.state != m.COMPLETED:
                 report.waiting.append(year)
                 continue
-            on_disk = _dataset_on_disk(manifest, study, year)
+            on_disk, lost = _dataset_on_disk(manifest, study, year, report)
             if on_disk is not None:
                 report.skipped_years.append(year)
                 report.datasets[year] = on_disk
+                continue
+            if lost:
+                report.failed[year] = (f"{lost} and its remote copy was deleted after download; export the year "
+                                       f"again: {redo_hint(study, year)}")
                 continue
             if store is None:
                 store = open_store(study, ee_api.load_credentials(study))
@@ -196,27 +264,42 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
                 report.datasets[year] = _download_year(study, manifest, store, record, report, delete=delete,
                                                        chunk_size=chunk_size, sleep=sleep, progress=progress)
             except DownloadError as exc:
-                report.failed[year] = str(exc)
+                report.failed[year] = f"{exc} ({redo_hint(study, year)})" if exc.redo else str(exc)
             except EetrendError:
                 raise
             except Exception as exc:  # noqa: BLE001 - client and auth errors become one line per year
+                fix = quota_project_fix(str(exc), study.config.earthengine.project)
+                if fix:
+                    raise AuthError(f"listing the files of {year}: {fix}") from None
                 error = ee_api.translate(exc, f"listing the files of {year}")
                 if isinstance(error, AuthError):
                     raise error from None
                 report.failed[year] = str(error)
+        finished = {(study.downloads / f["local_path"]).resolve() for f in manifest.all_files()}
+    remove_finished_partials(study.downloads, finished)
     return report
 
 
-def _dataset_on_disk(manifest: m.Manifest, study: Study, year: int) -> Path | None:
-    """The year's recorded dataset, if it and every verified file under it are still on disk."""
+def _dataset_on_disk(manifest: m.Manifest, study: Study, year: int,
+                     report: DownloadReport) -> tuple[Path | None, str]:
+    """The year's recorded dataset, if it and every verified file under it are still on disk and unchanged.
+
+    Size and mtime are compared with the manifest; a file whose mtime changed is hashed
+    again. The second value describes a file that changed or vanished although its remote
+    copy was deleted, so only a new export can bring it back ("" otherwise).
+    """
     dataset = manifest.dataset(year)
-    if dataset is None or not (study.downloads / dataset["path"]).exists():
-        return None
+    intact = dataset is not None and (study.downloads / dataset["path"]).exists()
     for recorded in manifest.files(year).values():
-        local = study.downloads / recorded["local_path"]
-        if not local.exists() or local.stat().st_size != recorded["size"]:
-            return None
-    return study.downloads / dataset["path"]
+        check = check_file(study, manifest, recorded)
+        if check.ok:
+            continue
+        intact = False
+        if check.remote_deleted:
+            return None, check.describe()
+        if check.state == DAMAGED:
+            report.notes.append(f"{year}: {check.describe()}; fetching it again")
+    return (study.downloads / dataset["path"] if intact and dataset else None), ""
 
 
 def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.YearRecord, report: DownloadReport, *,
@@ -229,7 +312,7 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
     report.notes.extend(f"{year}: {note}" for note in listing.notes)
     if not listing.files:
         raise DownloadError(f"no file named {stem}.tif or {stem}-*.tif at the destination; was it moved, renamed "
-                            "or deleted? check the Drive folder or bucket, or export the year again")
+                            "or deleted? check the Drive folder or bucket, or export the year again", redo=True)
     names = [f.name for f in listing.files]
     split = len(names) > 1 or names[0] != f"{stem}.tif"
     absent = missing_tiles(year, stem, names) if split else []
@@ -249,10 +332,13 @@ def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.Yea
             raise DownloadError(f"refused to write {remote.name!r} outside {root}")
         local_paths.append(target)
         seen = known.get(remote.name)
-        if seen and seen["md5"] == remote.md5 and target.exists() and target.stat().st_size == remote.size:
+        if seen and target.exists() and target.stat().st_size == remote.size and \
+                (seen["md5"] == remote.md5 if remote.md5 else _local_digests(target).matches(remote)) and \
+                check_file(study, manifest, seen).ok:
             continue
-        fetch_file(store.media(remote), remote, target, chunk_size=chunk_size, sleep=sleep, progress=progress)
-        manifest.record_file(year, remote.name, remote.ref, remote.size, remote.md5, str(target.relative_to(root)))
+        md5 = fetch_file(store.media(remote), remote, target, chunk_size=chunk_size, sleep=sleep, progress=progress)
+        manifest.record_file(year, remote.name, remote.ref, remote.size, md5, str(target.relative_to(root)))
+        manifest.record_mtime(year, remote.name, target.stat().st_mtime_ns)
         report.downloaded.append(remote.name)
         report.bytes += remote.size
     if split:

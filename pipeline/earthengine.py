@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import stat
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ EE_SCOPES = (
     "https://www.googleapis.com/auth/devstorage.full_control",
 )
 REQUEST_NAMESPACE = uuid.UUID("6f1c54a2-9a0e-4a8e-9d55-3c1b1f0e7e11")
+REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,60}")  # REST v1 ExportImageRequest.requestId
+
+#: What a masked pixel is exported as: outside every index's range on real reflectance (NDVI, NBR, NDMI in
+#: [-1, 1], SAVI in [-1.5, 1.5], EVI of clear land within a few units), so it can never be a value.
+#: Earth Engine writes a masked pixel as 0 unless the image is unmasked to a value the export declares.
+EXPORT_NODATA = -9999.0
 
 #: Operation states that will still change, and the ones that will not.
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
@@ -65,9 +72,14 @@ class OperationStatus:
     def from_operation(cls, operation: dict[str, Any]) -> OperationStatus:
         metadata = operation.get("metadata", {})
         error = operation.get("error", {}).get("message") if operation.get("done") else None
+        state = metadata.get("state")
+        if state is None:
+            # image:export may answer with the operation's name alone (Task.start reads only that): a named
+            # operation that is not done is a task Earth Engine accepted, i.e. PENDING (READY).
+            state = "PENDING" if not operation.get("done") else ("FAILED" if "error" in operation else "SUCCEEDED")
         return cls(
             name=operation["name"],
-            state=metadata.get("state", "UNKNOWN"),
+            state=state,
             progress=float(metadata.get("progress", 0.0) or 0.0),
             description=metadata.get("description", ""),
             error=error,
@@ -81,7 +93,15 @@ class OperationStatus:
 
 def request_id(study_name: str, year: int, fingerprint: str, attempt: int) -> str:
     """The same submission always gets the same id, so Earth Engine drops a duplicate."""
-    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{study_name}/{year}/{fingerprint}/{attempt}"))
+    value = str(uuid.uuid5(REQUEST_NAMESPACE, f"{study_name}/{year}/{fingerprint}/{attempt}"))
+    assert REQUEST_ID.fullmatch(value)  # 36 of [0-9a-f-]: within the documented 1-60 of [A-Za-z0-9-]
+    return value
+
+
+def is_duplicate_request(status: int | None, message: str) -> bool:
+    """Earth Engine refused a requestId it has seen with another body (409, or 'already' in the text)."""
+    lowered = message.lower()
+    return status == 409 or ("requestid" in lowered and "already" in lowered)
 
 
 def is_queue_full(message: str) -> bool:
@@ -157,8 +177,14 @@ def _service_account(path: Path, token_uri: str | None) -> Any:
 
 
 def _stored_user(path: Path | None, token_uri: str | None) -> Any:
+    """Credentials as ``earthengine authenticate`` stores them; else application-default ones, as ``ee`` does.
+
+    The stored ``project`` becomes the quota project (``ee.oauth.get_credentials_arguments``
+    does the same): Drive and Storage need one for user credentials from ``gcloud``.
+    """
     from google.oauth2.credentials import Credentials
 
+    explicit = path is not None
     if path is None:
         import ee
 
@@ -166,6 +192,10 @@ def _stored_user(path: Path | None, token_uri: str | None) -> Any:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not explicit:
+            fallback = _application_default(token_uri)
+            if fallback is not None:
+                return fallback
         raise AuthError(f"no stored Earth Engine credentials at {path}; run: earthengine authenticate "
                         "(or set earthengine.auth = 'service_account' and key_file)") from None
     except (OSError, ValueError):
@@ -174,6 +204,9 @@ def _stored_user(path: Path | None, token_uri: str | None) -> Any:
         raise AuthError(f"stored credentials at {path} hold no refresh token; run: earthengine authenticate")
     import ee
 
+    if is_notebook_credentials(stored):
+        log.warning("the stored Earth Engine credentials come from notebook mode and expire after 7 days; for "
+                    "cron use a service account (earthengine.auth = 'service_account')")
     return Credentials(
         token=None,
         refresh_token=stored["refresh_token"],
@@ -181,7 +214,42 @@ def _stored_user(path: Path | None, token_uri: str | None) -> Any:
         client_id=stored.get("client_id") or ee.oauth.CLIENT_ID,
         client_secret=stored.get("client_secret") or ee.oauth.CLIENT_SECRET,
         scopes=stored.get("scopes") or list(EE_SCOPES),
+        quota_project_id=stored.get("project"),
     )
+
+
+def is_notebook_credentials(stored: dict[str, Any]) -> bool:
+    """Whether stored credentials came from ``--auth_mode=notebook`` (guessed from what ``ee.oauth`` writes).
+
+    Notebook mode saves the client id of the user's own Cloud project, fetched from the
+    authenticator page; gcloud mode saves a Cloud SDK client, localhost mode none.
+    """
+    import ee
+
+    client_id = stored.get("client_id")
+    if not client_id or client_id == ee.oauth.CLIENT_ID:
+        return False
+    number = client_id.split("-", 1)[0]
+    return number.isdigit() and not ee.oauth.is_sdk_project(number)
+
+
+def _application_default(token_uri: str | None) -> Any:
+    """``google.auth.default()`` credentials (the fallback ``ee.data.get_persistent_credentials`` uses), or None."""
+    import google.auth
+    import google.auth.exceptions
+
+    try:
+        credentials, _project = google.auth.default(scopes=list(EE_SCOPES))
+    except google.auth.exceptions.DefaultCredentialsError:
+        return None
+    if token_uri and hasattr(credentials, "refresh_token"):
+        from google.oauth2.credentials import Credentials
+
+        credentials = Credentials(token=None, refresh_token=credentials.refresh_token, token_uri=token_uri,
+                                  client_id=credentials.client_id, client_secret=credentials.client_secret,
+                                  scopes=list(EE_SCOPES), quota_project_id=credentials.quota_project_id)
+    log.info("no stored Earth Engine credentials; using application-default credentials")
+    return credentials
 
 
 # -- the session ------------------------------------------------------------------------------
@@ -249,24 +317,36 @@ def export_image(study: Study, year: int, image: Any, request: str, region: Any 
 
     c = study.config
     region = region if region is not None else study_region(study)
+    # Masked pixels (clouds, outside the region, Landsat 7 gaps) would be written as 0: give them a value
+    # that cannot be an index and declare it, so every reader sees them as missing.
+    image = ee.Image(image).unmask(EXPORT_NODATA, False)
     common = dict(
         image=image,
         description=study.description(year),
         fileNamePrefix=study.prefix(year),
         region=region,
-        scale=c.region.scale,
         crs=c.region.crs,
-        maxPixels=c.export.max_pixels,
+        maxPixels=int(c.export.max_pixels),
         fileFormat="GeoTIFF",
-        formatOptions={"cloudOptimized": c.export.cloud_optimized},
+        formatOptions={"cloudOptimized": c.export.cloud_optimized, "noData": EXPORT_NODATA},
     )
+    transform = study.crs_transform()
+    if transform is not None:
+        common["crsTransform"] = transform  # on the Landsat grid; scale and crsTransform are exclusive
+    else:
+        common["scale"] = c.region.scale
     if c.export.file_dimensions:
         common["fileDimensions"] = c.export.file_dimensions
     if c.export.destination == "drive":
         task = ee.batch.Export.image.toDrive(folder=c.export.folder, **common)
     else:
         task = ee.batch.Export.image.toCloudStorage(bucket=c.export.bucket, **common)
-    operation = ee.data.exportImage(request, dict(task.config))
+    body = dict(task.config)
+    if isinstance(body.get("maxPixels"), dict):
+        # ee writes the Int64Value wrapper as {"value": "N"}; the REST reference documents (and proto3 JSON
+        # defines) the plain string form. Send the documented one.
+        body["maxPixels"] = str(body["maxPixels"]["value"])
+    operation = ee.data.exportImage(request, body)
     return OperationStatus.from_operation(operation)
 
 
@@ -274,6 +354,12 @@ def list_operations() -> list[OperationStatus]:
     import ee
 
     return [OperationStatus.from_operation(op) for op in ee.data.listOperations()]
+
+
+def find_operation(description: str) -> OperationStatus | None:
+    """The newest operation with this description (a submission Earth Engine already holds), or None."""
+    found = [op for op in list_operations() if op.description == description]
+    return max(found, key=lambda op: op.create_time or "") if found else None
 
 
 def get_operation(name: str) -> OperationStatus:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -43,9 +42,12 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C goes to the whole process group; the parent alone decides what to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _ignore_sigint(parent: int | None = None) -> None:
+    # Ctrl-C, SIGTERM and SIGHUP go to the whole process group; the parent alone decides what
+    # to stop. A worker dies with its parent, even one killed with SIGKILL (no orphans).
+    from .signals import worker_init
+
+    worker_init(parent if parent is not None else os.getppid())
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -80,7 +82,8 @@ def map_unordered(
     if threads:
         pool: ThreadPoolExecutor | ProcessPoolExecutor = ThreadPoolExecutor(max_workers=workers)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint,
+                                   initargs=(os.getpid(),))
     limit = max_pending or workers * 3
     queue = iter(items)
     pending: set[Future[R]] = set()

@@ -14,6 +14,12 @@ The flow of ``eetrend export``:
 
 When Earth Engine's queue is full, submission stops; with ``queue_wait`` the run
 backs off (30 s doubling to 10 min) and submits the rest when room appears.
+
+Earth Engine refuses a requestId it has already seen with a different body (after an
+earthengine-api upgrade changed the serialisation, say): the year's task is then looked
+up by its description instead of being marked failed. ``redo`` exports chosen years
+again on purpose (their files were deleted, or the composite looks wrong), cancelling a
+live task first; it is how a year whose remote files vanished after COMPLETED recovers.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from . import earthengine as ee_api
 from . import manifest as m
 from .config import Study, fingerprint, settings_diff
 from .errors import AuthError, ConfigChangedError, EarthEngineError, EetrendError, UsageError
+from .lock import holds_study_lock
 from .manifest import Manifest, YearRecord
 from .years import format_years
 
@@ -50,6 +57,9 @@ class ExportReport:
     held: list[int] = field(default_factory=list)
     restarted: list[int] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
+    redone: list[int] = field(default_factory=list)
+    adopted: list[int] = field(default_factory=list)
+    slc_off: list[int] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = []
@@ -61,9 +71,17 @@ class ExportReport:
             out.append(f"already done or running, not submitted again: {format_years(self.already)}")
         if self.restarted:
             out.append(f"restarted because the config changed (--force): {format_years(self.restarted)}")
+        if self.redone:
+            out.append(f"exported again as asked (--redo): {format_years(self.redone)}")
+        if self.adopted:
+            out.append(f"Earth Engine already held the task (requestId seen before), found by its description: "
+                       f"{format_years(self.adopted)}")
+        if self.slc_off:
+            out.append(f"warning: only Landsat 7 after its 2003 scan-line failure covers {format_years(self.slc_off)}; "
+                       "those composites have striped gaps (fewer pixels, more noise); consider exclude_years")
         if self.waiting_for_queue:
             out.append(f"Earth Engine's task queue is full; waiting to submit {format_years(self.waiting_for_queue)}: "
-                       "run export again later (or pass --queue-wait SECONDS)")
+                       "run export again later (or pass export --queue-wait SECONDS)")
         if self.held:
             out.append(f"cancelled or given up, held back: {format_years(self.held)} (pass --resubmit to export "
                        "them again)")
@@ -112,8 +130,8 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
         keys = sorted({key for keys in changed.values() for key in keys})
         raise ConfigChangedError(
             f"{', '.join(keys)} changed since years {format_years(changed)} were exported, which changes their "
-            "pixels; run again with --force to export those years anew (their tasks are cancelled), or undo the "
-            "change"
+            "pixels; run `eetrend export CONFIG --force` to export those years anew (their tasks are cancelled), "
+            "or undo the change"
         )
     for year in changed:
         record = manifest.year(year)
@@ -184,7 +202,8 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
 
     year = record.year
     # A new attempt after a failed or cancelled one (not a resumed SUBMITTING row, not a --force restart).
-    retry = record.state == m.PENDING and record.attempts > 0 and year not in report.restarted
+    retry = record.state == m.PENDING and record.attempts > 0 and year not in report.restarted \
+        and year not in report.redone
     if record.state == m.PENDING:
         attempt = record.attempts + 1
         record = manifest.update(
@@ -205,6 +224,8 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
             manifest.update(year, state=m.PENDING, attempts=record.attempts - 1)
             return False
         status = ee_api.http_status(exc)
+        if ee_api.is_duplicate_request(status, message):
+            return _adopt(study, manifest, record, report, message)
         if status is not None and 400 <= status < 500 and status not in (401, 403, 429):
             fix = ee_api.permanent_fix(message)
             manifest.add_error(year, message, state=m.FAILED, failures=record.failures + 1)
@@ -217,9 +238,31 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
                                "duplicated") from None
     record = apply_operation(study, manifest, record, operation)
     (report.retried if retry else report.submitted).append(year)
+    return _after_submit(record, report)
+
+
+def _after_submit(record: YearRecord, report: ExportReport) -> bool:
     if record.state == m.FAILED:
-        report.failed[year] = _failure_text(record)
+        report.failed[record.year] = _failure_text(record)
     return True
+
+
+def _adopt(study: Study, manifest: Manifest, record: YearRecord, report: ExportReport, message: str) -> bool:
+    """Earth Engine holds a task under this requestId already: find it by description and record it."""
+    year = record.year
+    try:
+        found = ee_api.find_operation(study.description(year))
+    except Exception as exc:  # noqa: BLE001 - the lookup's errors become one line
+        raise ee_api.translate(exc, f"looking up the task of {year}") from None
+    if found is None:
+        manifest.add_error(year, message, state=m.FAILED, failures=record.failures + 1)
+        report.failed[year] = (f"Earth Engine refused the requestId as used before, and holds no task named "
+                               f"{study.description(year)}; run export again with --redo {year}")
+        return True
+    log.info("%s: Earth Engine already holds %s for this requestId; recorded it", year, found.name)
+    record = apply_operation(study, manifest, record, found)
+    report.adopted.append(year)
+    return _after_submit(record, report)
 
 
 def _submit_all(study: Study, manifest: Manifest, report: ExportReport) -> list[int]:
@@ -231,13 +274,43 @@ def _submit_all(study: Study, manifest: Manifest, report: ExportReport) -> list[
     return []
 
 
+def redo_years(study: Study, manifest: Manifest, years: Iterable[int],
+               cancel: Callable[[str], None] | None = None) -> list[int]:
+    """Make ``years`` export again: cancel a live task, forget their downloads, new attempt (new requestId)."""
+    wanted = sorted(set(years))
+    unknown = [y for y in wanted if y not in study.years]
+    if unknown:
+        raise UsageError(f"--redo {format_years(unknown)}: not years of study '{study.name}' "
+                         f"({format_years(study.years)})")
+    records = manifest.years()
+    for year in wanted:
+        record = records[year]
+        if record.task and record.state in m.ACTIVE and cancel is not None:
+            ee_api.connect(study)
+            cancel(record.task)
+        manifest.forget_downloads(year)
+        if record.state != m.PENDING or record.attempts:
+            manifest.update(year, state=m.PENDING, failures=0, destination_uris=[], progress=0.0)
+    return wanted
+
+
+@holds_study_lock
 def export_study(study: Study, *, force: bool = False, resubmit: bool = False, queue_wait: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep) -> ExportReport:
+                 sleep: Callable[[float], None] = time.sleep, redo: Iterable[int] | None = None) -> ExportReport:
     """Submit one export per year that needs one (see the module docstring)."""
+    from .recipes import slc_off_years
+
     report = ExportReport()
     with open_manifest(study) as manifest:
         report.restarted = sync(study, manifest, force=force, resubmit=resubmit, cancel=_cancel_quietly)
+        if redo:
+            report.redone = redo_years(study, manifest, redo, cancel=_cancel_quietly)
         before = manifest.years()
+        to_submit = [r.year for r in before.values() if r.state in m.TO_SUBMIT]
+        report.slc_off = slc_off_years(study.config.composite.sensors, to_submit)
+        for year in report.slc_off:
+            log.warning("%s: only Landsat 7 after its scan-line corrector failure (2003) covers this year; its "
+                        "composite has striped gaps", year)
         refresh(study, manifest)
         waited, delay = 0.0, QUEUE_BACKOFF_FIRST
         while True:
@@ -252,7 +325,7 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
             refresh(study, manifest)
         report.waiting_for_queue = waiting
         after = manifest.years()
-        acted = set(report.submitted) | set(report.retried) | set(report.failed) | set(waiting)
+        acted = set(report.submitted) | set(report.retried) | set(report.failed) | set(waiting) | set(report.adopted)
         for year in study.years:
             record = after[year]
             if year in acted:
@@ -272,7 +345,7 @@ def _failure_text(record: YearRecord) -> str:
     if fix:
         return f"{message} (not retried: {fix})"
     return f"{message} (gave up after {record.failures} failed attempt(s); raise export.max_attempts or " \
-           "pass --resubmit to try again)"
+           "run `eetrend export CONFIG --resubmit` to try again)"
 
 
 def _cancel_quietly(task: str) -> None:
@@ -313,6 +386,7 @@ def watch(study: Study, on_update: Callable[[list[YearRecord]], None], *, interv
             waited += interval
 
 
+@holds_study_lock
 def cancel_study(study: Study, years: Iterable[int] | None = None) -> list[int]:
     """Cancel the live tasks of ``years`` (default: all); returns the years asked to cancel."""
     wanted = set(years) if years is not None else set(study.years)

@@ -20,6 +20,21 @@ from typing import Any
 from .errors import EetrendError
 
 SCHEMA_VERSION = 2
+#: Seconds SQLite retries a write while another process writes the manifest, before giving up.
+BUSY_TIMEOUT = 30.0
+BUSY_MESSAGE = ("another eetrend command is using this study ({path} stayed busy for {seconds:.0f} s); "
+                "try again when it has finished")
+
+
+class ManifestBusyError(EetrendError):
+    """Another process kept the manifest busy beyond :data:`BUSY_TIMEOUT` (exit code 3, as for the study lock)."""
+
+    exit_code = 3
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 #: Year states. READY/RUNNING/CANCEL_REQUESTED/COMPLETED/FAILED/CANCELLED are Earth Engine's task
 #: states; PENDING means "to submit", SUBMITTING "submitted with request_id, answer not recorded".
@@ -151,7 +166,7 @@ class Manifest:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -162,12 +177,20 @@ class Manifest:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                columns = {row[1] for row in self.conn.execute("PRAGMA table_info(files)")}
+                if "mtime_ns" not in columns:  # size + mtime of the verified file, to notice later changes
+                    self.conn.execute("ALTER TABLE files ADD COLUMN mtime_ns INTEGER")
         except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise self._busy() from None
             raise EetrendError(f"{path}: cannot open the study manifest ({exc}); restore it from a backup "
                                "or move it away to start the study's record again") from None
 
     def close(self) -> None:
         self.conn.close()
+
+    def _busy(self) -> ManifestBusyError:
+        return ManifestBusyError(BUSY_MESSAGE.format(path=self.path, seconds=BUSY_TIMEOUT))
 
     def __enter__(self) -> Manifest:
         return self
@@ -181,13 +204,24 @@ class Manifest:
         if self.conn.in_transaction:
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise self._busy() from None
+            raise
         try:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                self.conn.execute("ROLLBACK")
+                raise self._busy() from None
+            raise
 
     # -- study-level values ------------------------------------------------------------------
     def get(self, key: str) -> str | None:
@@ -253,6 +287,15 @@ class Manifest:
                 "verified_at = excluded.verified_at, remote_deleted = 0",
                 (year, name, remote_ref, size, md5, local_path, now_text()),
             )
+
+    def record_mtime(self, year: int, name: str, mtime_ns: int) -> None:
+        """The modification time of a verified file, so a later change of it is noticed without re-hashing."""
+        with self.transaction():
+            self.conn.execute("UPDATE files SET mtime_ns = ? WHERE year = ? AND name = ?", (mtime_ns, year, name))
+
+    def all_files(self) -> list[dict[str, Any]]:
+        """Every recorded file of every year."""
+        return [dict(row) for row in self.conn.execute("SELECT * FROM files ORDER BY year, name")]
 
     def mark_remote_deleted(self, year: int, name: str) -> None:
         with self.transaction():

@@ -36,8 +36,8 @@ def tile_offsets(names: list[str]) -> dict[tuple[int, int], str]:
 def missing_tiles(year: int, stem: str, names: list[str]) -> list[str]:
     """Names of the tiles that a full grid of the offsets seen would need but are absent."""
     offsets = tile_offsets(names)
-    rows = sorted({r for r, _ in offsets})
-    cols = sorted({c for _, c in offsets})
+    rows = sorted({0} | {r for r, _ in offsets})  # Earth Engine's tiles start at offset 0
+    cols = sorted({0} | {c for _, c in offsets})
     return [f"{stem}-{r:010d}-{c:010d}.tif" for r in rows for c in cols if (r, c) not in offsets]
 
 

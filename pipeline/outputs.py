@@ -19,12 +19,18 @@ import rasterio
 from rasterio.windows import Window
 
 from .errors import InputError, OutputExistsError, UsageError
+from .leftovers import remove_stale_temporaries
 from .stack import Grid
 from .windows import OUTPUT_BLOCK
 
 
 def temporary_path(path: Path, suffix: str = "") -> Path:
-    """A hidden name beside ``path`` that no other process or run will pick."""
+    """A hidden name beside ``path`` that no other process or run will pick.
+
+    It carries this process's pid, so the temporaries of ``path`` that a killed process
+    left are recognised (their pid is gone) and removed here.
+    """
+    remove_stale_temporaries(path.parent, path.name)
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial{suffix}")
 
 

@@ -6,11 +6,19 @@ merges the Collection 2 Level 2 scenes of the sensors that flew that year, with:
 
 - the sensors' own band names mapped to blue, green, red, nir, swir1, swir2;
 - the Collection 2 surface-reflectance scale 0.0000275 and offset -0.2;
-- a QA_PIXEL bit mask (fill, dilated cloud, cirrus, cloud, shadow, snow as configured);
-- optionally TM/ETM+ reflectance moved to OLI's with Roy et al. (2016), Table 2, reduced
-  major axis coefficients (the ones the Earth Engine community harmonisation tutorial uses);
+- a QA_PIXEL bit mask (dilated cloud, cirrus, cloud, shadow, snow as configured; the
+  fill bit always, since fill pixels hold no measurement);
+- optionally a QA_RADSAT mask of pixels saturated in a band the index uses;
+- optionally (off by default) TM/ETM+ reflectance moved to OLI's with the ordinary least
+  squares ETM+ -> OLI surface-reflectance coefficients of Roy et al. (2016), Table 2, the
+  ones Google's "Landsat ETM+ to OLI Harmonization" tutorial uses. That tutorial now calls
+  harmonisation unnecessary for Collection 2 surface reflectance, hence the default;
 - the spectral index, the annual reducer, clipped to the region, one float band named
   for the index.
+
+The export (``earthengine.export_image``) unmasks every masked pixel to a declared
+no-data value, so no masked pixel reaches a GeoTIFF as 0. :func:`slc_off_years` names the
+years that only Landsat 7 after its 2003 scan-line corrector failure covers.
 """
 
 from __future__ import annotations
@@ -31,9 +39,25 @@ SR_SCALE = 0.0000275
 SR_OFFSET = -0.2
 COMMON_BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
 
-#: Roy et al. (2016), Remote Sensing of Environment 185: 57-70, Table 2, RMA: OLI = slope * ETM+ + intercept.
-ROY2016_SLOPES = (0.9785, 0.9542, 0.9825, 1.0073, 1.0171, 0.9949)
-ROY2016_INTERCEPTS = (-0.0095, -0.0016, -0.0022, -0.0021, -0.0030, 0.0029)
+#: Roy et al. (2016), Remote Sensing of Environment 185: 57-70, Table 2, surface reflectance, OLS regression
+#: OLI = slope * ETM+ + intercept (blue, green, red, nir, swir1, swir2); the coefficients Google's
+#: "Landsat ETM+ to OLI Harmonization" tutorial applies to TM and ETM+ alike.
+ROY2016_SLOPES = (0.8474, 0.8483, 0.9047, 0.8462, 0.8937, 0.9071)
+ROY2016_INTERCEPTS = (0.0003, 0.0088, 0.0061, 0.0412, 0.0254, 0.0172)
+
+#: Landsat 7's scan-line corrector failed on 2003-05-31; TM's last regular images are from November 2011
+#: (Landsat 5 stopped imaging then) and OLI's first from April 2013, so 2012 is covered by SLC-off ETM+ alone.
+SLC_FAILURE_YEAR = 2003
+TM_LAST_FULL_YEAR = 2011
+
+#: The index's reflectance bands (COMMON_BANDS names) for the saturation mask.
+INDEX_BANDS = {
+    Index.NDVI: ("red", "nir"),
+    Index.NBR: ("nir", "swir2"),
+    Index.NDMI: ("nir", "swir1"),
+    Index.EVI: ("blue", "red", "nir"),
+    Index.SAVI: ("red", "nir"),
+}
 
 #: QA_PIXEL bit of each maskable condition (Landsat Collection 2 Level 2 product guide).
 QA_BITS = {
@@ -84,6 +108,33 @@ def sensors_for_year(sensors: Iterable[Sensor], year: int) -> list[Sensor]:
     return [s for s in Sensor if s in flying]
 
 
+def slc_off_years(sensors: Iterable[Sensor], years: Iterable[int]) -> list[int]:
+    """Years whose only configured sensor with images is Landsat 7 after its scan-line corrector failed.
+
+    Those composites have striped gaps (22 % of each SLC-off scene is missing), so their
+    pixels are fewer and biased to the scene centres; 2012 is the usual one.
+    """
+    out = []
+    for year in years:
+        flying = set()
+        for collection in collections_for_year(sensors, year):
+            if collection.sensor is Sensor.TM and year > TM_LAST_FULL_YEAR:
+                continue  # Landsat 5 TM stopped imaging in November 2011
+            flying.add(collection.sensor)
+        if flying == {Sensor.ETM} and year >= SLC_FAILURE_YEAR:
+            out.append(year)
+    return out
+
+
+def saturation_bits(collection: Collection, index: Index) -> int:
+    """QA_RADSAT bits of the index's bands for this sensor (bit n-1 flags band n saturated)."""
+    bits = 0
+    for name in INDEX_BANDS[index]:
+        band = collection.bands[COMMON_BANDS.index(name)]  # e.g. SR_B4
+        bits |= 1 << (int(band.removeprefix("SR_B")) - 1)
+    return bits
+
+
 def region(study: Study) -> ee.Geometry:
     """The study region as an ``ee.Geometry`` (geodesic lon/lat)."""
     import ee
@@ -126,11 +177,12 @@ def _scene_preparer(collection: Collection, composite: CompositeSection):
     """A function for ``ImageCollection.map``: mask, scale, harmonise, compute the index."""
     import ee
 
-    flags = set(composite.mask)
+    flags = set(composite.mask) | {MaskFlag.fill}  # a fill pixel holds no measurement: always masked
     if collection.sensor not in (Sensor.OLI, Sensor.OLI2):
         flags.discard(MaskFlag.cirrus)  # TM/ETM+ have no cirrus band; the bit is never set
     bitmask = sum(1 << QA_BITS[flag] for flag in flags)
     harmonize = composite.harmonize and collection.sensor in (Sensor.TM, Sensor.ETM)
+    saturated = saturation_bits(collection, composite.index) if composite.saturation else 0
 
     def prepare(scene: ee.Image) -> ee.Image:
         scene = ee.Image(scene)
@@ -139,7 +191,9 @@ def _scene_preparer(collection: Collection, composite: CompositeSection):
             reflectance = reflectance.multiply(ee.Image.constant(list(ROY2016_SLOPES))).add(
                 ee.Image.constant(list(ROY2016_INTERCEPTS))
             )
-        clear = scene.select("QA_PIXEL").bitwiseAnd(bitmask).eq(0) if bitmask else ee.Image.constant(1)
+        clear = scene.select("QA_PIXEL").bitwiseAnd(bitmask).eq(0)
+        if saturated:
+            clear = clear.And(scene.select("QA_RADSAT").bitwiseAnd(saturated).eq(0))
         index = spectral_index(reflectance.rename(list(COMMON_BANDS)), composite.index)
         return index.updateMask(clear).copyProperties(scene, ["system:time_start"])
 

@@ -1,10 +1,18 @@
 """Remote storage of exports: Google Drive v3 and Cloud Storage v1, through google-api-python-client.
 
 Both stores answer the same questions: which files belong to a year's export (one file
-``prefix.tif``, or split tiles ``prefix-RRRRRRRRRR-CCCCCCCCCC.tif``), the size and md5
-each should have, a ranged media request for each, and deletion. Remote names are
-untrusted input: only names of the expected shape are taken, and anything else that
-looks related is reported, never written.
+``prefix.tif``, or split tiles ``prefix-RRRRRRRRRR-CCCCCCCCCC.tif``), the size and
+checksum each should have (md5; crc32c for Cloud Storage composite objects, which have
+no md5), a ranged media request for each, and deletion. Remote names are untrusted
+input: only names of the expected shape are taken, and anything else that looks related
+is reported, never written.
+
+Drive: a study without ``export.folder`` exports to the Drive root and is listed there
+(``'root' in parents``); every list, get and delete passes ``supportsAllDrives=true``
+(lists also ``includeItemsFromAllDrives=true``), so folders in shared drives work; a
+folder name shared by several folders is searched in all of them. Calls carry the
+credentials' quota project (``x-goog-user-project``), which Drive needs for user
+credentials from ``gcloud``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ log = logging.getLogger(__name__)
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 DRIVE_FIELDS = "nextPageToken, files(id, name, size, md5Checksum, createdTime, mimeType)"
+ALL_DRIVES = {"supportsAllDrives": True}  # Drive v3: needed for any item in a shared drive
+QUOTA_PROJECT_HINT = "requires a quota project"
 DRIVE_FOLDER_URI = re.compile(r"drive\.google\.com/.*folders/([A-Za-z0-9_-]+)")
 SPLIT_SUFFIX = re.compile(r"-(\d{10})-(\d{10})\.tif")
 
@@ -35,9 +45,15 @@ class RemoteFile:
 
     name: str
     size: int
-    md5: str  # hex
+    md5: str  # hex; empty for a Cloud Storage composite object
     ref: str  # Drive file id, or Cloud Storage object name
     created: str = ""
+    crc32c: str = ""  # hex (big-endian), Cloud Storage only
+
+    @property
+    def checksum(self) -> str:
+        """The checksum that verifies the download: md5, else crc32c (composite objects)."""
+        return self.md5 or f"crc32c-{self.crc32c}"
 
 
 @dataclass
@@ -82,35 +98,67 @@ def select(candidates: list[RemoteFile], stem: str, listing: Listing, where: str
 def build_service(study: Study, credentials: Any, api: str, version: str) -> Any:
     from googleapiclient.discovery import build
 
+    credentials = with_quota_project(credentials, study)
     endpoint = study.config.earthengine.endpoint
     options = {"api_endpoint": f"{endpoint.rstrip('/')}/{api}/{version}/"} if endpoint else None
     return build(api, version, credentials=credentials, static_discovery=True, cache_discovery=False,
                  client_options=options)
 
 
+def with_quota_project(credentials: Any, study: Study) -> Any:
+    """User credentials billed to a quota project: their own (gcloud mode stores one), else the study's.
+
+    Service accounts are left alone: their calls are billed to their own project, and naming
+    a quota project would need the serviceusage.services.use permission on it.
+    """
+    from google.oauth2.credentials import Credentials
+
+    if not isinstance(credentials, Credentials) or credentials.quota_project_id:
+        return credentials
+    project = study.config.earthengine.project
+    return credentials.with_quota_project(project) if project else credentials
+
+
+def quota_project_fix(message: str, project: str | None) -> str | None:
+    """The fix for Drive's 'requires a quota project' refusal, or None for other messages."""
+    if QUOTA_PROJECT_HINT not in message.lower():
+        return None
+    where = project or "your Cloud project"
+    return (f"Drive refused credentials that name no quota project; enable the Google Drive API "
+            f"(drive.googleapis.com) in project {where} and run: gcloud auth application-default "
+            f"set-quota-project {where} (or earthengine authenticate again)")
+
+
 class DriveStore:
-    """Exports in a Drive folder (found by the id Earth Engine reports, else by name)."""
+    """Exports in a Drive folder (found by the id Earth Engine reports, else by name), or in the root."""
 
     def __init__(self, service: Any, folder: str | None, retries: int) -> None:
-        self.service, self.folder, self.retries = service, folder or "root", retries
+        self.service, self.folder, self.retries = service, folder, retries
 
     def find(self, prefix: str, destination_uris: list[str]) -> Listing:
         listing = Listing()
         stem = PurePosixPath(prefix).name
         ids = [m.group(1) for uri in destination_uris if (m := DRIVE_FOLDER_URI.search(uri))]
-        if not ids:
+        if self.folder is None:
+            ids, where = ids or ["root"], "the Drive root"  # no folder: Earth Engine writes to My Drive's root
+        elif not ids:
             ids = self._folders_named(self.folder)
             if len(ids) > 1:
-                listing.notes.append(f"{len(ids)} Drive folders are named {self.folder!r}; searched them all")
+                listing.notes.append(f"{len(ids)} Drive folders are named {self.folder!r} and Earth Engine named "
+                                     "none of them; took the export's files from all of them")
             if not ids:
                 listing.notes.append(f"no Drive folder is named {self.folder!r}")
-        for folder_id in ids:
-            select(self._files_in(folder_id, stem), stem, listing, f"Drive folder {self.folder!r} ({folder_id})")
+            where = f"Drive folders named {self.folder!r}"
+        else:
+            where = f"Drive folder {self.folder!r} ({ids[0]})"
+        candidates = [remote for folder_id in ids for remote in self._files_in(folder_id, stem)]
+        select(candidates, stem, listing, where)
         return listing
 
     def _pages(self, **query: Any) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
-        request = self.service.files().list(fields=DRIVE_FIELDS, pageSize=1000, **query)
+        request = self.service.files().list(fields=DRIVE_FIELDS, pageSize=1000, includeItemsFromAllDrives=True,
+                                            **ALL_DRIVES, **query)
         while request is not None:
             response = request.execute(num_retries=self.retries)
             files.extend(response.get("files", []))
@@ -128,10 +176,10 @@ class DriveStore:
                 for item in self._pages(q=q) if item.get("mimeType") != FOLDER_MIME]
 
     def media(self, remote: RemoteFile) -> Any:
-        return self.service.files().get_media(fileId=remote.ref)
+        return self.service.files().get_media(fileId=remote.ref, **ALL_DRIVES)
 
     def delete(self, remote: RemoteFile) -> None:
-        self.service.files().delete(fileId=remote.ref).execute(num_retries=self.retries)
+        self.service.files().delete(fileId=remote.ref, **ALL_DRIVES).execute(num_retries=self.retries)
 
 
 class GcsStore:
@@ -155,8 +203,10 @@ class GcsStore:
             if directory and not name.startswith(directory + "/"):
                 continue
             base = name[len(directory) + 1:] if directory else name
-            md5 = base64.b64decode(item.get("md5Hash", "")).hex()
-            candidates.append(RemoteFile(base, int(item.get("size", 0)), md5, name, item.get("timeCreated", "")))
+            md5 = base64.b64decode(item.get("md5Hash", "")).hex()  # composite objects have none: crc32c then
+            crc32c = base64.b64decode(item.get("crc32c", "")).hex()
+            candidates.append(RemoteFile(base, int(item.get("size", 0)), md5, name, item.get("timeCreated", ""),
+                                         crc32c))
         select(candidates, PurePosixPath(prefix).name, listing, f"gs://{self.bucket}")
         return listing
 

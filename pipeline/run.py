@@ -28,6 +28,7 @@ from . import manifest as m
 from .config import Study, fingerprint
 from .downloads import DownloadReport, Progress, download_study
 from .exports import ExportReport, export_study, open_manifest
+from .leftovers import remove_stale_temporaries
 from .lock import StudyLock
 from .outputs import replaced_when_done
 from .years import format_years
@@ -43,6 +44,7 @@ class RunResult:
 
     exit_code: int
     lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the lines that need the user (also in ``lines``)
     outputs: dict[str, Path] = field(default_factory=dict)
     fitted: bool = False
     submitted: list[int] = field(default_factory=list)
@@ -51,8 +53,12 @@ class RunResult:
 
 def output_paths(study: Study) -> dict[str, Path]:
     stem = study.name
-    return {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
-            "report": study.outputs / f"{stem}_report.json"}
+    paths = {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
+             "report": study.outputs / f"{stem}_report.json"}
+    kind = study.config.trend.format
+    if kind in ("netcdf", "zarr"):  # beside the GeoTIFF, which the picture and report are drawn from
+        paths[kind] = study.outputs / f"{stem}_trend{'.nc' if kind == 'netcdf' else '.zarr'}"
+    return paths
 
 
 def run_study(study: Study, *, wait: bool = False, timeout: float | None = None, poll: float = 60.0,
@@ -64,6 +70,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
     notes: list[str] = []
     downloaded_bytes = 0
     with StudyLock(study.state, study.name):
+        remove_stale_temporaries(study.outputs)
         while True:
             exported = export_study(study)
             downloaded = download_study(study, progress=progress)
@@ -92,7 +99,8 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
                                 f"{downloaded_bytes / 1e6:.1f} MB")
         if problems:
             result.exit_code = EXIT_ATTENTION
-            result.lines += [f"{year} needs attention: {message}" for year, message in sorted(problems.items())]
+            result.problems = [f"{year} needs attention: {message}" for year, message in sorted(problems.items())]
+            result.lines += result.problems
         elif waiting:
             result.exit_code = EXIT_WAITING
             result.lines.append(f"still waiting on Earth Engine for {format_years(waiting)}; run again later")
@@ -141,21 +149,48 @@ def _finish(study: Study, downloaded: DownloadReport, result: RunResult,
     with open_manifest(study) as manifest:
         fingerprint = _fit_fingerprint(study, manifest)
         up_to_date = manifest.get("fit_fingerprint") == fingerprint and all(p.exists() for p in outputs.values())
-        if up_to_date:
+        changed = _outputs_changed(manifest, outputs) if up_to_date else []
+        if up_to_date and not changed:
             result.lines.append(f"complete and up to date: {outputs['trend']}")
             return
+        if changed:
+            result.lines.append(f"{', '.join(p.name for p in changed)} changed since written; writing the outputs "
+                                "again")
         timings = _fit(study, downloaded, outputs, fit_progress)
         _write_report(study, manifest, outputs, fingerprint, timings)
         manifest.set("fit_fingerprint", fingerprint)
+        _record_outputs(manifest, outputs)
     result.fitted = True
     result.lines.append(f"fitted {study.config.trend.method} trend of {format_years(study.years)}: "
                         f"{outputs['trend']}, {outputs['png'].name}, {outputs['report'].name}")
 
 
+def _outputs_changed(manifest: m.Manifest, outputs: dict[str, Path]) -> list[Path]:
+    """Outputs whose size or mtime differ from when this run wrote them (edited, damaged, replaced)."""
+    recorded = json.loads(manifest.get("outputs_stat") or "{}")
+    if not recorded:  # written before eetrend recorded them: take them as they are from now on
+        _record_outputs(manifest, outputs)
+        return []
+    changed = []
+    for name, path in outputs.items():
+        stat = path.stat()
+        if recorded.get(name) != [stat.st_size, stat.st_mtime_ns]:
+            changed.append(path)
+    return changed
+
+
+def _record_outputs(manifest: m.Manifest, outputs: dict[str, Path]) -> None:
+    stats = {name: [path.stat().st_size, path.stat().st_mtime_ns] for name, path in outputs.items()}
+    manifest.set("outputs_stat", json.dumps(stats))
+
+
 def _fit_fingerprint(study: Study, manifest: m.Manifest) -> str:
     """The md5 of every year's files, the years and the trend options: what the outputs depend on."""
     inputs = {str(year): sorted(f["md5"] for f in manifest.files(year).values()) for year in study.years}
-    return fingerprint({"inputs": inputs, "trend": study.config.trend.model_dump(mode="json")})
+    trend = study.config.trend.model_dump(mode="json")
+    if trend.get("format") == "gtiff":
+        del trend["format"]  # the default: fingerprints from before formats existed stay valid
+    return fingerprint({"inputs": inputs, "trend": trend})
 
 
 def year_pattern(study: Study) -> str:
@@ -168,10 +203,12 @@ def year_pattern(study: Study) -> str:
 
 def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
          fit_progress: Callable[[int, int], None] | None) -> dict[str, float]:
+    from .formats import require_format
     from .plots import plot_raster
     from .trend import FitOptions, trend_rasters
 
     trend = study.config.trend
+    require_format(trend.format)
     outputs["trend"].parent.mkdir(parents=True, exist_ok=True)
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
@@ -179,7 +216,12 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                                            confidence=trend.confidence),
                         overwrite=True, progress=fit_progress,
                         executor="dask" if study.config.dask is not None else "process",
-                        dask=study.config.dask.settings() if study.config.dask is not None else None)
+                        dask=study.config.dask.settings() if study.config.dask is not None else None,
+                        format="cog" if trend.format == "cog" else "gtiff")
+    if trend.format in ("netcdf", "zarr"):
+        from .formats import convert
+
+        convert(outputs["trend"], outputs[trend.format], trend.format, overwrite=True)
     index = study.config.composite.index.value
     band = "sen_slope" if trend.method == "sen" else "slope"
     started = time.perf_counter()

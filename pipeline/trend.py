@@ -144,6 +144,8 @@ def trend_rasters(
     window_pixels: int = TARGET_PIXELS,
     executor: str = "process",
     dask: DaskSettings | None = None,
+    format: str = "gtiff",
+    exclude: Sequence[str | os.PathLike[str]] = (),
 ) -> TrendRun:
     """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
 
@@ -152,12 +154,22 @@ def trend_rasters(
     is the preferred window size; the memory budget may make windows smaller.
     ``executor`` is "process" (a local pool of ``workers``) or "dask" (``dask``
     settings: a scheduler address, SLURM, or a local cluster of ``workers``).
+    ``format`` is gtiff, cog, netcdf or zarr (see :mod:`pipeline.formats`). The output and
+    the files in ``exclude`` are never taken as inputs.
     """
+    if format != "gtiff":
+        from .formats import write_via_geotiff
+
+        return write_via_geotiff(output, format, overwrite, lambda tif: trend_rasters(
+            inputs, tif, options=options, years=years, year_pattern=year_pattern, band=band, workers=workers,
+            memory_budget=memory_budget, compress=compress, progress=progress, window_pixels=window_pixels,
+            executor=executor, dask=dask, exclude=[output, *exclude]), compress=compress)
     started = time.perf_counter()
     options = options or FitOptions()
     check_output(output, overwrite)
     stack = open_stack(
-        inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years, exclude=[output]
+        inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years,
+        exclude=[output, *exclude],
     )
     n_workers = resolve_workers(workers)
     windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget), window_pixels)

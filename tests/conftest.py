@@ -166,7 +166,7 @@ def study_toml(
     *,
     name: str = "test-study",
     years: str = "1995..2015",
-    region: str = "bbox = [10.0, 46.0, 10.2, 46.1]\ncrs = \"EPSG:32632\"\nscale = 30",
+    region: str = "bbox = [10.0, 46.0, 10.116, 46.054]\ncrs = \"EPSG:32632\"\nscale = 30",  # ~300 x 200 px
     composite: str = "",
     export: str = 'folder = "eetrend_test"',
     earthengine: str = "",

@@ -36,8 +36,23 @@ def finished(emulator, make_study):
 
 
 def _expected_layer(emulator, year):
+    """The year's composite as the emulator made it: NaN where masked (clouds, outside the region)."""
     r = emulator.rasters
-    return sample_layer(year, r.truth(), noise=r.noise, nan_fraction=r.nan_fraction, seed=r.seed)
+    layer = sample_layer(year, r.truth(), noise=r.noise, nan_fraction=r.nan_fraction, seed=r.seed)
+    layer[~r.grid.inside] = np.nan
+    return layer
+
+
+def _read(dataset):
+    """Band 1 with the file's declared nodata as NaN (as the trend engine reads it)."""
+    values = dataset.read(1).astype(np.float32)
+    assert dataset.nodata is not None and not np.isnan(dataset.nodata)  # the export declared its no-data value
+    values[values == dataset.nodata] = np.nan
+    return values
+
+
+def _tiles(shape, size=256):
+    return -(-shape[0] // size) * -(-shape[1] // size)
 
 
 def _media_requests(emulator):
@@ -62,7 +77,7 @@ def test_each_year_is_downloaded_verified_and_not_fetched_twice(emulator, finish
         remote = _drive_file(emulator, local.name)
         assert hashlib.md5(local.read_bytes()).digest() == remote.md5
         with rasterio.open(local) as dataset:
-            np.testing.assert_array_equal(dataset.read(1), _expected_layer(emulator, year))
+            np.testing.assert_array_equal(_read(dataset), _expected_layer(emulator, year))
     with Manifest(study.manifest_path) as manifest:
         files = manifest.files(2001)
     assert files["test-study_NDVI_2001.tif"]["md5"] == _drive_file(emulator, "test-study_NDVI_2001.tif").md5.hex()
@@ -74,15 +89,17 @@ def test_each_year_is_downloaded_verified_and_not_fetched_twice(emulator, finish
 
 
 def test_a_split_export_becomes_one_vrt_equal_to_the_whole_image(emulator, finished):
-    path, study = finished(export='folder = "eetrend_test"\nfile_dimensions = 20')
+    path, study = finished(export='folder = "eetrend_test"\nfile_dimensions = 256')
     report = download_study(study)
     assert not report.failed
     vrt = study.downloads / "test-study_NDVI_2002.vrt"
     assert report.datasets[2002] == vrt
-    assert len(list((study.downloads / "parts" / "test-study_NDVI_2002").glob("*.tif"))) == 3 * 4  # 48x64 in 20s
+    shape = emulator.rasters.shape
+    assert shape[1] > 256  # the region is wider than one file
+    assert len(list((study.downloads / "parts" / "test-study_NDVI_2002").glob("*.tif"))) == _tiles(shape) >= 2
     with rasterio.open(vrt) as dataset:
-        assert (dataset.height, dataset.width) == (48, 64)
-        np.testing.assert_array_equal(dataset.read(1), _expected_layer(emulator, 2002))
+        assert (dataset.height, dataset.width) == shape
+        np.testing.assert_array_equal(_read(dataset), _expected_layer(emulator, 2002))
     # The trend engine reads the downloads folder as one dataset per year.
     from pipeline import fit_stack
 
@@ -91,12 +108,12 @@ def test_a_split_export_becomes_one_vrt_equal_to_the_whole_image(emulator, finis
 
 
 def test_a_missing_tile_is_named_and_nothing_is_left_under_a_final_name(emulator, finished):
-    path, study = finished(export='folder = "eetrend_test"\nfile_dimensions = 20')
-    gone = _drive_file(emulator, "test-study_NDVI_2001-0000000020-0000000040.tif")
+    path, study = finished(export='folder = "eetrend_test"\nfile_dimensions = 256')
+    gone = _drive_file(emulator, "test-study_NDVI_2001-0000000000-0000000000.tif")
     del emulator.drive.files[gone.id]
     result = runner.invoke(app, ["download", str(path)])
     assert result.exit_code == 1
-    assert "2001 failed: split export is missing tile test-study_NDVI_2001-0000000020-0000000040.tif" in result.output
+    assert "2001 failed: split export is missing tile test-study_NDVI_2001-0000000000-0000000000.tif" in result.output
     assert not (study.downloads / "test-study_NDVI_2001.vrt").exists()
     assert (study.downloads / "test-study_NDVI_2000.vrt").exists()
 
@@ -212,14 +229,20 @@ def test_without_a_folder_id_every_folder_of_the_name_is_searched(emulator, fini
     from pipeline.exports import study_status
 
     assert {r.state for r in study_status(study)} == {m.COMPLETED}
-    decoy = emulator.drive.add_folder("eetrend_test")  # a second folder with the same name, empty
-    assert decoy
+    # A second folder of the same name holds one of the years and a file of another name.
+    other = emulator.drive.add_folder("eetrend_test")
+    moved = _drive_file(emulator, "test-study_NDVI_2001.tif")
+    moved.parents = [other]
+    emulator.drive.add_file(other, "test-study_NDVI_2001 (1).tif", b"not ours")
+    emulator.drive.add_file(other, "notes.txt", b"hello")
     with Manifest(study.manifest_path) as manifest:
         for year in study.years:
             manifest.update(year, destination_uris=[])
     report = download_study(study)
     assert not report.failed and sorted(report.datasets) == [2000, 2001]
-    assert any("2 Drive folders are named 'eetrend_test'; searched them all" in n for n in report.notes)
+    assert any("2 Drive folders are named 'eetrend_test' and Earth Engine named none of them; took the export's "
+               "files from all of them" in n for n in report.notes)
+    assert not (study.downloads / "test-study_NDVI_2001 (1).tif").exists()
 
 
 def test_a_duplicate_file_name_takes_the_newer_copy_and_says_so(emulator, finished):
@@ -248,13 +271,13 @@ def test_delete_remote_deletes_only_after_verifying(emulator, finished):
 
 def test_cloud_storage_exports_are_listed_by_prefix_across_pages(emulator, finished):
     path, study = finished(export='destination = "gcs"\nbucket = "eetrend-bucket"\nprefix = "ndvi/{study}_{year}"\n'
-                                  'file_dimensions = 24')
-    emulator.storage.max_page_size = 3
+                                  'file_dimensions = 256')
+    emulator.storage.max_page_size = 1
     report = download_study(study, delete_remote=True)
     assert not report.failed
     with rasterio.open(study.downloads / "test-study_2003.vrt") as dataset:
-        np.testing.assert_array_equal(dataset.read(1), _expected_layer(emulator, 2003))
-    assert len(emulator.storage.deleted) == 4 * 2 * 3  # 4 years of 2x3 tiles
+        np.testing.assert_array_equal(_read(dataset), _expected_layer(emulator, 2003))
+    assert len(emulator.storage.deleted) == 4 * _tiles(emulator.rasters.shape)  # 4 years, every tile
     assert emulator.storage.buckets["eetrend-bucket"] == {}
 
 

@@ -41,8 +41,8 @@ def test_value_compute_returns_constants(emulator, session):
 
 def test_operation_moves_through_its_states_on_the_emulator_clock(emulator, session):
     operation = _export(session, 2000, "req-1")
-    assert operation.state == "PENDING" and operation.progress == 0.0
-    assert operation.create_time.endswith("Z")
+    assert operation.state == "PENDING" and operation.progress == 0.0  # the answer held only the name
+    assert ee_api.get_operation(operation.name).create_time.endswith("Z")
     emulator.clock.advance(emulator.earthengine.queue_seconds + emulator.earthengine.run_seconds / 2)
     running = ee_api.get_operation(operation.name)
     assert running.state == "RUNNING" and running.progress == pytest.approx(0.5)
@@ -75,7 +75,12 @@ def test_operations_list_follows_page_tokens(emulator, session):
 def test_cancel_ends_a_running_task_cancelled(emulator, session):
     operation = _export(session, 2000, "req-c")
     ee_api.cancel_operation(operation.name)
-    assert ee_api.get_operation(operation.name).state == "CANCELLED"
+    cancelling = ee.data.getOperation(operation.name)
+    assert cancelling["metadata"]["state"] == "CANCELLING" and "done" not in cancelling
+    emulator.clock.advance(emulator.earthengine.cancel_seconds)
+    cancelled = ee.data.getOperation(operation.name)
+    assert cancelled["metadata"]["state"] == "CANCELLED" and cancelled["done"] is True
+    assert cancelled["metadata"]["endTime"].endswith("Z")
 
 
 def test_503_bursts_are_retried_by_the_client(emulator, session, http_sleeps):

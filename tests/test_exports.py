@@ -181,7 +181,9 @@ def test_a_pixel_changing_config_edit_is_refused_unless_forced(emulator, make_st
     assert report.submitted == [2008, 2009, 2010, 2011, 2012]
     assert report.already == [2013, 2014, 2015, 2016]
     states = Counter(state for _, state in emulator.earthengine.states())
-    assert states["CANCELLED"] == 5 and len(emulator.earthengine.operations) == 14
+    assert states["CANCELLING"] == 5 and len(emulator.earthengine.operations) == 14  # as the service reports
+    emulator.clock.advance(emulator.earthengine.cancel_seconds)
+    assert Counter(state for _, state in emulator.earthengine.states())["CANCELLED"] == 5
 
 
 def test_status_json_and_table(emulator, make_study):
@@ -232,8 +234,10 @@ def test_cancel_then_export_holds_the_cancelled_years(emulator, make_study):
     result = runner.invoke(app, ["cancel", str(path), "--years", "2001-2002"])
     assert result.exit_code == 0 and "cancelled 2001-2002" in result.output
     rows = _rows(study)
-    assert rows[2001].state == m.CANCELLED and rows[2000].state == m.READY
+    assert rows[2001].state == m.CANCEL_REQUESTED and rows[2000].state == m.READY  # the service says CANCELLING
+    emulator.clock.advance(emulator.earthengine.cancel_seconds)
     report = export_study(study)
+    assert _rows(study)[2001].state == m.CANCELLED
     assert report.held == [2001, 2002] and report.submitted == []
     assert export_study(study, resubmit=True).retried == [2001, 2002] and len(emulator.earthengine.operations) == 8
     result = runner.invoke(app, ["cancel", str(path), "--years", "1990"])

@@ -4,7 +4,8 @@ Two kinds of checks. Structure: the right collections for the year, its dates, t
 season, the reducer, the final band. Arithmetic: a small numpy interpreter runs the
 per-scene function *from the serialized expression* on a synthetic scene, and the result
 is compared with the published formulas computed by hand (the Collection 2 scale and
-offset, Roy et al. 2016 RMA coefficients, the index, the QA_PIXEL bits).
+offset, Roy et al. 2016 Table 2 OLS coefficients, the index, the QA_PIXEL and QA_RADSAT
+bits).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ OPS = {
     "Image.divide": _binary(np.divide),
     "Image.bitwiseAnd": _binary(lambda a, b: np.bitwise_and(a.astype(np.int64), np.int64(b))),
     "Image.eq": _binary(lambda a, b: (a == b)),
+    "Image.and": _binary(lambda a, b: (a != 0) & (b != 0)),
     "Image.normalizedDifference": _normalized_difference,
     "Image.updateMask": _update_mask,
     "Image.copyProperties": lambda args: args["destination"],
@@ -253,10 +255,12 @@ def test_a_year_no_configured_sensor_flew_is_a_config_error(connected):
 
 TM = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7")
 OLI = ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
+# Roy et al. (2016) Table 2, surface reflectance, OLS ETM+ -> OLI; as printed in Google's "Landsat ETM+ to OLI
+# Harmonization" tutorial (slopes and itcps), typed here independently of pipeline/recipes.py.
 ROY_SLOPE = dict(zip(("blue", "green", "red", "nir", "swir1", "swir2"),
-                     (0.9785, 0.9542, 0.9825, 1.0073, 1.0171, 0.9949), strict=True))
+                     (0.8474, 0.8483, 0.9047, 0.8462, 0.8937, 0.9071), strict=True))
 ROY_INTERCEPT = dict(zip(("blue", "green", "red", "nir", "swir1", "swir2"),
-                         (-0.0095, -0.0016, -0.0022, -0.0021, -0.0030, 0.0029), strict=True))
+                         (0.0003, 0.0088, 0.0061, 0.0412, 0.0254, 0.0172), strict=True))
 
 
 def _reflectance(scene, band_names, harmonize):
@@ -285,7 +289,7 @@ def _index(r, index):
     ("LANDSAT/LC08/C02/T1_L2", OLI, False, 0b11111),  # OLI also masks cirrus
 ])
 def test_scene_arithmetic_matches_the_published_formulas(connected, index, asset, bands, harmonized, qa_bits):
-    study = connected(composite=f'index = "{index}"')
+    study = connected(composite=f'index = "{index}"\nharmonize = {str(harmonized).lower()}')
     expression = _expression(study, 2014)
     scene = _synthetic_scene(bands)
     result = _run_scene(expression, asset, scene)
@@ -298,10 +302,49 @@ def test_scene_arithmetic_matches_the_published_formulas(connected, index, asset
     assert list(result) == [index]
 
 
-def test_harmonisation_and_masking_can_be_switched_off(connected):
-    study = connected(composite='harmonize = false\nmask = ["snow"]')
+def test_harmonisation_is_off_by_default_and_the_fill_bit_is_always_masked(connected):
+    study = connected(composite='mask = ["snow"]')  # "fill" left out of the list: it is masked all the same
+    assert study.config.composite.harmonize is False
     scene = _synthetic_scene(TM, seed=3)
     result = _run_scene(_expression(study, 2005), "LANDSAT/LT05/C02/T1_L2", scene)
     expected = _index(_reflectance(scene, TM, harmonize=False), "NDVI")
     np.testing.assert_allclose(result["NDVI"], expected, rtol=1e-12, atol=0)
-    np.testing.assert_array_equal(result.mask, (scene["QA_PIXEL"].astype(np.int64) & (1 << 5)) == 0)
+    qa = scene["QA_PIXEL"].astype(np.int64)
+    np.testing.assert_array_equal(result.mask, (qa & ((1 << 5) | 1)) == 0)
+    assert ((qa & 1) != 0).any() and ((qa & (1 << 5)) == 0)[(qa & 1) != 0].any()  # fill alone drops pixels
+
+
+@pytest.mark.parametrize(("asset", "bands", "index", "band_numbers"), [
+    ("LANDSAT/LC08/C02/T1_L2", OLI, "NDVI", (4, 5)),      # OLI red = B4, nir = B5
+    ("LANDSAT/LT05/C02/T1_L2", TM, "NBR", (4, 7)),        # TM nir = B4, swir2 = B7
+    ("LANDSAT/LE07/C02/T1_L2", TM, "EVI", (1, 3, 4)),     # ETM+ blue, red, nir
+])
+def test_the_saturation_mask_drops_pixels_saturated_in_the_index_bands(connected, asset, bands, index,
+                                                                       band_numbers):
+    year = 2014 if "LC08" in asset else 2005
+    scene = _synthetic_scene(bands, seed=5)
+    rng = np.random.default_rng(9)
+    radsat = (rng.random((11, scene["QA_PIXEL"].size)) < 0.1) * (1 << np.arange(11))[:, None]
+    scene["QA_RADSAT"] = radsat.sum(axis=0).astype(np.float64)
+    qa = scene["QA_PIXEL"].astype(np.int64)
+    cloud_bits = 0b11111 if "LC08" in asset else 0b11011
+    clear = (qa & cloud_bits) == 0
+    plain = connected(composite=f'index = "{index}"')
+    assert np.array_equal(_run_scene(_expression(plain, year), asset, scene).mask, clear)  # off by default
+    strict = connected(composite=f'index = "{index}"\nsaturation = true')
+    result = _run_scene(_expression(strict, year), asset, scene)
+    saturated = np.zeros_like(clear)
+    for number in band_numbers:  # QA_RADSAT bit n-1 flags band n saturated (Collection 2 product guide)
+        saturated |= (scene["QA_RADSAT"].astype(np.int64) >> (number - 1)) & 1 == 1
+    np.testing.assert_array_equal(result.mask, clear & ~saturated)
+    assert (clear & saturated).any()
+
+
+def test_years_covered_only_by_slc_off_landsat_7_are_named():
+    from pipeline.config import Sensor
+
+    every = list(Sensor)
+    assert recipes.slc_off_years(every, range(1995, 2016)) == [2012]
+    assert recipes.slc_off_years([Sensor.ETM], [2002, 2003, 2010]) == [2003, 2010]
+    assert recipes.slc_off_years([Sensor.ETM, Sensor.OLI], [2012, 2013]) == [2012]
+    assert recipes.slc_off_years([Sensor.TM, Sensor.OLI], range(1995, 2016)) == []

@@ -9,6 +9,10 @@ code under test is the code users run. It listens on 127.0.0.1 only, on a free p
         emu.earthengine.finish_all()             # move the clock past every task
 
 ``eetrend emulator`` runs it standalone for trying a config by hand.
+
+Every request is recorded in full (``emu.router.requests``, tokens left out) and
+:func:`pipeline.emulator.conformance.check` names any that the real services would
+refuse. docs/FIDELITY.md gives the source of each behaviour and what is not emulated.
 """
 
 from __future__ import annotations

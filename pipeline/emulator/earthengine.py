@@ -3,7 +3,16 @@
 Served: the discovery document, the algorithm list, ``image:export``, operations
 get / list (newest first, with page tokens) / cancel, a ``value:compute`` that evaluates
 constants, and an OAuth token endpoint. Operations move PENDING -> RUNNING ->
-SUCCEEDED on the emulator's clock, with progress from 0 to 1.
+SUCCEEDED on the emulator's clock, with progress from 0 to 1; a cancelled one passes
+through CANCELLING. Each behaviour's source is in docs/FIDELITY.md.
+
+Strict where the real service is: ``image:export`` bodies are checked against the REST
+v1 ``ExportImageRequest`` schema (unknown fields, requestId shape, description,
+fileNamePrefix, tileDimensions a multiple of the tile size) before anything starts; a
+requestId used again with a different body is refused (409); an export larger than
+its ``maxPixels`` (default 1e8) fails as "Export too large". The answer to
+``image:export`` holds only the operation's name by default (``export_answer``), the
+least the client may be given.
 
 Fault injection: HTTP bursts go through the router (:meth:`Emulator.inject`); here are the
 Earth Engine specific ones: tasks that end FAILED with a message, a queue limit that
@@ -25,10 +34,27 @@ from urllib.parse import parse_qs
 
 from .clock import Clock
 from .discovery import discovery_document
+from .expression import ExportGrid, export_grid
 from .http import Request, Response, Router, bearer_required
 
 DESCRIPTION = re.compile(r"[A-Za-z0-9.,:;_-]{1,100}")
+REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,60}")
+DRIVE_PREFIX = re.compile(r"[A-Za-z0-9_-]+")
+GCS_PREFIX = re.compile(r"[A-Za-z0-9._/-]+")
 QUEUE_FULL = "Too many tasks already in the queue ({limit}). Please wait for some of them to complete."
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_TILE_SIZE = 256
+TOO_LARGE = ("Export too large: specified {pixels} pixels (max: {limit}). Specify higher maxPixels value if you "
+             "intend to export a large area.")
+#: REST v1 schemas: the field names each message may hold (developers.google.com/earth-engine/reference/rest/v1).
+EXPORT_IMAGE_REQUEST = {"assetExportOptions", "description", "expression", "fileExportOptions", "grid", "maxPixels",
+                        "maxWorkers", "priority", "requestId", "workloadTag"}
+IMAGE_FILE_EXPORT_OPTIONS = {"fileFormat", "driveDestination", "cloudStorageDestination", "geoTiffOptions",
+                             "tfRecordOptions"}
+GEOTIFF_OPTIONS = {"cloudOptimized", "noData", "skipEmptyFiles", "tileDimensions", "tileSize", "metadataKeys"}
+DRIVE_DESTINATION = {"filenamePrefix", "folder"}
+CLOUD_STORAGE_DESTINATION = {"bucket", "bucketCorsUris", "filenamePrefix", "permissions"}
+FILE_FORMATS = {"GEO_TIFF", "TF_RECORD_IMAGE"}
 
 
 @dataclass
@@ -53,10 +79,15 @@ class Operation:
     cancelled: float | None = None
     finished_callbacks_done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    raw: bytes = b""  # the request body as received: a repeat of the requestId must match it byte for byte
+    grid: ExportGrid | None = None
+    cancel_seconds: float = 0.0
 
     def state(self, now: float) -> tuple[str, float]:
         """(operation state, progress) at ``now``."""
         if self.cancelled is not None:
+            if now < self.cancelled + self.cancel_seconds:
+                return "CANCELLING", self.progress(self.cancelled)
             return "CANCELLED", self.progress(self.cancelled)
         elapsed = now - self.created
         if elapsed < self.queue_seconds:
@@ -83,8 +114,11 @@ class EarthEngineService:
         self.queue_limit: int | None = None
         self.queue_seconds = 5.0
         self.run_seconds = 30.0
+        self.cancel_seconds = 2.0  # how long a cancelled task shows CANCELLING
         self.max_page_size = 500
         self.revoked = False
+        self.export_answer = "name"  # "name": the answer holds only the operation's name; "operation": all of it
+        self.fallback_grid: tuple[str, float] = ("EPSG:4326", 30.0)
         self.on_succeeded: list[Callable[[Operation], None]] = []
         self._lock = threading.RLock()
         v = re.escape(version)
@@ -106,7 +140,7 @@ class EarthEngineService:
 
     def finish_all(self) -> None:
         """Move the clock past the end of every operation (their files appear at once)."""
-        self.clock.advance(self.queue_seconds + self.run_seconds + 1)
+        self.clock.advance(self.queue_seconds + self.run_seconds + self.cancel_seconds + 1)
         self.sweep()
 
     def sweep(self) -> None:
@@ -151,15 +185,24 @@ class EarthEngineService:
             self.export_requests += 1
             request_id = body.get("requestId")
             if request_id and request_id in self.request_ids:
-                return Response.json(self._operation_json(self.operations[self.request_ids[request_id]]))
+                existing = self.operations[self.request_ids[request_id]]
+                if existing.raw != request.body:
+                    return Response.error(409, f"A different request with requestId '{request_id}' was already "
+                                               "received; a requestId may start only one operation.")
+                return self._export_answer(existing)
             problem = _invalid_export(body)
             if problem:
                 return Response.error(400, problem)
             if self.queue_limit is not None and self._active() >= self.queue_limit:
                 return Response.error(429, QUEUE_FULL.format(limit=self.queue_limit), "rateLimitExceeded")
             name = f"projects/{project}/operations/{_task_id()}"
-            operation = Operation(name, request_id, body["description"], body, self.clock.now(),
-                                  self.queue_seconds, self.run_seconds)
+            operation = Operation(name, request_id, body.get("description", ""), body, self.clock.now(),
+                                  self.queue_seconds, self.run_seconds, raw=request.body,
+                                  cancel_seconds=self.cancel_seconds)
+            operation.grid = export_grid(body["expression"], self.fallback_grid)
+            limit = _wrapped_int(body.get("maxPixels"), DEFAULT_MAX_PIXELS)
+            if operation.grid is not None and operation.grid.pixels > limit:
+                operation.failure = TOO_LARGE.format(pixels=operation.grid.pixels, limit=limit)
             for fault in self.task_faults:
                 if fault.times > 0 and fault.match in operation.description:
                     fault.times -= 1
@@ -168,11 +211,17 @@ class EarthEngineService:
             self.operations[name] = operation
             if request_id:
                 self.request_ids[request_id] = name
-            return Response.json(self._operation_json(operation))
+            return self._export_answer(operation)
+
+    def _export_answer(self, operation: Operation) -> Response:
+        """The ``image:export`` answer: the name only (the least ``Task.start`` relies on), or the operation."""
+        if self.export_answer == "name":
+            return Response.json({"name": operation.name})
+        return Response.json(self._operation_json(operation))
 
     def _active(self) -> int:
         now = self.clock.now()
-        return sum(op.state(now)[0] in ("PENDING", "RUNNING") for op in self.operations.values())
+        return sum(op.state(now)[0] in ("PENDING", "RUNNING", "CANCELLING") for op in self.operations.values())
 
     def _get(self, request: Request) -> Response:
         with self._lock:
@@ -202,7 +251,7 @@ class EarthEngineService:
                 return Response.error(404, f"Operation {request.match.group(1)} not found.")
             if operation.state(self.clock.now())[0] in ("PENDING", "RUNNING"):
                 operation.cancelled = self.clock.now()
-            return Response.json({})
+            return Response.json({})  # google.protobuf.Empty
 
     def _compute(self, request: Request) -> Response:
         expression = request.json().get("expression", {})
@@ -221,24 +270,27 @@ class EarthEngineService:
             "state": state,
             "description": op.description,
             "type": "EXPORT_IMAGE",
-            "priority": 100,
+            "priority": _wrapped_int(op.body.get("priority"), 100),
             "createTime": stamp(op.created),
             "updateTime": stamp(min(now, op.cancelled or now)),
             "attempt": 1,
             "progress": progress,
+            "stages": _stages(progress),
         }
         if state != "PENDING":
             metadata["startTime"] = stamp(op.created + op.queue_seconds)
         done = state in ("SUCCEEDED", "FAILED", "CANCELLED")
-        result: dict[str, Any] = {"name": op.name, "metadata": metadata, "done": done}
-        if done:
-            end = op.cancelled if op.cancelled is not None else op.created + op.queue_seconds + op.run_seconds
+        result: dict[str, Any] = {"name": op.name, "metadata": metadata}
+        if done:  # proto3 JSON leaves out a false bool: an operation still running carries no "done"
+            result["done"] = True
+            end = op.cancelled + op.cancel_seconds if op.cancelled is not None \
+                else op.created + op.queue_seconds + op.run_seconds
             metadata["endTime"] = stamp(end)
         if state == "SUCCEEDED":
-            metadata["destinationUris"] = _destination_uris(op.body)
+            self._notify_succeeded(op)  # the files are written (and the Drive folder chosen) first
+            metadata["destinationUris"] = _destination_uris(op.body, op.extra.get("drive_folder_id"))
             metadata["batchEecuUsageSeconds"] = round(op.run_seconds * 0.5, 3)
             result["response"] = {"@type": "type.googleapis.com/google.protobuf.Empty"}
-            self._notify_succeeded(op)
         elif state == "FAILED":
             result["error"] = {"code": 3, "message": op.failure}
         elif state == "CANCELLED":
@@ -253,33 +305,118 @@ class EarthEngineService:
             callback(op)
 
 
+def _unknown(message: dict[str, Any], allowed: set[str], where: str) -> str | None:
+    extra = sorted(set(message) - allowed)
+    if extra:
+        return f'Invalid JSON payload received. Unknown name "{extra[0]}" at \'{where}\': Cannot find field.'
+    return None
+
+
+def _wrapped_int(value: Any, default: int) -> int:
+    """An Int64Value / Int32Value as JSON: a bare number or string, or the client's {"value": ...} form."""
+    if value is None:
+        return default
+    if isinstance(value, dict):
+        value = value.get("value", default)
+    return int(value)
+
+
 def _invalid_export(body: dict[str, Any]) -> str | None:
+    """Why Earth Engine would refuse this ExportImageRequest before starting it, or None."""
+    problem = _unknown(body, EXPORT_IMAGE_REQUEST, "")
+    if problem:
+        return problem
     expression = body.get("expression")
     if not isinstance(expression, dict) or "result" not in expression or "values" not in expression:
         return "Invalid JSON payload: 'expression' must be a serialized Earth Engine expression."
+    request_id = body.get("requestId")
+    if request_id is not None and not REQUEST_ID.fullmatch(str(request_id)):
+        return (f"Invalid requestId '{request_id}': use 1-60 of the characters a-z, A-Z, 0-9 and '-'.")
     description = body.get("description", "")
     if not DESCRIPTION.fullmatch(description):
         return (f"Invalid task description '{description}': use at most 100 letters, digits "
                 "and the characters '.,:;_-'.")
-    options = body.get("fileExportOptions", {})
-    if "driveDestination" not in options and "cloudStorageDestination" not in options:
-        return "fileExportOptions needs driveDestination or cloudStorageDestination."
+    try:
+        max_pixels = _wrapped_int(body.get("maxPixels"), DEFAULT_MAX_PIXELS)
+    except (TypeError, ValueError):
+        return "Invalid value at 'max_pixels' (type.googleapis.com/google.protobuf.Int64Value)."
+    if not 0 < max_pixels < 2**63:
+        return f"maxPixels must be a positive 64-bit integer, not {max_pixels}."
+    if "fileExportOptions" not in body:
+        return "This emulator serves file exports only: fileExportOptions is required."
+    options = body["fileExportOptions"]
+    return _unknown(options, IMAGE_FILE_EXPORT_OPTIONS, "file_export_options") or _invalid_file_options(options)
+
+
+def _invalid_file_options(options: dict[str, Any]) -> str | None:
+    if options.get("fileFormat", "GEO_TIFF") not in FILE_FORMATS:
+        return f"Invalid value at 'file_export_options.file_format': {options.get('fileFormat')!r}."
+    destinations = [k for k in ("driveDestination", "cloudStorageDestination") if k in options]
+    if len(destinations) != 1:
+        return "fileExportOptions needs exactly one of driveDestination or cloudStorageDestination."
+    if "driveDestination" in options:
+        destination = options["driveDestination"]
+        problem = _unknown(destination, DRIVE_DESTINATION, "file_export_options.drive_destination")
+        prefix = destination.get("filenamePrefix", "")
+        if not problem and (not DRIVE_PREFIX.fullmatch(prefix) or len(prefix.encode()) > 998):
+            problem = (f"Invalid filenamePrefix '{prefix}' for Drive: use letters, digits, '-' and '_' "
+                       "(a '/' is not a folder in Drive).")
+    else:
+        destination = options["cloudStorageDestination"]
+        problem = _unknown(destination, CLOUD_STORAGE_DESTINATION, "file_export_options.cloud_storage_destination")
+        prefix = destination.get("filenamePrefix", "")
+        if not problem and not destination.get("bucket"):
+            problem = "cloudStorageDestination.bucket is required."
+        if not problem and (not GCS_PREFIX.fullmatch(prefix) or len(prefix.encode()) > 998 or ".." in prefix):
+            problem = f"Invalid filenamePrefix '{prefix}' for Cloud Storage."
+    if problem:
+        return problem
+    geotiff = options.get("geoTiffOptions", {})
+    problem = _unknown(geotiff, GEOTIFF_OPTIONS, "file_export_options.geo_tiff_options")
+    if problem:
+        return problem
+    if "noData" in geotiff and not (isinstance(geotiff["noData"], dict) and set(geotiff["noData"]) <= {
+            "floatValue", "integerValue"} and len(geotiff["noData"]) == 1):
+        return "geoTiffOptions.noData must be a Number: {\"floatValue\": x} or {\"integerValue\": n}."
+    tile_size = _wrapped_int(geotiff.get("tileSize"), DEFAULT_TILE_SIZE)
+    dims = geotiff.get("tileDimensions")
+    if dims is not None:
+        width, height = int(dims.get("width", 0)), int(dims.get("height", 0))
+        if width <= 0 or height <= 0 or width % tile_size or height % tile_size:
+            return f"fileDimensions ({width}x{height}) must be positive multiples of shardSize ({tile_size})."
     return None
 
 
-def _destination_uris(body: dict[str, Any]) -> list[str]:
+def declared_nodata(body: dict[str, Any]) -> float | None:
+    """The request's ``geoTiffOptions.noData`` (a Number message), or None."""
+    value = body.get("fileExportOptions", {}).get("geoTiffOptions", {}).get("noData")
+    if not isinstance(value, dict):
+        return None
+    return float(value.get("floatValue", value.get("integerValue", 0)))
+
+
+def _stages(progress: float) -> list[dict[str, Any]]:
+    """Export stages as the Tasks panel shows them (names guessed; see docs/FIDELITY.md)."""
+    total = 100
+    computed = min(int(progress * 2 * total), total)
+    written = max(min(int((progress - 0.5) * 2 * total), total), 0)
+    return [
+        {"displayName": "Create Local Files", "completeWorkUnits": computed, "totalWorkUnits": str(total),
+         "description": "Computation and writing of temporary files."},
+        {"displayName": "Write Files to Destination", "completeWorkUnits": written, "totalWorkUnits": str(total),
+         "description": "Uploading of files to the export destination."},
+    ]
+
+
+def _destination_uris(body: dict[str, Any], drive_folder: str | None = None) -> list[str]:
     options = body.get("fileExportOptions", {})
     if "driveDestination" in options:
-        folder = options["driveDestination"].get("folder") or "root"
-        return [f"https://drive.google.com/#folders/{drive_folder_id(folder)}"]
+        if drive_folder is None:
+            return ["https://drive.google.com/"]
+        return [f"https://drive.google.com/#folders/{drive_folder}"]
     destination = options["cloudStorageDestination"]
     return [f"https://console.developers.google.com/storage/browser/{destination['bucket']}/"
             f"{destination.get('filenamePrefix', '')}"]
-
-
-def drive_folder_id(folder: str) -> str:
-    """A stable Drive-like folder id for a folder name (the emulator's Drive uses the same)."""
-    return "1" + uuid.uuid5(uuid.NAMESPACE_URL, f"eetrend-emulator-folder/{folder}").hex[:32]
 
 
 def _task_id() -> str:
@@ -292,6 +429,10 @@ _ALGORITHMS: bytes | None = None
 def _algorithms_bytes() -> bytes:
     global _ALGORITHMS
     if _ALGORITHMS is None:
-        data = json.loads(resources.files(__package__).joinpath("algorithms.json").read_text(encoding="utf-8"))
+        folder = resources.files(__package__)
+        data = json.loads(folder.joinpath("algorithms.json").read_text(encoding="utf-8"))
+        more = json.loads(folder.joinpath("algorithms_export.json").read_text(encoding="utf-8"))
+        known = {a["name"] for a in data["algorithms"]}
+        data["algorithms"] += [a for a in more["algorithms"] if a["name"] not in known]
         _ALGORITHMS = json.dumps(data).encode()
     return _ALGORITHMS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,24 @@ class Request:
         if not self.body:
             return {}
         return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the emulator received it (the conformance check reads these).
+
+    The ``authorization`` header is kept only as whether it was there: tokens are never recorded.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else {}
 
 
 @dataclass
@@ -77,7 +96,8 @@ class Fault:
     hits: int = 0
 
     def matches(self, request: Request) -> bool:
-        return self.times > 0 and request.method == self.method and re.search(self.path, request.path) is not None
+        method = self.method in ("*", request.method)  # "*": any method
+        return self.times > 0 and method and re.search(self.path, request.path) is not None
 
 
 Handler = Callable[[Request], Response]
@@ -103,6 +123,7 @@ class Router:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []
+        self.requests: list[Recorded] = []  # every request in full, for the conformance check
         self.lock = threading.RLock()
         self.before_request: list[Callable[[], None]] = []
 
@@ -150,8 +171,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         request = Request(self.command, parts.path, query, {k.lower(): v for k, v in self.headers.items()}, body)
         response = self.server.router.dispatch(request)
+        status = 0 if response.drop else response.status
+        headers = {k: ("<present>" if k == "authorization" else v) for k, v in request.headers.items()}
         with self.server.router.lock:
-            self.server.router.log.append((request.method, request.path, 0 if response.drop else response.status))
+            self.server.router.log.append((request.method, request.path, status))
+            self.server.router.requests.append(Recorded(request.method, request.path, dict(request.query), headers,
+                                                        request.body, status))
         if response.drop:
             self.close_connection = True
             self.connection.close()
@@ -181,6 +206,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, router: Router, port: int = 0) -> None:
         self.router = router
         super().__init__(("127.0.0.1", port), _RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client went away mid-answer (killed, interrupted): nothing wrong here
+        super().handle_error(request, client_address)
 
 
 def start_server(router: Router, port: int = 0) -> tuple[_Server, threading.Thread]:

@@ -1,14 +1,22 @@
 """What a finished export holds in the emulator: synthetic annual GeoTIFFs with a known trend.
 
 The pixels come from :mod:`pipeline.sample` (a smooth field of slopes plus noise and
-missing values), on a grid of the requested CRS and scale. When the image is larger
-than the export's ``fileDimensions``, it is split into tiles named the way Earth Engine
-names them: ``prefix-RRRRRRRRRR-CCCCCCCCCC.tif`` with the tile's row and column offsets.
+missing values, the "clouds"), on the grid the export asks for: its CRS, transform and
+size follow the request's region and ``scale`` or ``crsTransform``
+(:func:`.expression.export_grid`). Masked pixels are written the way Earth Engine
+writes them into a GeoTIFF: as the declared ``geoTiffOptions.noData`` value (and the
+file's nodata tag) when the request declares one, else as 0 with no nodata tag. A
+composite pixel is masked where it is cloudy or outside the region, unless the
+expression unmasks it with ``Image.unmask(value)``.
+
+When the image is larger than the export's ``fileDimensions``, it is split into tiles
+named the way Earth Engine names them: ``prefix-RRRRRRRRRR-CCCCCCCCCC.tif`` with the
+tile's row and column offsets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
@@ -16,45 +24,85 @@ from rasterio import Affine
 from rasterio.io import MemoryFile
 
 from ..sample import SampleTruth, sample_layer, sample_truth
+from .expression import ExportGrid
 
 ORIGIN = (500_000.0, 5_000_000.0)
 
 
 @dataclass
 class RasterFactory:
-    """Makes each year's exported files; ``truth`` is what a trend fit should recover."""
+    """Makes each year's exported files; ``truth`` is what a trend fit should recover.
+
+    ``rows`` x ``cols`` is the grid used only when the request's region cannot be placed
+    (a table asset); otherwise the grid is the request's. ``grid`` is the last one made.
+    """
 
     rows: int = 48
     cols: int = 64
     noise: float = 0.01
     nan_fraction: float = 0.05
     seed: int = 7
+    grid: ExportGrid | None = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.grid.height, self.grid.width) if self.grid is not None else (self.rows, self.cols)
 
     def truth(self) -> SampleTruth:
-        return sample_truth(self.rows, self.cols, self.seed)
+        """The per-pixel truth on the last export's grid."""
+        return sample_truth(*self.shape, self.seed)
 
-    def files(self, year: int, prefix: str, crs: str, scale: float,
-              tile: tuple[int, int] | None) -> list[tuple[str, bytes]]:
-        """(file name, GeoTIFF bytes) of one year's export."""
+    def composite(self, year: int) -> np.ndarray:
+        """The year's composite as a reader should see it: float32, NaN where masked (clouds, outside)."""
         layer = sample_layer(year, self.truth(), noise=self.noise, nan_fraction=self.nan_fraction, seed=self.seed)
-        if tile is None or (tile[0] >= self.rows and tile[1] >= self.cols):
-            return [(f"{prefix}.tif", _geotiff(layer, crs, scale, 0, 0, year))]
+        if self.grid is not None:
+            layer[~self.grid.inside] = np.nan
+        return layer
+
+    def fallback_grid(self, crs: str, scale: float) -> ExportGrid:
+        transform = tuple(Affine(scale, 0.0, ORIGIN[0], 0.0, -scale, ORIGIN[1]))[:6]
+        inside = np.ones((self.rows, self.cols), bool)
+        return ExportGrid(crs, transform, self.cols, self.rows, inside, False, None, True)
+
+    def files(self, year: int, prefix: str, grid: ExportGrid, tile: tuple[int, int] | None,
+              nodata: float | None) -> list[tuple[str, bytes]]:
+        """(file name, GeoTIFF bytes) of one year's export on ``grid``."""
+        self.grid = grid
+        values, masked = self._exported(year, grid)
+        values[masked] = nodata if nodata is not None else 0.0
+        rows_total, cols_total = values.shape
+        if tile is None or (tile[0] >= rows_total and tile[1] >= cols_total):
+            return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata))]
         rows, cols = tile
         parts = []
-        for row in range(0, self.rows, rows):
-            for col in range(0, self.cols, cols):
-                block = layer[row:row + rows, col:col + cols]
-                parts.append((f"{prefix}-{row:010d}-{col:010d}.tif", _geotiff(block, crs, scale, row, col, year)))
+        for row in range(0, rows_total, rows):
+            for col in range(0, cols_total, cols):
+                block = values[row:row + rows, col:col + cols]
+                parts.append((f"{prefix}-{row:010d}-{col:010d}.tif", _geotiff(block, grid, row, col, year, nodata)))
         return parts
 
+    def _exported(self, year: int, grid: ExportGrid) -> tuple[np.ndarray, np.ndarray]:
+        """The exported image's values and mask, after the request's unmask and clip."""
+        layer = sample_layer(year, self.truth(), noise=self.noise, nan_fraction=self.nan_fraction, seed=self.seed)
+        masked = np.isnan(layer) | ~grid.inside  # the recipe's composite: clouds, and clipped to the region
+        if grid.unmask_value is not None:
+            filled = masked if not grid.same_footprint else (masked & grid.inside)
+            layer[filled] = grid.unmask_value
+            masked = masked & ~filled
+        if grid.clip_to_region:
+            masked = masked | ~grid.inside
+        return layer, masked
 
-def _geotiff(data: np.ndarray, crs: str, scale: float, row: int, col: int, year: int) -> bytes:
-    transform = Affine(scale, 0.0, ORIGIN[0] + col * scale, 0.0, -scale, ORIGIN[1] - row * scale)
+
+def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, nodata: float | None) -> bytes:
+    a, b, c, d, e, f = grid.transform
+    transform = Affine(a, b, c + col * a, d, e, f + row * e)
     profile = {"driver": "GTiff", "dtype": "float32", "count": 1, "height": data.shape[0], "width": data.shape[1],
-               "crs": rasterio.crs.CRS.from_string(crs), "transform": transform, "nodata": float("nan"),
-               "compress": "deflate"}
+               "crs": rasterio.crs.CRS.from_string(grid.crs), "transform": transform, "compress": "deflate"}
+    if nodata is not None:
+        profile["nodata"] = nodata
     with MemoryFile() as memory:
         with memory.open(**profile) as dataset:
-            dataset.write(data, 1)
+            dataset.write(data.astype(np.float32), 1)
             dataset.set_band_description(1, f"composite {year}")
         return memory.read()
