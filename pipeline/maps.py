@@ -35,6 +35,7 @@ class MapFrame:
     geographic: bool
     metres_per_unit: float  # of the CRS's linear unit (1.0 for metres); for geographic, metres per degree of latitude
     crs_name: str
+    rows_go_north: bool = False  # a grid stored south-up (transform e > 0): row 0 is the southern edge
 
     @property
     def has_coordinates(self) -> bool:
@@ -55,12 +56,12 @@ def map_frame(transform: Sequence[float], width: int, height: int, crs) -> MapFr
     if len(name) > 30:
         name = (crs.to_dict().get("proj") or "custom CRS") if hasattr(crs, "to_dict") else "custom CRS"
     if crs.is_geographic:
-        return MapFrame((left, right, bottom, top), True, 111_320.0, name)
+        return MapFrame((left, right, bottom, top), True, 111_320.0, name, e > 0)
     try:
         factor = crs.linear_units_factor[1]
     except Exception:  # noqa: BLE001 - a CRS without a linear unit: label in its own units
         factor = 1.0
-    return MapFrame((left, right, bottom, top), False, float(factor or 1.0), name)
+    return MapFrame((left, right, bottom, top), False, float(factor or 1.0), name, e > 0)
 
 
 def read_picture(dataset, band: int, max_pixels: int = MAX_PICTURE_PIXELS) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -203,7 +204,7 @@ def draw_map(
     if faded is not None:
         alpha = np.where(faded, fade, 1.0)
     image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                        extent=frame.extent, alpha=alpha, origin="upper")
+                        extent=frame.extent, alpha=alpha, origin="lower" if frame.rows_go_north else "upper")
     if frame.has_coordinates:
         _outline(axes, frame, region)
         if frame.geographic:
@@ -295,7 +296,9 @@ def footprint_rings(valid: np.ndarray, frame: MapFrame) -> list[np.ndarray]:
     padded = np.zeros((rows + 2, cols + 2))
     padded[1:-1, 1:-1] = filled
     xs = left + (np.arange(cols + 2) - 0.5) * (right - left) / cols
-    ys = top - (np.arange(rows + 2) - 0.5) * (top - bottom) / rows
+    step = (top - bottom) / rows
+    ys = bottom + (np.arange(rows + 2) - 0.5) * step if frame.rows_go_north else \
+        top - (np.arange(rows + 2) - 0.5) * step
     contour = Figure().add_subplot().contour(xs, ys, padded, levels=[0.5])
     smallest = 0.02 * (rows + cols)  # rings shorter than this many pixels are specks, not the footprint
     return [np.asarray(s) for s in contour.allsegs[0] if len(s) >= smallest]

@@ -552,7 +552,7 @@ def test_an_output_changed_behind_eetrends_back_is_written_again(emulator, compl
     path, study = complete
     trend = output_paths(study)["trend"]
     with rasterio.open(trend) as dataset:
-        shape = dataset.shape
+        shape = dataset.shape  # the emulator's rasters follow the study's region (issue 11)
     trend.write_bytes(trend.read_bytes()[:1000])  # a damaged output: "complete" would be a lie
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 0, result.output

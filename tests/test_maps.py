@@ -215,3 +215,37 @@ def test_region_outline_is_reprojected_and_widens_the_view_to_hold_it(tmp_path):
 
 def test_nice_lengths():
     assert [nice_length(v) for v in (0.9, 1, 3.7, 14, 999, 5001)] == [0.5, 1, 2, 10, 500, 5000]
+
+
+def test_a_south_up_grid_is_drawn_with_north_at_the_top(tmp_path):
+    from rasterio.transform import Affine
+
+    data = np.zeros((20, 30), dtype=np.float32)
+    data[0, :] = 1.0  # row 0 of a south-up grid is its southern edge
+    path = write_raster(tmp_path / "s.tif", data, transform=Affine(30, 0, 500_000, 0, 30, 4_000_000),
+                        descriptions=["slope"])
+    figure, axes = plt.subplots()
+    try:
+        drawn = draw_band(axes, path)
+        assert axes.get_ylim() == pytest.approx((4_000_000, 4_000_600))
+        assert drawn.image.origin == "lower"  # row 0 (the 1.0s) is drawn at the bottom, y = 4,000,000
+        assert drawn.image.get_extent() == pytest.approx([500_000, 500_900, 4_000_000, 4_000_600])
+    finally:
+        plt.close(figure)
+
+
+def test_the_footprint_outline_follows_the_edge_of_the_valid_pixels():
+    from pipeline.maps import footprint_rings, map_frame
+
+    valid = np.zeros((40, 60), dtype=bool)
+    valid[10:30, 5:50] = True
+    valid[15, 20] = False  # a hole inside: filled, not outlined
+    frame = map_frame((30, 0, 500_000, 0, -30, 5_000_000), 60, 40, "EPSG:32633")
+    rings = footprint_rings(valid, frame)
+    assert len(rings) == 1
+    xs, ys = rings[0][:, 0], rings[0][:, 1]
+    # The contour runs along the pixel edges, half a pixel either side of the 0.5 level: within 15 m of them.
+    assert xs.min() == pytest.approx(500_000 + 5 * 30, abs=15) and xs.max() == pytest.approx(500_000 + 50 * 30, abs=15)
+    assert ys.max() == pytest.approx(5_000_000 - 10 * 30, abs=15) and ys.min() == pytest.approx(5_000_000 - 30 * 30,
+                                                                                               abs=15)
+    assert footprint_rings(np.ones((40, 60), dtype=bool), frame) == []  # data everywhere: the frame is the outline

@@ -411,3 +411,15 @@ def test_urls_in_the_embedded_config_keep_only_their_host():
         assert secret not in redacted
     assert 'ntfy = "https://ntfy.sh/[hidden]"' in redacted and 'endpoint = "http://127.0.0.1:5555"' in redacted
     assert "webhook = 'https://[hidden]@hooks.example.org/[hidden]' # note" in redacted
+
+
+def test_a_study_that_has_not_been_fitted_is_told_to_run_first(tmp_path):
+    config = tmp_path / "alps.toml"
+    config.write_text('[study]\nname = "alps"\nyears = "2000..2005"\n[region]\nbbox = [10.8, 46.4, 11.0, 46.5]\n'
+                      'crs = "EPSG:32632"\n[earthengine]\nproject = "p"\nauth = "none"\n'
+                      'endpoint = "http://127.0.0.1:9"\n')
+    result = runner.invoke(app, ["report", str(config)])
+    assert result.exit_code == 1 and f"run the study first: eetrend run {config}" in result.output
+    mixed = runner.invoke(app, ["report", str(config), "--inputs", str(tmp_path)])
+    assert mixed.exit_code == 2 and "--inputs is for a trend file" in mixed.output
+    assert not list(tmp_path.rglob("*.html"))
