@@ -27,6 +27,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, UsageError
+from .landsat import Sensor, sensors_for_year
 from .years import parse_years
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -37,15 +38,6 @@ SHARD_SIZE = 256  # Earth Engine's default shardSize; fileDimensions must be a m
 MAX_PIXELS_LIMIT = 2**63 - 1  # maxPixels is an Int64Value
 LANDSAT_PIXEL = 30.0
 PREFIX_FIELDS = ("study", "index", "reducer", "year")
-
-
-class Sensor(str, Enum):
-    """Landsat Collection 2 Level 2 sensors, as users name them."""
-
-    TM = "TM"
-    ETM = "ETM+"
-    OLI = "OLI"
-    OLI2 = "OLI-2"
 
 
 class Index(str, Enum):
@@ -449,8 +441,6 @@ class Study:
 
     def output_settings(self, year: int) -> dict[str, Any]:
         """The settings that decide a year's exported pixels (used for the fingerprint and diffs)."""
-        from .recipes import sensors_for_year
-
         composite = self.config.composite.model_dump(mode="json")
         composite["sensors"] = [s.value for s in sensors_for_year(self.config.composite.sensors, year)]
         if not composite["count_band"]:

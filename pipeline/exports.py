@@ -303,7 +303,7 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
     """Submit one export per year that needs one (see the module docstring)."""
     if not (queue_wait >= 0 and math.isfinite(queue_wait)):
         raise UsageError(f"--queue-wait is {queue_wait}; give seconds to wait, 0 or more")
-    from .recipes import slc_off_years
+    from .landsat import slc_off_years
 
     report = ExportReport()
     with open_manifest(study) as manifest:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline import earthengine as ee_api
-from pipeline import recipes
+from pipeline import landsat, recipes
 
 # -- a tiny interpreter for the serialized per-scene function -----------------------------------
 
@@ -344,10 +344,10 @@ def test_years_covered_only_by_slc_off_landsat_7_are_named():
     from pipeline.config import Sensor
 
     every = list(Sensor)
-    assert recipes.slc_off_years(every, range(1995, 2016)) == [2012]
-    assert recipes.slc_off_years([Sensor.ETM], [2002, 2003, 2010]) == [2003, 2010]
-    assert recipes.slc_off_years([Sensor.ETM, Sensor.OLI], [2012, 2013]) == [2012]
-    assert recipes.slc_off_years([Sensor.TM, Sensor.OLI], range(1995, 2016)) == []
+    assert landsat.slc_off_years(every, range(1995, 2016)) == [2012]
+    assert landsat.slc_off_years([Sensor.ETM], [2002, 2003, 2010]) == [2003, 2010]
+    assert landsat.slc_off_years([Sensor.ETM, Sensor.OLI], [2012, 2013]) == [2012]
+    assert landsat.slc_off_years([Sensor.TM, Sensor.OLI], range(1995, 2016)) == []
 
 
 def test_count_band_counts_the_clear_scenes_of_the_index(connected):
