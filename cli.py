@@ -107,9 +107,9 @@ class IndexChoice(str, Enum):
 
 def _executor_options(executor: ExecutorChoice | str, scheduler: str | None, workers: int) -> dict:
     """Library keyword arguments for --executor/--scheduler/--workers."""
-    from pipeline.dask_executor import DaskSettings
+    from pipeline.engine.dask_executor import DaskSettings
+    from pipeline.engine.executors import resolve_workers
     from pipeline.errors import UsageError
-    from pipeline.executors import resolve_workers
 
     kind = getattr(executor, "value", executor)
     if scheduler and kind != "dask":
@@ -243,8 +243,8 @@ def sample(
 ) -> None:
     """Write synthetic annual NDVI rasters with a known trend in every pixel."""
     with _errors():
+        from pipeline.engine.sample import write_sample
         from pipeline.errors import UsageError
-        from pipeline.sample import write_sample
         from pipeline.years import format_years, parse_years
 
         try:
@@ -341,8 +341,8 @@ def trend(
     obs_mean, obs_slope (--count-band), p_fdr, trend_class_fdr (--fdr).
     """
     with _errors():
-        from pipeline.stack import parse_dtype_scale
-        from pipeline.trend import FitOptions, trend_rasters
+        from pipeline.engine.stack import parse_dtype_scale
+        from pipeline.engine.trend import FitOptions, trend_rasters
         from pipeline.years import format_years, parse_years
 
         _quiet_logs(quiet)
@@ -417,7 +417,7 @@ def index(
     nodata and a zero denominator give NaN.
     """
     with _errors():
-        from pipeline.bandmath import index_raster
+        from pipeline.engine.bandmath import index_raster
 
         _quiet_logs(quiet)
         bands = {"blue": blue, "red": red, "nir": nir, "swir1": swir1, "swir2": swir2}
@@ -458,7 +458,7 @@ def plot(
     """
     with _errors():
         from pipeline.errors import UsageError
-        from pipeline.plots import plot_raster, plot_rgb
+        from pipeline.reporting.plots import plot_raster, plot_rgb
 
         if rgb and band:
             raise UsageError("give --band or --rgb, not both")
@@ -495,9 +495,9 @@ def report(
     Every picture is embedded; the page needs no network access and runs no script.
     """
     with _errors():
+        from pipeline.engine.windows import parse_memory
         from pipeline.errors import UsageError
-        from pipeline.report import report_study, report_trend
-        from pipeline.windows import parse_memory
+        from pipeline.reporting.report import report_study, report_trend
 
         budget = parse_memory(memory_budget)
         if target.suffix.lower() == ".toml":
@@ -528,8 +528,8 @@ def plot_pixel_command(
 ) -> None:
     """Plot one pixel's yearly values with its OLS and Sen trend lines."""
     with _errors():
-        from pipeline.plots import plot_pixel
-        from pipeline.stack import parse_dtype_scale
+        from pipeline.engine.stack import parse_dtype_scale
+        from pipeline.reporting.plots import plot_pixel
         from pipeline.years import parse_years
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
@@ -568,7 +568,7 @@ def export(
     """
     with _errors():
         from pipeline.config import load_study
-        from pipeline.exports import export_study
+        from pipeline.earthengine.exports import export_study
         from pipeline.lock import waiting_for_lock
         from pipeline.years import parse_years
 
@@ -600,8 +600,8 @@ def status(
     """Show each year's export: state, progress, attempts, elapsed time and last error."""
     with _errors():
         from pipeline.config import load_study
-        from pipeline.exports import study_status
-        from pipeline.status_view import print_json, print_table, watch_with_progress
+        from pipeline.earthengine.exports import study_status
+        from pipeline.earthengine.status_view import print_json, print_table, watch_with_progress
 
         study = load_study(config)
         if watch and not cached:
@@ -623,7 +623,7 @@ def cancel(
     """Cancel the study's queued and running Earth Engine tasks."""
     with _errors():
         from pipeline.config import load_study
-        from pipeline.exports import cancel_study
+        from pipeline.earthengine.exports import cancel_study
         from pipeline.lock import waiting_for_lock
         from pipeline.years import format_years, parse_years
 
@@ -652,7 +652,7 @@ def download(
     """
     with _errors():
         from pipeline.config import load_study
-        from pipeline.downloads import download_study
+        from pipeline.earthengine.downloads import download_study
         from pipeline.lock import waiting_for_lock
 
         _quiet_logs(quiet)
@@ -679,7 +679,7 @@ def verify(config: ConfigArg) -> None:
     """
     with _errors():
         from pipeline.config import load_study
-        from pipeline.integrity import verify_study
+        from pipeline.earthengine.integrity import verify_study
 
         report = verify_study(load_study(config))
         for line in report.lines():
@@ -744,7 +744,7 @@ def run(
 
         from pipeline.config import load_study
         from pipeline.lock import waiting_for_lock
-        from pipeline.notify import notifying
+        from pipeline.reporting.notify import notifying
         from pipeline.run import run_study
 
         _quiet_logs(quiet)
@@ -793,8 +793,8 @@ def _log_file(path: Path | None):
     import logging
 
     from pipeline import signals
-    from pipeline.diskio import log_file_handler
     from pipeline.errors import EetrendError
+    from pipeline.files.diskio import log_file_handler
 
     handler = log_file_handler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -33,7 +33,7 @@ CHILD = r'''
 import resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
-from pipeline.formats import convert
+from pipeline.engine.formats import convert
 source, target, kind = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 started = time.perf_counter()
 convert(source, target, kind, overwrite=True)

@@ -72,9 +72,9 @@ def kernel_ratios(seed: Path, repeats: int, pixels: int = 200_000) -> dict[str, 
     """
     import time
 
-    from pipeline.kernels import fit_pixels
-    from pipeline.kernels.extras import Extras
-    from pipeline.stack import close_cached, open_stack
+    from pipeline.engine.kernels import fit_pixels
+    from pipeline.engine.kernels.extras import Extras
+    from pipeline.engine.stack import close_cached, open_stack
 
     stack = open_stack(seed)
     values = stack.read()[:, :pixels]

@@ -38,9 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.kernels import fit_pixels  # noqa: E402
-from pipeline.sample import write_sample  # noqa: E402
-from pipeline.stack import close_cached, open_stack  # noqa: E402
+from pipeline.engine.kernels import fit_pixels  # noqa: E402
+from pipeline.engine.sample import write_sample  # noqa: E402
+from pipeline.engine.stack import close_cached, open_stack  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> tuple[float, list[float]]:
@@ -180,7 +180,7 @@ def main() -> None:
     report["seed_pool_s"] = seed_pooled
 
     imports, _ = median_time(
-        lambda: run_process([sys.executable, "-c", "import cli, pipeline.trend, scipy.special"]), args.repeats
+        lambda: run_process([sys.executable, "-c", "import cli, pipeline.engine.trend, scipy.special"]), args.repeats
     )
     out = args.work / "trend.tif"
     ols_cmd = eetrend_command("trend", str(folder), "-o", str(out), "--overwrite", "-q")
@@ -194,7 +194,7 @@ def main() -> None:
     in_memory, _ = median_time(lambda: fit_pixels(values, years), args.repeats)
     read_once, _ = median_time(lambda: (open_stack(folder).read(), close_cached()), args.repeats)
 
-    from pipeline.trend import FitOptions, trend_rasters
+    from pipeline.engine.trend import FitOptions, trend_rasters
 
     run = trend_rasters(folder, out, overwrite=True, options=FitOptions())
     report.update(

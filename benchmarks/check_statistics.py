@@ -29,8 +29,8 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.stack import close_cached, open_stack  # noqa: E402
-from pipeline.trend import FitOptions, trend_rasters  # noqa: E402
+from pipeline.engine.stack import close_cached, open_stack  # noqa: E402
+from pipeline.engine.trend import FitOptions, trend_rasters  # noqa: E402
 from pipeline.years import parse_years  # noqa: E402
 
 TESTS = {

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .earthengine.landsat import Sensor, sensors_for_year
 from .errors import ConfigError, UsageError
-from .landsat import Sensor, sensors_for_year
 from .years import parse_years
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -281,7 +281,7 @@ class DaskSection(_Section):
         if self.scheduler and self.slurm is not None:
             raise ValueError("give scheduler or [dask.slurm], not both")
         if self.scheduler:
-            from .dask_executor import check_scheduler_address
+            from .engine.dask_executor import check_scheduler_address
 
             try:
                 check_scheduler_address(self.scheduler)
@@ -290,8 +290,8 @@ class DaskSection(_Section):
         return self
 
     def settings(self):
-        from .dask_executor import DaskSettings, SlurmSettings
-        from .executors import resolve_workers
+        from .engine.dask_executor import DaskSettings, SlurmSettings
+        from .engine.executors import resolve_workers
 
         slurm = SlurmSettings(**self.slurm.model_dump()) if self.slurm is not None else None
         return DaskSettings(scheduler=self.scheduler, workers=resolve_workers(self.workers), slurm=slurm)
@@ -507,7 +507,7 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
 
 def _check_region_and_paths(study: Study, source: Path) -> None:
     """Local checks before any request: CRS, bbox, GeoJSON (geometry_checks) and the study's folders."""
-    from .diskio import check_folder_path
+    from .files.diskio import check_folder_path
     from .geometry_checks import check_region
 
     try:

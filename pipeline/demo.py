@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import load_study
-from .diskio import check_folder_path, ensure_folder
 from .emulator import Emulator, RasterFactory
 from .errors import UsageError
+from .files.diskio import check_folder_path, ensure_folder
 from .run import RunResult, run_study
 
 MARKER = ".eetrend-demo"

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from . import manifest as m
 from .config import Study, fingerprint
-from .diskio import STATE_ROOM, ensure_folder
-from .downloads import DownloadReport, Progress, download_study
-from .exports import ExportReport, export_study, open_manifest
-from .leftovers import remove_stale_temporaries
+from .earthengine import manifest as m
+from .earthengine.downloads import DownloadReport, Progress, download_study
+from .earthengine.exports import ExportReport, export_study, open_manifest
+from .files.diskio import STATE_ROOM, ensure_folder
+from .files.leftovers import remove_stale_temporaries
+from .files.outputs import replaced_when_done
 from .lock import StudyLock
-from .outputs import replaced_when_done
 from .years import format_years
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _write_html(study: Study, result: RunResult) -> None:
     A failure is a line in the run's output, never a reason to fail a finished run: the
     trend and the JSON report are complete, the page is a view of them.
     """
-    from .report import report_study, study_html
+    from .reporting.report import report_study, study_html
 
     path = study_html(study)
     if not result.fitted and path.exists():
@@ -205,10 +205,10 @@ def year_pattern(study: Study) -> str:
 
 def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
          fit_progress: Callable[[int, int], None] | None) -> tuple[dict[str, float], dict[str, Any]]:
-    from .formats import require_format
-    from .plots import plot_raster
-    from .statistics import report
-    from .trend import FitOptions, trend_rasters
+    from .engine.formats import require_format
+    from .engine.statistics import report
+    from .engine.trend import FitOptions, trend_rasters
+    from .reporting.plots import plot_raster
 
     trend = study.config.trend
     require_format(trend.format)
@@ -225,7 +225,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                         dask=study.config.dask.settings() if study.config.dask is not None else None,
                         format="cog" if trend.format == "cog" else "gtiff")
     if trend.format in ("netcdf", "zarr"):
-        from .formats import convert
+        from .engine.formats import convert
 
         convert(outputs["trend"], outputs[trend.format], trend.format, overwrite=True)
     index = study.config.composite.index.value

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import earthengine as ee_api
+from pipeline.earthengine import client as ee_api
+from pipeline.earthengine.exports import export_study
 from pipeline.errors import AuthError
-from pipeline.exports import export_study
 
 runner = CliRunner()
 REFRESH_TOKEN = "1//0secret-refresh-token-do-not-print"

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.sample import write_sample
+from pipeline.engine.sample import write_sample
 from tests.conftest import study_toml, write_raster
 
 runner = CliRunner()

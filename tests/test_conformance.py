@@ -18,9 +18,9 @@ import urllib.request
 import ee
 import pytest
 
-from pipeline import earthengine as ee_api
+from pipeline.earthengine import client as ee_api
+from pipeline.earthengine.exports import cancel_study, export_study
 from pipeline.emulator.conformance import check
-from pipeline.exports import cancel_study, export_study
 from pipeline.run import run_study
 
 
@@ -119,7 +119,7 @@ def session(make_study):
 
 
 def _config(study, **extra):
-    from pipeline.recipes import annual_composite
+    from pipeline.earthengine.recipes import annual_composite
 
     options = dict(description="eetrend_x_2000", folder="f", fileNamePrefix="x_2000", crs="EPSG:32632",
                    region=ee.Geometry.Rectangle([10, 46, 10.01, 46.01]), scale=30)

@@ -10,10 +10,10 @@ import rasterio
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.dask_executor import DaskSettings, SlurmSettings, slurm_job_options
+from pipeline.engine.dask_executor import DaskSettings, SlurmSettings, slurm_job_options
+from pipeline.engine.sample import write_sample
+from pipeline.engine.trend import FitOptions, trend_rasters
 from pipeline.errors import MissingExtraError
-from pipeline.sample import write_sample
-from pipeline.trend import FitOptions, trend_rasters
 from tests.conftest import SHARED_DATA
 
 runner = CliRunner()

@@ -11,12 +11,12 @@ import rasterio
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import manifest as m
-from pipeline.downloads import download_study
-from pipeline.exports import export_study
-from pipeline.manifest import Manifest
-from pipeline.remote import belongs_to, is_safe_name
-from pipeline.sample import sample_layer
+from pipeline.earthengine import manifest as m
+from pipeline.earthengine.downloads import download_study
+from pipeline.earthengine.exports import export_study
+from pipeline.earthengine.manifest import Manifest
+from pipeline.earthengine.remote import belongs_to, is_safe_name
+from pipeline.engine.sample import sample_layer
 
 runner = CliRunner()
 
@@ -226,7 +226,7 @@ def test_only_names_of_the_export_belong_to_it():
 
 def test_without_a_folder_id_every_folder_of_the_name_is_searched(emulator, finished):
     path, study = finished(years="2000..2001")
-    from pipeline.exports import study_status
+    from pipeline.earthengine.exports import study_status
 
     assert {r.state for r in study_status(study)} == {m.COMPLETED}
     # A second folder of the same name holds one of the years and a file of another name.

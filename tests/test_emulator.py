@@ -5,7 +5,7 @@ from __future__ import annotations
 import ee
 import pytest
 
-from pipeline import earthengine as ee_api
+from pipeline.earthengine import client as ee_api
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def session(make_study):
 
 
 def _export(study, year, request_id):
-    from pipeline.recipes import annual_composite
+    from pipeline.earthengine.recipes import annual_composite
 
     return ee_api.export_image(study, year, annual_composite(study, year), request_id)
 
@@ -108,7 +108,7 @@ def test_queue_limit_answers_too_many_tasks(emulator, session, http_sleeps):
 
 
 def test_an_invalid_description_is_refused_with_400(emulator, session):
-    from pipeline.recipes import annual_composite
+    from pipeline.earthengine.recipes import annual_composite
 
     task = ee.batch.Export.image.toDrive(annual_composite(session, 2000), description="bad name!", folder="f",
                                          scale=30, region=ee.Geometry.Rectangle([10, 46, 10.1, 46.1]))

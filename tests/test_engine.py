@@ -8,8 +8,8 @@ import rasterio
 
 import pipeline
 from pipeline import FitOptions, fit, trend_rasters
+from pipeline.engine.sample import write_sample
 from pipeline.errors import InputError, OutputExistsError
-from pipeline.sample import write_sample
 
 from .conftest import write_raster
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import manifest as m
+from pipeline.earthengine import manifest as m
+from pipeline.earthengine.exports import export_study, study_status
+from pipeline.earthengine.manifest import Manifest
 from pipeline.errors import ConfigChangedError, UsageError
-from pipeline.exports import export_study, study_status
-from pipeline.manifest import Manifest
 
 runner = CliRunner()
 YEARS = list(range(1995, 2016))
@@ -208,7 +208,7 @@ def test_status_json_and_table(emulator, make_study):
 
 
 def test_watch_polls_until_every_task_has_ended(emulator, make_study):
-    from pipeline.status_view import watch_with_progress
+    from pipeline.earthengine.status_view import watch_with_progress
 
     path, study = make_study(years="2000..2003")
     export_study(study)
@@ -217,7 +217,7 @@ def test_watch_polls_until_every_task_has_ended(emulator, make_study):
     def sleep(seconds):
         emulator.clock.advance(seconds)
 
-    from pipeline.exports import watch
+    from pipeline.earthengine.exports import watch
 
     rows = watch(study, lambda rows: progress_seen.append([r.progress for r in rows]), interval=10, sleep=sleep)
     assert all(r.state == m.COMPLETED for r in rows)

@@ -24,8 +24,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.diskio import verify_geotiff
-from pipeline.sample import write_sample
+from pipeline.engine.sample import write_sample
+from pipeline.files.diskio import verify_geotiff
 from tests.conftest import write_raster
 
 runner = CliRunner()
@@ -201,7 +201,7 @@ def _split_years(tmp_path) -> tuple[Path, Path]:
     """Three years, each a VRT over two split tiles in parts/; returns (the VRT folder, the tiles folder)."""
     from rasterio.transform import from_origin
 
-    from pipeline.mosaic import write_vrt
+    from pipeline.engine.mosaic import write_vrt
 
     folder = tmp_path / "years"
     folder.mkdir()
@@ -345,10 +345,10 @@ def test_an_unreadable_input_is_named(stack, tmp_path, monkeypatch):
     if os.geteuid() == 0:
         # root reads any file, and this interpreter lives under /root where nobody may not run it:
         # as a last resort, answer os.access as it would for an unprivileged user.
-        import pipeline.stack
+        import pipeline.engine.stack
 
         real = os.access
-        monkeypatch.setattr(pipeline.stack.os, "access",
+        monkeypatch.setattr(pipeline.engine.stack.os, "access",
                             lambda path, mode, **kw: False if Path(path) == victim else real(path, mode, **kw))
     try:
         result = _invoke("trend", stack, "-o", tmp_path / "t.tif")
@@ -362,7 +362,7 @@ def test_an_unreadable_input_is_named(stack, tmp_path, monkeypatch):
 @pytest.mark.parametrize("small_disk", ["2m"], indirect=True)
 def test_download_on_a_full_disk_stops_cleanly_and_resumes(emulator, tmp_path, small_disk):
     from pipeline.config import load_study
-    from pipeline.exports import export_study, open_manifest
+    from pipeline.earthengine.exports import export_study, open_manifest
     from tests.conftest import study_toml
 
     config = tmp_path / "study.toml"

@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import manifest as m
+from pipeline.earthengine import manifest as m
 from pipeline.run import output_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def md5(path: Path) -> str:
 @pytest.fixture(scope="module")
 def rasters(tmp_path_factory) -> Path:
     """21 years of 640x640 pixels: a Sen + OLS fit over 2 workers lasts several seconds (the tests stop it early)."""
-    from pipeline.sample import write_sample
+    from pipeline.engine.sample import write_sample
 
     folder = tmp_path_factory.mktemp("rasters")
     write_sample(folder, rows=640, cols=640, seed=1)
@@ -149,7 +149,7 @@ def test_dask_local_cluster_workers_end_with_their_parent(rasters, tmp_path, sig
 @pytest.fixture
 def done_remotely(emulator, make_study):
     """A 4-year study whose exports all finished in the emulator, downloads slowed to 0.4 s a file."""
-    from pipeline.exports import export_study
+    from pipeline.earthengine.exports import export_study
 
     path, study = make_study(years="2000..2003", extra='[trend]\nmethod = "ols"')
     export_study(study)
@@ -216,9 +216,9 @@ def test_a_second_command_on_a_busy_study_exits_3_naming_the_holder_or_waits_for
 
 def test_two_writers_of_one_partial_download_cannot_double_it(emulator, done_remotely):
     """The reported bug: a second download appended to the same partial and renamed the doubled file."""
-    from pipeline import earthengine as ee_api
-    from pipeline.downloads import DownloadError, fetch_file
-    from pipeline.remote import open_store
+    from pipeline.earthengine import client as ee_api
+    from pipeline.earthengine.downloads import DownloadError, fetch_file
+    from pipeline.earthengine.remote import open_store
 
     _path, study = done_remotely
     emulator.drive.media.delay = 0.05
@@ -320,7 +320,7 @@ def test_a_truncated_file_is_noticed_by_its_size(emulator, complete):
 
 
 def test_an_untouched_study_is_checked_by_size_and_mtime_without_reading_files(emulator, complete, monkeypatch):
-    import pipeline.integrity as integrity
+    import pipeline.earthengine.integrity as integrity
 
     path, study = complete
 
@@ -437,7 +437,7 @@ def test_a_run_removes_what_dead_processes_left_in_outputs_and_downloads_and_kee
 
 
 def test_a_temporary_whose_pid_was_reused_by_a_younger_process_is_stale(tmp_path):
-    from pipeline.leftovers import stale_temporaries
+    from pipeline.files.leftovers import stale_temporaries
 
     younger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

@@ -12,9 +12,9 @@ from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.fdr import adjust, apply_fdr
-from pipeline.outputs import RasterWriter
-from pipeline.sample import sample_grid, write_sample
+from pipeline.engine.fdr import adjust, apply_fdr
+from pipeline.engine.sample import sample_grid, write_sample
+from pipeline.files.outputs import RasterWriter
 
 runner = CliRunner()
 

@@ -21,13 +21,13 @@ from rasterio.warp import transform as warp_transform
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import earthengine as ee_api
-from pipeline import manifest as m
 from pipeline.config import load_study
-from pipeline.downloads import download_study
+from pipeline.earthengine import client as ee_api
+from pipeline.earthengine import manifest as m
+from pipeline.earthengine.downloads import download_study
+from pipeline.earthengine.exports import export_study
+from pipeline.earthengine.manifest import Manifest
 from pipeline.errors import AuthError, ConfigError
-from pipeline.exports import export_study
-from pipeline.manifest import Manifest
 from pipeline.run import output_paths, run_study
 
 runner = CliRunner()
@@ -88,7 +88,7 @@ def test_an_export_that_forgets_to_declare_no_data_is_caught_by_the_fit(emulator
 def test_the_emulator_writes_masked_pixels_as_zero_when_nothing_is_declared(emulator, make_study):
     path, study = make_study(years="2000..2001")
     ee_api.connect(study)
-    from pipeline.recipes import annual_composite, region
+    from pipeline.earthengine.recipes import annual_composite, region
 
     task = ee.batch.Export.image.toDrive(annual_composite(study, 2000), description="plain_2000",
                                          fileNamePrefix="plain_2000", region=region(study), crs="EPSG:32632",
@@ -177,7 +177,7 @@ def test_cloud_storage_keeps_a_slash_as_a_path(emulator, make_study):
 def test_the_emulator_refuses_what_earth_engine_refuses(emulator, make_study, change, expected):
     path, study = make_study(years="2000..2001")
     ee_api.connect(study)
-    from pipeline.recipes import annual_composite
+    from pipeline.earthengine.recipes import annual_composite
 
     task = ee.batch.Export.image.toDrive(annual_composite(study, 2000), description="d_2000", fileNamePrefix="p",
                                          scale=30, region=ee.Geometry.Rectangle([10, 46, 10.01, 46.01]))
@@ -272,7 +272,7 @@ def test_drive_answers_only_the_fields_asked_for(emulator, make_study):
 
 
 def _drive_service(study, credentials=None):
-    from pipeline.remote import build_service
+    from pipeline.earthengine.remote import build_service
 
     return build_service(study, credentials or ee_api.load_credentials(study), "drive", "v3")
 
@@ -313,7 +313,7 @@ def test_the_stored_quota_project_bills_drive_and_storage_calls(emulator, make_s
 
 def test_drive_refusing_credentials_without_a_quota_project_says_which_api_to_enable(emulator, make_study,
                                                                                       monkeypatch):
-    import pipeline.remote as remote
+    import pipeline.earthengine.remote as remote
 
     path, study = make_study(years="2000..2001")
     export_study(study)

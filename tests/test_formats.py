@@ -13,10 +13,10 @@ from rasterio.transform import xy
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import formats
+from pipeline.engine import formats
+from pipeline.engine.sample import write_sample
+from pipeline.engine.trend import FitOptions, trend_rasters
 from pipeline.errors import EetrendError
-from pipeline.sample import write_sample
-from pipeline.trend import FitOptions, trend_rasters
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("rioxarray")

@@ -10,7 +10,7 @@ import rasterio
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.bandmath import index_raster
+from pipeline.engine.bandmath import index_raster
 from pipeline.errors import UsageError
 from tests.conftest import SHARED_DATA, write_raster
 

@@ -16,9 +16,9 @@ from rasterio.transform import from_origin
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.maps import bbox_geometry, metres_per_degree_longitude, nice_length, region_rings
-from pipeline.plots import draw_band
-from pipeline.sample import write_sample
+from pipeline.engine.sample import write_sample
+from pipeline.reporting.maps import bbox_geometry, metres_per_degree_longitude, nice_length, region_rings
+from pipeline.reporting.plots import draw_band
 from tests.conftest import write_raster
 
 runner = CliRunner()
@@ -235,7 +235,7 @@ def test_a_south_up_grid_is_drawn_with_north_at_the_top(tmp_path):
 
 
 def test_the_footprint_outline_follows_the_edge_of_the_valid_pixels():
-    from pipeline.maps import footprint_rings, map_frame
+    from pipeline.reporting.maps import footprint_rings, map_frame
 
     valid = np.zeros((40, 60), dtype=bool)
     valid[10:30, 5:50] = True

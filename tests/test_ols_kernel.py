@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from pipeline import fit
-from pipeline.kernels import ols
+from pipeline.engine.kernels import ols
 
 OLS_FIELDS = {
     "slope": "slope",

@@ -9,7 +9,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.sample import write_sample
+from pipeline.engine.sample import write_sample
 from tests.conftest import SHARED_DATA, write_raster
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import earthengine as ee_api
-from pipeline import landsat, recipes
+from pipeline.earthengine import client as ee_api
+from pipeline.earthengine import landsat, recipes
 
 # -- a tiny interpreter for the serialized per-scene function -----------------------------------
 

@@ -18,10 +18,10 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.areas import row_areas
-from pipeline.regional import regional_series
-from pipeline.sample import write_sample
-from pipeline.stack import open_stack
+from pipeline.engine.sample import write_sample
+from pipeline.engine.stack import open_stack
+from pipeline.reporting.areas import row_areas
+from pipeline.reporting.regional import regional_series
 from tests.conftest import write_raster
 
 runner = CliRunner()
@@ -251,8 +251,8 @@ def test_clear_observation_counts_are_read_from_a_count_band(tmp_path):
         write_raster(folder / f"ndvi_{year}.tif", np.stack([ndvi, count]), descriptions=["ndvi", "clear_count"])
     trend = tmp_path / "t.tif"
     assert runner.invoke(app, ["trend", str(folder), "-o", str(trend), "-q"]).exit_code == 0
-    from pipeline.lineage import layers_from_tags, stack_from_layers
-    from pipeline.regional import count_series
+    from pipeline.engine.lineage import layers_from_tags, stack_from_layers
+    from pipeline.reporting.regional import count_series
 
     with rasterio.open(trend) as dataset:
         stack = stack_from_layers(layers_from_tags(dataset.tags(), trend))
@@ -328,7 +328,7 @@ def test_the_demo_report_shows_the_map_the_area_table_and_the_regional_series_in
 
 
 def test_run_redraws_a_missing_report_without_refitting_and_a_failed_page_never_fails_the_run(demo, monkeypatch):
-    import pipeline.report
+    import pipeline.reporting.report
     from pipeline.config import load_study
     from pipeline.run import run_study
 
@@ -341,7 +341,7 @@ def test_run_redraws_a_missing_report_without_refitting_and_a_failed_page_never_
         raise RuntimeError("the page could not be drawn")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline.report, "report_study", broken)
+        patch.setattr(pipeline.reporting.report, "report_study", broken)
         failed = run_study(load_study(folder / "demo.toml"))  # a finished study: no request to Earth Engine at all
     assert failed.exit_code == 0 and not html.exists() and "html" not in failed.outputs
     assert any("could not write the HTML report (the page could not be drawn)" in line for line in failed.lines)
@@ -357,7 +357,7 @@ def test_run_redraws_a_missing_report_without_refitting_and_a_failed_page_never_
 def test_a_study_region_from_geojson_or_bbox_is_outlined_or_said_to_miss_the_raster(trend_file, tmp_path):
     from types import SimpleNamespace
 
-    from pipeline.report import _study_region
+    from pipeline.reporting.report import _study_region
 
     pyproj = pytest.importorskip("pyproj")
     _, trend = trend_file
@@ -386,8 +386,8 @@ def test_a_study_region_from_geojson_or_bbox_is_outlined_or_said_to_miss_the_ras
 
 
 def test_the_reproducing_command_replays_the_options_the_trend_file_records(tmp_path):
-    from pipeline.report import _trend_command
-    from pipeline.stack import Layer
+    from pipeline.engine.stack import Layer
+    from pipeline.reporting.report import _trend_command
 
     tags = {"method": "both", "years": "2001,2002,2003,2005", "min_years": "3", "alpha": "0.05",
             "mk_test": "hamed-rao: Hamed and Rao (1998)", "fdr_method": "fdr_by (Benjamini-Yekutieli 2001)",
@@ -402,7 +402,7 @@ def test_the_reproducing_command_replays_the_options_the_trend_file_records(tmp_
 
 
 def test_urls_in_the_embedded_config_keep_only_their_host():
-    from pipeline.report import redact_urls
+    from pipeline.reporting.report import redact_urls
 
     text = ('ntfy = "https://ntfy.sh/alps-8d2f1c"\nendpoint = "http://127.0.0.1:5555"\n'
             "webhook = 'https://bot:s3cret@hooks.example.org/T0/B1/xyz?token=abc' # note\n")

@@ -83,7 +83,7 @@ def test_the_trend_output_recovers_the_known_slopes(emulator, make_study):
 
 
 def test_a_run_killed_during_download_completes_when_run_again(emulator, study4, monkeypatch):
-    import pipeline.downloads as downloads
+    import pipeline.earthengine.downloads as downloads
 
     path, study = study4
     _run(path)

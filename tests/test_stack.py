@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from rasterio.transform import from_origin
 
+from pipeline.engine.stack import open_stack
 from pipeline.errors import GridMismatchError, InputError, UsageError, YearError
-from pipeline.stack import open_stack
 from pipeline.years import compile_year_pattern, format_years, parse_years, year_from_text
 
 from .conftest import write_raster

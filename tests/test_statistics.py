@@ -260,7 +260,7 @@ def test_plot_pixel_draws_the_counts_under_the_series(tmp_path) -> None:
     import matplotlib.image
 
     from pipeline.emulator.rasters import RasterFactory
-    from pipeline.plots import plot_pixel
+    from pipeline.reporting.plots import plot_pixel
 
     for year in range(2000, 2010):
         factory = RasterFactory()

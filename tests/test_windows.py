@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.engine.windows import parse_memory, plan_windows
 from pipeline.errors import UsageError
-from pipeline.windows import parse_memory, plan_windows
 
 
 def _coverage(windows, height, width) -> np.ndarray:

@@ -9,9 +9,9 @@ from rasterio.transform import from_origin, xy
 from scipy import stats
 
 import pipeline
+from pipeline.engine.sample import write_sample
+from pipeline.engine.trend import FitOptions, trend_rasters
 from pipeline.errors import UsageError
-from pipeline.sample import write_sample
-from pipeline.trend import FitOptions, trend_rasters
 
 xr = pytest.importorskip("xarray")
 rioxarray = pytest.importorskip("rioxarray")

@@ -1,6 +1,6 @@
 """What a finished export holds in the emulator: synthetic annual GeoTIFFs with a known trend.
 
-The pixels come from :mod:`pipeline.sample` (a smooth field of slopes plus noise and
+The pixels come from :mod:`pipeline.engine.sample` (a smooth field of slopes plus noise and
 missing values, the "clouds"), on the grid the export asks for: its CRS, transform and
 size follow the request's region and ``scale`` or ``crsTransform``
 (:func:`.expression.export_grid`). Masked pixels are written the way Earth Engine
@@ -23,7 +23,7 @@ import rasterio
 from rasterio import Affine
 from rasterio.io import MemoryFile
 
-from ..sample import SampleTruth, sample_layer, sample_truth
+from ..engine.sample import SampleTruth, sample_layer, sample_truth
 from .expression import ExportGrid
 
 ORIGIN = (500_000.0, 5_000_000.0)

@@ -1,0 +1,93 @@
+"""How ``eetrend status`` shows a study: a table, JSON for scripts, or live progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+from ..config import Study
+from . import manifest as m
+from .client import permanent_fix
+from .exports import watch
+from .manifest import YearRecord
+
+_STYLES = {m.COMPLETED: "green", m.FAILED: "red", m.RUNNING: "cyan", m.READY: "blue", m.CANCELLED: "yellow"}
+
+
+def format_elapsed(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def error_text(record: YearRecord) -> str:
+    message = record.last_error
+    if not message:
+        return ""
+    fix = permanent_fix(message)
+    return f"{message} (fix: {fix})" if fix else message
+
+
+def print_table(study: Study, rows: list[YearRecord], file=None) -> None:
+    """A table of years; colour only on a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout, soft_wrap=False)
+    table = Table(title=f"study {study.name}: {len(rows)} years", title_justify="left")
+    for name, justify in (("year", "right"), ("state", "left"), ("progress", "right"), ("attempts", "right"),
+                          ("elapsed", "right"), ("task", "left"), ("last error", "left")):
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name != "last error")
+    for record in rows:
+        style = _STYLES.get(record.state, "")
+        table.add_row(
+            str(record.year),
+            f"[{style}]{record.state}[/]" if style else record.state,
+            f"{record.progress:.0%}" if record.state in (m.RUNNING, m.COMPLETED) else "-",
+            str(record.attempts),
+            format_elapsed(record.elapsed_seconds()),
+            record.task_id or "-",
+            error_text(record),
+        )
+    console.print(table)
+    counts: dict[str, int] = {}
+    for record in rows:
+        counts[record.state] = counts.get(record.state, 0) + 1
+    console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
+
+
+def print_json(study: Study, rows: list[YearRecord], file=None) -> None:
+    payload = {"study": study.name, "years": [record.as_json() for record in rows]}
+    for item, record in zip(payload["years"], rows, strict=True):
+        item["fix"] = permanent_fix(record.last_error) if record.last_error else None
+    json.dump(payload, file or sys.stdout, indent=2)
+    (file or sys.stdout).write("\n")
+
+
+def watch_with_progress(study: Study, *, interval: float, show: bool,
+                        sleep: Callable[[float], None] | None = None) -> list[YearRecord]:
+    """Poll until every task has ended; one progress bar per live task on a terminal."""
+    import time
+
+    if not show:
+        return watch(study, lambda rows: None, interval=interval, sleep=sleep or time.sleep)
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  transient=False) as progress:
+        bars: dict[int, int] = {}
+
+        def update(rows: list[YearRecord]) -> None:
+            for record in rows:
+                if record.state not in (*m.ACTIVE, m.COMPLETED, m.FAILED, m.CANCELLED) or not record.task:
+                    continue
+                if record.year not in bars:
+                    bars[record.year] = progress.add_task(f"{record.year} {record.state}", total=1.0)
+                progress.update(bars[record.year], completed=record.progress,
+                                description=f"{record.year} {record.state:<16}")
+
+        return watch(study, update, interval=interval, sleep=sleep or time.sleep)

@@ -1,0 +1,122 @@
+"""Running window tasks: in-process, over a process pool, or on a Dask cluster.
+
+Every executor takes a module-level function and small picklable arguments and
+yields results as they finish, so the single writer in the parent process can
+store each block while the workers fit the next ones.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .dask_executor import DaskSettings
+
+EXECUTORS = ("process", "thread", "dask")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | None) -> int:
+    if workers is None or workers == 0:
+        return default_workers()
+    if workers < 0:
+        raise UsageError(f"--workers is {workers}; give a positive number, or 0 for one per core")
+    return workers
+
+
+def _ignore_sigint(parent: int | None = None) -> None:
+    # Ctrl-C, SIGTERM and SIGHUP go to the whole process group; the parent alone decides what
+    # to stop. A worker dies with its parent, even one killed with SIGKILL (no orphans).
+    from ..signals import worker_init
+
+    worker_init(parent if parent is not None else os.getppid())
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork shares the parent's imported modules, so workers start at once; it is
+    # safe here because the parent holds no open datasets or threads at that point.
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def map_unordered(
+    fn: Callable[..., R],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    workers: int = 1,
+    max_pending: int | None = None,
+    threads: bool = False,
+) -> Iterator[R]:
+    """Call ``fn(*item)`` for every item and yield the results in completion order.
+
+    ``workers == 1`` runs in this process (no pickling, easy debugging). ``threads``
+    uses a thread pool instead of processes: right for work that spends its time in
+    GDAL reads and large numpy operations, which release the GIL, and whose results
+    would otherwise be pickled back to the parent. At most ``max_pending`` tasks
+    (default: three per worker) are in flight, which bounds the finished blocks
+    waiting in memory for the writer.
+    """
+    if workers <= 1:
+        for item in items:
+            yield fn(*item)
+        return
+    if threads:
+        pool: ThreadPoolExecutor | ProcessPoolExecutor = ThreadPoolExecutor(max_workers=workers)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint,
+                                   initargs=(os.getpid(),))
+    limit = max_pending or workers * 3
+    queue = iter(items)
+    pending: set[Future[R]] = set()
+    try:
+        for item in queue:
+            pending.add(pool.submit(fn, *item))
+            if len(pending) >= limit:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()  # re-raises a worker's error here
+                for item in queue:
+                    pending.add(pool.submit(fn, *item))
+                    break
+                yield result
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def task_runner(executor: str, workers: int, dask: DaskSettings | None = None) -> Iterator[Callable[..., Iterator]]:
+    """A ``map_unordered``-like function for the chosen executor ("process", "thread" or "dask")."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if executor in ("process", "thread"):
+        yield lambda fn, items: map_unordered(fn, items, workers=workers, threads=executor == "thread")
+        return
+    from .dask_executor import DaskSettings, dask_client, dask_map_unordered
+
+    settings = dask or DaskSettings(workers=workers)
+    with dask_client(settings) as client:
+        slots = sum(client.nthreads().values()) if settings.scheduler else settings.workers
+        yield lambda fn, items: dask_map_unordered(client, fn, items, max_pending=max(slots, 1) * 3)

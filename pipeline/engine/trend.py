@@ -1,0 +1,258 @@
+"""The trend engine: annual rasters in, one trend GeoTIFF out, window by window.
+
+The parent process checks the inputs, plans windows under the memory budget,
+hands (stack, window) pairs to the workers, and is the only writer. Workers open
+the files themselves and read only their window.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from .. import __version__
+from ..errors import UsageError
+from ..files.outputs import RasterWriter, check_output, temporary_path
+from .coverage import check_count_band, read_counts
+from .dask_executor import DaskSettings
+from .executors import resolve_workers, task_runner
+from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
+from .kernels.extras import Extras
+from .stack import Stack, close_cached, open_stack
+from .statistics import check_options, extra_bytes_per_pixel, finish_fdr, option_tags
+from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How each pixel is fitted; validated once, then shipped to the workers."""
+
+    method: Method = Method.ols
+    min_years: int = 3
+    confidence: float = 0.95
+    alpha: float = 0.05
+    mk_test: str = "original"
+    changepoint: str | None = None
+    fdr: str | None = None
+    fdr_q: float = 0.05
+    min_fraction: float = 0.0
+    edge_years: int | None = None
+    count_band: int | None = None
+    min_count: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", Method(self.method))
+        check_options(self)
+        if self.min_years < 2:
+            raise UsageError(f"--min-years is {self.min_years}; a trend needs at least 2 years")
+        if not 0.0 < self.confidence < 1.0:
+            raise UsageError(f"--confidence is {self.confidence}; give a level between 0 and 1, e.g. 0.95")
+        if not 0.0 < self.alpha < 1.0:
+            raise UsageError(f"--alpha is {self.alpha}; give a significance level between 0 and 1, e.g. 0.05")
+
+    @property
+    def extras(self) -> Extras:
+        return Extras(mk_test=self.mk_test, changepoint=self.changepoint, min_fraction=self.min_fraction,
+                      edge_years=self.edge_years, counts=self.count_band is not None, min_count=self.min_count)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The bands of the fit (``p_fdr`` and ``trend_class_fdr`` follow with ``fdr``)."""
+        return band_names(self.method) + self.extras.bands()
+
+    def tags(self, years: Sequence[int], units: str) -> dict[str, str]:
+        tags = {
+            "eetrend_version": __version__,
+            "method": self.method.value,
+            "years": ",".join(str(y) for y in years),
+            "min_years": str(self.min_years),
+            "alpha": str(self.alpha),
+            "units": f"{units or 'input units'} per year",
+            "x": "calendar year (gaps between years are real gaps)",
+            "trend_class": "+1 significant increase, -1 significant decrease, 0 none (p < alpha), NaN not fitted",
+        }
+        if self.method is not Method.ols:
+            tags["confidence"] = str(self.confidence)
+            tags["sen_intercept"] = "median(y) - sen_slope * median(year), over the valid years"
+        tags.update(option_tags(self))
+        return tags
+
+
+@dataclass
+class WindowResult:
+    window: Window
+    bands: dict[str, np.ndarray]
+    read_seconds: float
+    fit_seconds: float
+
+
+@dataclass
+class TrendRun:
+    """What a run did: where, which years, how many windows, and where the time went."""
+
+    output: str
+    years: list[int]
+    method: str
+    windows: int
+    workers: int
+    pixels: int
+    timings: dict[str, float] = field(default_factory=dict)
+    fdr: dict[str, str] | None = None  # method, q, number of tests, significant pixels (with --fdr)
+
+
+_BUFFERS = threading.local()  # one read buffer per worker thread, reused: fresh pages are slow to fault in
+
+
+def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResult:
+    """Read one window of every year and fit it; runs in a worker process."""
+    started = time.perf_counter()
+    values = stack.read(window, out=getattr(_BUFFERS, "values", None))
+    _BUFFERS.values = values
+    counts = read_counts(stack, window, options.count_band) if options.count_band else None
+    read_done = time.perf_counter()
+    bands = fit_pixels(
+        values,
+        stack.years,
+        method=options.method,
+        min_years=options.min_years,
+        confidence=options.confidence,
+        alpha=options.alpha,
+        dtype=np.float32,
+        extras=options.extras,
+        counts=counts,
+    )
+    return WindowResult(window, bands, read_done - started, time.perf_counter() - read_done)
+
+
+def plan_stack_windows(
+    stack: Stack, options: FitOptions, workers: int, budget: int, window_pixels: int = TARGET_PIXELS
+) -> list[Window]:
+    """Windows for this stack under the budget, aligned to its blocks."""
+    block_rows, block_cols = stack.block_shape
+    return plan_windows(
+        stack.grid.height,
+        stack.grid.width,
+        bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize)
+        + extra_bytes_per_pixel(options, len(stack.layers)),
+        fixed_bytes=chunk_overhead(options.method, len(stack.layers)),
+        budget=budget,
+        workers=workers,
+        block_height=align_block(block_rows, stack.grid.height),
+        block_width=align_block(block_cols, stack.grid.width),
+        striped=block_cols >= stack.grid.width and stack.grid.width > OUTPUT_BLOCK,
+        target_pixels=window_pixels,
+    )
+
+
+def trend_rasters(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    options: FitOptions | None = None,
+    years: Sequence[int] | None = None,
+    year_pattern: str | None = None,
+    band: int = 1,
+    workers: int | None = None,
+    memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
+    compress: str = "zstd",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    window_pixels: int = TARGET_PIXELS,
+    executor: str = "process",
+    dask: DaskSettings | None = None,
+    format: str = "gtiff",
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    dtype_scale: Mapping[str, tuple[float, float]] | None = None,
+) -> TrendRun:
+    """Fit the trend of every pixel of an annual stack and write it as one GeoTIFF.
+
+    ``inputs`` is a folder, a glob, a list of files, or one multi-band file. The
+    output appears under ``output`` only once it is complete. ``window_pixels``
+    is the preferred window size; the memory budget may make windows smaller.
+    ``executor`` is "process" (a local pool of ``workers``) or "dask" (``dask``
+    settings: a scheduler address, SLURM, or a local cluster of ``workers``).
+    ``format`` is gtiff, cog, netcdf or zarr (see :mod:`pipeline.engine.formats`). The output and
+    the files in ``exclude`` are never taken as inputs.
+    ``dtype_scale`` maps a data type to (scale, offset) for stacks that mix data types.
+    An output that is one of the inputs (by name or link) is refused even with ``overwrite``.
+    """
+    if format != "gtiff":
+        from .formats import write_via_geotiff
+
+        return write_via_geotiff(output, format, overwrite, lambda tif: trend_rasters(
+            inputs, tif, options=options, years=years, year_pattern=year_pattern, band=band, workers=workers,
+            memory_budget=memory_budget, compress=compress, progress=progress, window_pixels=window_pixels,
+            executor=executor, dask=dask, exclude=[output, *exclude], dtype_scale=dtype_scale), compress=compress)
+    started = time.perf_counter()
+    options = options or FitOptions()
+    check_output(output, overwrite)
+    stack = open_stack(
+        inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years,
+        exclude=[output, *exclude], dtype_scale=dtype_scale,
+    )
+    if options.count_band:
+        check_count_band(stack, options.count_band)
+    n_workers = resolve_workers(workers)
+    windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget), window_pixels)
+    n_workers = min(n_workers, len(windows))
+    opened = time.perf_counter()
+    timings = {"open": opened - started, "read": 0.0, "fit": 0.0, "write": 0.0}
+    done = 0
+    if progress:
+        progress(0, len(windows))
+    fitted = temporary_path(Path(output), ".fit.tif") if options.fdr else output  # --fdr: a post-pass adds bands
+    with RasterWriter(
+        fitted,
+        stack.grid,
+        options.bands,
+        tags=options.tags(stack.year_list, stack.units),
+        units=stack.units,
+        compress="zstd" if options.fdr else compress,
+        overwrite=overwrite or bool(options.fdr),
+        inputs=stack.files,
+    ) as writer:
+        from .lineage import inputs_tag
+
+        writer.tags.update(inputs_tag(stack, output))  # so a report can find the inputs from the output alone
+        try:
+            tasks = ((stack, window, options) for window in windows)
+            with task_runner(executor, n_workers, dask) as run_tasks:
+                for result in run_tasks(fit_window, tasks):
+                    write_started = time.perf_counter()
+                    writer.write(result.window, result.bands)
+                    timings["write"] += time.perf_counter() - write_started
+                    timings["read"] += result.read_seconds
+                    timings["fit"] += result.fit_seconds
+                    done += 1
+                    if progress:
+                        progress(done, len(windows))
+        finally:
+            close_cached()
+            _BUFFERS.values = None
+        finish = time.perf_counter()
+    timings["finish"] = time.perf_counter() - finish
+    fdr = None
+    if options.fdr:
+        fdr_started = time.perf_counter()
+        fdr = finish_fdr(fitted, output, options, parse_memory(memory_budget), compress, overwrite, stack.units)
+        timings["fdr"] = time.perf_counter() - fdr_started
+    timings["wall"] = time.perf_counter() - started
+    return TrendRun(
+        output=os.fspath(output),
+        years=stack.year_list,
+        method=options.method.value,
+        windows=len(windows),
+        workers=n_workers,
+        pixels=stack.grid.pixels,
+        timings=timings,
+        fdr=fdr,
+    )

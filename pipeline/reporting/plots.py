@@ -1,0 +1,325 @@
+"""Pictures: a band of a raster as a map, a true-colour view, and one pixel's years with its trend lines.
+
+- Slopes and other signed trend bands: brown (decrease) to green (increase), centred on
+  zero, range +-(98th percentile of |value|).
+- Index values (NDVI and the like): YlGn with a 2-98 percentile stretch.
+- Anything else: viridis, 2-98 percentile stretch.
+NaN is transparent; each map has a colour bar and a title with the units and years
+(from the raster's tags, where eetrend wrote them), axes in map coordinates and a scale
+bar, and can fade non-significant pixels (:func:`draw_band`, shared with the HTML report).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+
+DIVERGING = {"slope", "sen_slope", "sen_low", "sen_high", "rvalue", "mk_z", "mk_tau", "mk_s", "trend_class"}
+INDEX_WORDS = ("ndvi", "evi", "nbr", "ndmi", "savi", "composite")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return matplotlib, plt
+
+
+def _save(figure, png: Path) -> Path:
+    from ..files.outputs import replaced_when_done
+
+    _, plt = _pyplot()
+    try:
+        width, height = figure.get_size_inches() * figure.dpi
+        with replaced_when_done(png, suffix=".png", verify=_check_png, needed=int(width * height * 4),
+                                at_most=True) as temporary:
+            figure.savefig(temporary, transparent=False, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(figure)
+    return png
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path: Path) -> None:
+    """A written PNG must end with its IEND chunk (a full disk may cut it short without an error)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(max(0, path.stat().st_size - 12))
+        tail = handle.read(12)
+    if head != PNG_SIGNATURE or tail[4:8] != b"IEND":
+        raise OSError(errno.EIO, "the PNG was cut short")
+
+
+def check_png_output(png: Path, inputs: Sequence[str | os.PathLike[str]]) -> Path:
+    """A PNG output: named .png, not one of the inputs, and replacing nothing but an earlier PNG."""
+    from ..files.outputs import check_output
+
+    png = Path(png)
+    if png.suffix.lower() != ".png":
+        raise UsageError(f"--output {png}: eetrend draws PNG files; give a name ending in .png")
+    check_output(png, True, inputs)
+    if png.exists():
+        with open(png, "rb") as handle:
+            if handle.read(8) != PNG_SIGNATURE:
+                raise UsageError(f"{png} exists and is not a PNG; choose another name (eetrend replaces only "
+                                 "an earlier picture)")
+    return png
+
+
+@contextmanager
+def open_raster(path: str | os.PathLike[str]) -> Iterator:
+    """Open a raster to draw; a missing file, a folder or a non-raster is one :class:`InputError` line."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give one raster file to draw")
+    if not path.exists():
+        raise InputError(f"{path} does not exist; give a raster file to draw")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture needs no georeferencing
+            dataset = rasterio.open(path)
+    except (RasterioError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot open {path} as a raster ({reason}); give a GeoTIFF or another raster "
+                         "GDAL reads") from None
+    with dataset:
+        try:
+            yield dataset
+        except RasterioError as exc:  # a block that does not decode
+            from ..engine.stack import read_failure
+
+            raise read_failure(path, exc) from None
+
+
+def _band_number(dataset, band: str | int | None) -> int:
+    names = [d or "" for d in dataset.descriptions]
+    if band is None:
+        return 1
+    if isinstance(band, int) or str(band).isdigit():
+        number = int(band)
+        if not 1 <= number <= dataset.count:
+            raise UsageError(f"--band {number}: {dataset.name} has {dataset.count} band(s)")
+        return number
+    if band not in names:
+        raise UsageError(f"--band {band!r}: {dataset.name} has no band of that name or number "
+                         f"(it has {dataset.count}: {', '.join(n or '?' for n in names)})")
+    return names.index(band) + 1
+
+
+@dataclass
+class DrawnBand:
+    """What :func:`draw_band` drew: the image (for a colour bar) and the words a caption needs."""
+
+    image: object
+    name: str
+    units: str
+    years: str
+    extend: str
+    significance: str | None  # e.g. "faded: not significant (Mann-Kendall p >= 0.05)", or None
+    shape: tuple[int, int]  # rows and columns of the picture as drawn
+
+
+def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str | None = None,
+              significant_only: bool = False, alpha: float | None = None, fade: float = 0.25,
+              region: Sequence[np.ndarray] = (), outline_footprint: bool = False) -> DrawnBand:
+    """Draw one band of ``raster`` on ``axes`` as a map: the one map function of ``plot`` and the report.
+
+    Colours as in the module docstring; axes in map coordinates with a scale bar
+    (:mod:`pipeline.reporting.maps`). ``significant_only`` fades pixels whose trend is not
+    significant at ``alpha`` (default: the file's own alpha), using the FDR-adjusted
+    p-value where the file has one for this band's test. ``region`` rings are outlined;
+    without them, ``outline_footprint`` outlines the valid data instead.
+    """
+    from .maps import draw_map, footprint_rings, map_frame, read_picture, significance_bands, test_name
+
+    matplotlib, _ = _pyplot()
+    with open_raster(raster) as dataset:
+        number = _band_number(dataset, band)
+        name = dataset.descriptions[number - 1] or f"band {number}"
+        values, transform = read_picture(dataset, number)
+        tags = dataset.tags()
+        units = units or dataset.units[number - 1] or tags.get("units", "")
+        names = [d or "" for d in dataset.descriptions]
+        frame = map_frame(transform, values.shape[1], values.shape[0], dataset.crs)
+        faded, significance = None, None
+        if significant_only:
+            raw, fdr = significance_bands(name, names)
+            p_band = fdr or raw
+            if p_band is None:
+                raise InputError(f"{raster} has no p-value band for {name!r} (pvalue or mk_p), so significance "
+                                 "cannot be shown; drop --significant-only or draw a trend band")
+            level = alpha if alpha is not None else float(tags.get("fdr_q" if fdr else "alpha", 0.05) or 0.05)
+            # At the file's own level, its class band decides (so the map agrees with the area table exactly);
+            # at another --alpha, the p-values do.
+            classes = "trend_class_fdr" if fdr else "trend_class" if raw == ("mk_p" if "mk_p" in names else
+                                                                            "pvalue") else None
+            if alpha is None and classes in names:
+                decided, _ = read_picture(dataset, names.index(classes) + 1)
+                faded = np.isfinite(values) & (decided == 0)
+            else:
+                p_values, _ = read_picture(dataset, names.index(p_band) + 1)
+                with np.errstate(invalid="ignore"):  # BH/BY reject where adjusted p <= q; a raw test where p < alpha
+                    significant = p_values <= level if fdr else p_values < level
+                faded = np.isfinite(values) & ~significant
+            test = test_name(raw or p_band) + (", FDR-adjusted" if fdr else "")
+            relation = ">" if fdr else "\u2265"
+            significance = f"faded: not significant ({test} p {relation} {level:g})"
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise InputError(f"{raster} band {name!r} has no valid pixel to draw")
+    if name in DIVERGING:
+        limit = float(np.percentile(np.abs(values[finite]), 98)) or 1.0
+        cmap, vmin, vmax, extend = "BrBG", -limit, limit, "both"
+    else:
+        vmin, vmax = (float(v) for v in np.percentile(values[finite], [2, 98]))
+        cmap = "YlGn" if any(w in (name + " " + str(raster)).lower() for w in INDEX_WORDS) else "viridis"
+        extend = "both"
+    colours = matplotlib.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    rings = list(region) or (footprint_rings(finite, frame) if outline_footprint else [])
+    image = draw_map(axes, values, frame, cmap=colours, vmin=vmin, vmax=vmax, faded=faded, fade=fade, region=rings)
+    return DrawnBand(image, name, units, _years_text(tags.get("years", "")), extend, significance, values.shape)
+
+
+def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title: str | None = None,
+                units: str | None = None, significant_only: bool = False, alpha: float | None = None,
+                fade: float = 0.25) -> Path:
+    """Write one band of ``raster`` as a map with coordinate axes, a scale bar and a colour bar.
+
+    ``significant_only`` fades non-significant pixels to opacity ``fade`` (see :func:`draw_band`).
+    """
+    _, plt = _pyplot()
+    if not 0.0 <= fade <= 1.0:
+        raise UsageError(f"--fade {fade}: give an opacity between 0 (hide) and 1 (no fading)")
+    if alpha is not None and not 0.0 < alpha < 1.0:
+        raise UsageError(f"--alpha {alpha}: give a significance level between 0 and 1, e.g. 0.05")
+    check_png_output(png, [raster])
+    figure, axes = plt.subplots(dpi=110)
+    try:
+        drawn = draw_band(axes, raster, band=band, units=units, significant_only=significant_only, alpha=alpha,
+                          fade=fade)
+    except BaseException:
+        plt.close(figure)
+        raise
+    height, width = drawn.shape
+    figure.set_size_inches(7.5, min(12.0, 7.5 * height / width + 1.2))
+    text = title or f"{Path(raster).name}: {drawn.name}" + (f", {drawn.years}" if drawn.years else "")
+    axes.set_title(text + (f"\n{drawn.significance}" if drawn.significance else ""), fontsize=10)
+    colorbar = figure.colorbar(drawn.image, ax=axes, shrink=0.8, extend=drawn.extend)
+    colorbar.set_label(drawn.units or drawn.name)
+    return _save(figure, png)
+
+
+def _years_text(tag: str) -> str:
+    from ..years import format_years
+
+    try:
+        return format_years(int(y) for y in tag.split(",") if y.strip())
+    except ValueError:
+        return tag
+
+
+def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None = None) -> Path:
+    """A true- (or false-) colour view of three bands, each stretched 2-98 percent."""
+
+    _, plt = _pyplot()
+    if len(rgb) != 3:
+        raise UsageError(f"--rgb needs three band numbers, e.g. 3,2,1 (got {','.join(map(str, rgb))})")
+    check_png_output(png, [raster])
+    with open_raster(raster) as dataset:
+        numbers = [_band_number(dataset, b) for b in rgb]
+        data = dataset.read(numbers).astype(np.float64)
+    channels = []
+    for channel in data:
+        finite = np.isfinite(channel)
+        low, high = np.percentile(channel[finite], [2, 98]) if finite.any() else (0.0, 1.0)
+        channels.append(np.clip((channel - low) / ((high - low) or 1.0), 0, 1))
+    image = np.dstack(channels)
+    alpha = np.isfinite(data).all(axis=0)
+    image = np.dstack([np.nan_to_num(image), alpha.astype(float)])
+    height, width = alpha.shape
+    figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / width + 0.5), dpi=110)
+    axes.imshow(image, interpolation="nearest")
+    axes.set_axis_off()
+    axes.set_title(title or f"{Path(raster).name}: bands {','.join(map(str, numbers))} as RGB", fontsize=10)
+    return _save(figure, png)
+
+
+def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | None = None,
+               year_pattern: str | None = None, band: int = 1, count_band: int | None = None,
+               dtype_scale: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """One pixel's yearly values with its OLS and Sen lines; returns the two slopes.
+
+    With ``count_band``, the clear scenes behind each year's value are drawn as bars
+    under the series, so a drift in sampling shows next to the trend. ``dtype_scale``
+    brings stacks of mixed data types to one scale (see :func:`pipeline.engine.stack.open_stack`)."""
+    from rasterio.windows import Window
+
+    from ..engine.api import fit
+    from ..engine.stack import open_stack
+
+    _, plt = _pyplot()
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise UsageError(f"--xy {x} {y}: give two finite map coordinates in the rasters' CRS")
+    stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=2,
+                       dtype_scale=dtype_scale)
+    check_png_output(png, stack.files)
+    with open_raster(stack.layers[0].path) as dataset:
+        row, col = dataset.index(x, y)
+    if not (0 <= row < stack.grid.height and 0 <= col < stack.grid.width):
+        raise UsageError(f"--xy {x} {y} is outside the rasters (map coordinates in their CRS)")
+    values = stack.read(Window(col, row, 1, 1))[:, 0].astype(np.float64)
+    year_list = np.asarray(stack.year_list, dtype=np.float64)
+    result = fit(values, year_list, method="both", min_years=2)
+    ols_slope, ols_intercept = float(result["slope"]), float(result["intercept"])
+    sen_slope, sen_intercept = float(result["sen_slope"]), float(result["sen_intercept"])
+    counts = None
+    if count_band is not None:
+        from ..engine.coverage import check_count_band, read_counts
+
+        check_count_band(stack, count_band)
+        counts = np.nan_to_num(read_counts(stack, Window(col, row, 1, 1), count_band)[:, 0])
+        figure, (axes, below) = plt.subplots(2, 1, figsize=(7.5, 6.0), dpi=110, sharex=True,
+                                             gridspec_kw={"height_ratios": [3, 1]})
+    else:
+        figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    valid = np.isfinite(values)
+    axes.plot(year_list[valid], values[valid], "o", color="0.25", label="annual value")
+    span = np.array([year_list.min(), year_list.max()])
+    units = stack.units or "value"
+    axes.plot(span, ols_intercept + ols_slope * span, "-", color="tab:blue",
+              label=f"OLS: {ols_slope:+.4g} {units}/year (p={float(result['pvalue']):.3g})")
+    axes.plot(span, sen_intercept + sen_slope * span, "--", color="tab:orange",
+              label=f"Sen: {sen_slope:+.4g} {units}/year (MK p={float(result['mk_p']):.3g})")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if counts is None:
+        axes.set_xlabel("year")
+    axes.set_ylabel(units)
+    axes.set_title(f"pixel at x={x:g}, y={y:g} (row {row}, col {col}), {int(valid.sum())} valid years", fontsize=10)
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    if counts is not None:
+        below.bar(year_list, counts, color="0.55", width=0.8)
+        below.set_ylabel("clear scenes")
+        below.set_xlabel("year")
+        below.grid(alpha=0.3)
+    _save(figure, png)
+    return {"slope": ols_slope, "sen_slope": sen_slope, "row": row, "col": col}
