@@ -13,6 +13,7 @@ import numpy as np
 from .ols import OLS_BANDS, ols
 from .robust import MK_BANDS, SEN_BANDS, sen_mk
 from .robust import bytes_per_pixel as _sen_bytes_per_pixel
+from .robust import chunk_bytes as _sen_chunk_bytes
 
 
 class Method(str, Enum):
@@ -45,9 +46,10 @@ def chunk_overhead(method: Method | str, n_years: int) -> int:
     """Fixed working memory of the kernels in one worker, whatever the window size."""
     method = Method(method)
     per_pixel = 12 * 8 * n_years + 32 * 8
-    if method is not Method.ols:
-        per_pixel = max(per_pixel, _sen_bytes_per_pixel(n_years))
-    return chunk_pixels(method, n_years) * per_pixel
+    if method is Method.ols:
+        return chunk_pixels(method, n_years) * per_pixel
+    per_pixel = max(per_pixel, _sen_bytes_per_pixel(n_years))
+    return chunk_pixels(method, n_years) * per_pixel + _sen_chunk_bytes(n_years)
 
 
 def trend_class(slope: np.ndarray, pvalue: np.ndarray, alpha: float) -> np.ndarray:
@@ -60,12 +62,10 @@ def trend_class(slope: np.ndarray, pvalue: np.ndarray, alpha: float) -> np.ndarr
 
 
 def chunk_pixels(method: Method | str, n_years: int) -> int:
-    """Pixels fitted at once: small enough that the kernels' temporaries stay cache-sized
-    and are recycled by the allocator instead of being faulted in afresh each time."""
-    if Method(method) is Method.ols:
-        return 1 << 15
-    pairs = max(1, n_years * (n_years - 1) // 2)
-    return max(256, min(1 << 15, (8 << 20) // (8 * pairs)) // 256 * 256)
+    """Pixels fitted at once: small enough that the kernels' temporaries stay small and
+    are recycled by the allocator instead of being faulted in afresh each time. (Sen's
+    pairwise slopes are sorted in smaller chunks inside :func:`sen_mk`.)"""
+    return 1 << 15 if Method(method) is Method.ols else 1 << 14
 
 
 def fit_pixels(
