@@ -154,7 +154,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                         options=FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
                                            confidence=trend.confidence),
                         overwrite=True, progress=fit_progress,
-                        executor="dask" if study.config.dask is not None else "process",
+                        executor="dask" if study.config.dask is not None else "thread",
                         dask=study.config.dask.settings() if study.config.dask is not None else None)
     index = study.config.composite.index.value
     band = "sen_slope" if trend.method == "sen" else "slope"
