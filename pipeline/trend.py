@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Memory the budget must leave besides the workers' windows (see plan_memory):
 GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache, the size RasterWriter sets for the whole process
-LOAD_ALLOWANCE = 48 << 20  # what the first read and fit add to the process: GDAL's drivers, scipy.special
+LOAD_ALLOWANCE = 32 << 20  # what the first reads and fits may still add to the process: scipy.special, GDAL's drivers
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def plan_stack_windows(
         stack.grid.height,
         stack.grid.width,
         bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize),
-        fixed_bytes=chunk_overhead(options.method, len(stack.layers)),
+        fixed_bytes=chunk_overhead(options.method, len(stack.layers), min(stack.grid.pixels, window_pixels)),
         budget=budget,
         workers=workers,
         block_height=align_block(block_rows, stack.grid.height),
@@ -164,9 +164,9 @@ def plan_memory(
         windows = plan_stack_windows(stack, options, workers, budget, window_pixels)
         return MemoryPlan(min(workers, len(windows)), windows, 0, 0)
     program = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES
-    per_process = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES if executor == "process" and workers > 1 else 0
+    per_process = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES if executor == "process" else 0
     for count in range(workers, 0, -1):
-        left = budget - program - count * per_process
+        left = budget - program - (count * per_process if count > 1 else 0)  # one worker runs in this process
         try:
             windows = plan_stack_windows(stack, options, count, left, window_pixels) if left > 0 else None
         except UsageError:
@@ -177,8 +177,7 @@ def plan_memory(
         n_years = len(stack.layers)
         need = (
             program
-            + per_process
-            + chunk_overhead(options.method, n_years)
+            + chunk_overhead(options.method, n_years, _smallest_window(stack))
             + _smallest_window(stack) * bytes_per_pixel(options.method, n_years, stack.working_dtype.itemsize)
         )
         raise UsageError(
@@ -194,7 +193,7 @@ def plan_memory(
             + (f" and each worker process {per_process / 2**20:.0f} MiB more" if per_process else "")
             + f"; using {count} (raise --memory-budget to use more)"
         )
-    return MemoryPlan(min(count, len(windows)), windows, program, per_process, note)
+    return MemoryPlan(min(count, len(windows)), windows, program, per_process if count > 1 else 0, note)
 
 
 def _smallest_window(stack: Stack) -> int:

@@ -42,8 +42,9 @@ def bytes_per_pixel(method: Method | str, n_years: int, input_itemsize: int = 4)
     return n_years * input_itemsize + 2 * 8 * len(band_names(method))
 
 
-def chunk_overhead(method: Method | str, n_years: int) -> int:
-    """Fixed working memory of the kernels in one worker, whatever the window size.
+def chunk_overhead(method: Method | str, n_years: int, max_pixels: int | None = None) -> int:
+    """Fixed working memory of the kernels in one worker, whatever the window size
+    (chunks are never larger than ``max_pixels``, the largest window, when given).
 
     Per pixel of a chunk, measured with tracemalloc and given a quarter more: OLS
     about 16 bytes per year plus 110, Sen + Mann-Kendall about 10 per year plus 300,
@@ -54,9 +55,10 @@ def chunk_overhead(method: Method | str, n_years: int) -> int:
     fixed = 0
     if method is not Method.ols:
         per_pixel = max(per_pixel, _sen_bytes_per_pixel(n_years))
-        fixed = _sen_chunk_bytes(n_years)
+        fixed = _sen_chunk_bytes(n_years, max_pixels)
     per_pixel += 8 * len(band_names(method))
-    return chunk_pixels(method, n_years) * per_pixel + fixed
+    chunk = chunk_pixels(method, n_years) if max_pixels is None else min(chunk_pixels(method, n_years), max_pixels)
+    return chunk * per_pixel + fixed
 
 
 def trend_class(slope: np.ndarray, pvalue: np.ndarray, alpha: float) -> np.ndarray:

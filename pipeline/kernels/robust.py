@@ -61,12 +61,14 @@ def bytes_per_pixel(n_years: int) -> int:
 def pair_chunk(n_years: int) -> int:
     """Pixels whose pairwise slopes are built and sorted at once: about 4 MiB of slopes."""
     pairs = max(1, n_years * (n_years - 1) // 2)
-    return max(64, (4 << 20) // (8 * pairs) // 64 * 64)
+    step = (4 << 20) // (8 * pairs)
+    return step // 64 * 64 if step >= 64 else max(step, 1)
 
 
-def chunk_bytes(n_years: int) -> int:
-    """Memory of the pairwise slopes buffer, the same whatever the block."""
-    return pair_chunk(n_years) * 8 * (n_years * (n_years - 1) // 2)
+def chunk_bytes(n_years: int, max_pixels: int | None = None) -> int:
+    """Memory of the pairwise slopes buffer, the same whatever the block (at most ``max_pixels`` wide)."""
+    step = pair_chunk(n_years) if max_pixels is None else min(pair_chunk(n_years), max_pixels)
+    return step * 8 * (n_years * (n_years - 1) // 2)
 
 
 def pairwise_slopes(columns: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
