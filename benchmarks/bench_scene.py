@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.kernels.robust import pair_chunk, pairwise_slopes, sen_mk  # noqa: E402
+from pipeline.kernels.robust import pair_chunk, pairwise_differences, sen_mk, year_gaps  # noqa: E402
 from pipeline.sample import write_sample  # noqa: E402
 from pipeline.stack import close_cached, open_stack  # noqa: E402
 from pipeline.windows import plan_windows  # noqa: E402
@@ -72,6 +72,7 @@ def kernel_against_floor(values: np.ndarray, years: np.ndarray, block: int = 1 <
     n_years = len(years)
     step = pair_chunk(n_years)
     buffer = np.empty((step, n_years * (n_years - 1) // 2))
+    gaps = year_gaps(years)
     kernel = floor = 0.0
     for start in range(0, values.shape[1], block):
         chunk = values[:, start : start + block]
@@ -80,7 +81,8 @@ def kernel_against_floor(values: np.ndarray, years: np.ndarray, block: int = 1 <
         kernel += time.thread_time() - began
         for first in range(0, chunk.shape[1], step):
             part = np.ascontiguousarray(chunk[:, first : first + step], dtype=np.float64)
-            slopes = pairwise_slopes(part, years, buffer[: part.shape[1]])
+            slopes = pairwise_differences(part, buffer[: part.shape[1]])
+            slopes /= gaps
             began = time.thread_time()
             slopes.sort(axis=1)
             floor += time.thread_time() - began

@@ -16,18 +16,14 @@ The one unavoidable cost is ordering each pixel's n(n-1)/2 pairwise slopes; the
 kernel is built so that little else costs as much (``benchmarks/bench_scene.py``
 measures it against numpy sorting the same slopes):
 
-* the slopes are built lag by lag from contiguous slices of the (years, pixels)
-  block, with no index arrays to gather through, and divided while still
-  contiguous;
+* the pairwise differences are written lag by lag from contiguous slices of
+  the (years, pixels) block, with no index arrays to gather through;
 * they are sorted once, in place (numpy's vectorised sort beats ``np.partition``
   here even for the four order statistics needed); the median and both
   confidence bounds are then read off by position;
-* S needs only one count over the slopes, of the negative ones: the zero
+* S needs only one count over the differences, of the negative ones: the zero
   differences are the tied pairs, known from each pixel's sorted values, and
-  the rest are positive. (Dividing by a positive year gap keeps a difference's
-  sign unless it underflows, which takes values below about 1e-290; float32 and
-  integer rasters never have them. For such float64 input the negative
-  differences are counted by comparing the values instead.)
+  the rest are positive;
 * the work per pixel (valid years, medians of x and y, ties, the variance, the
   ranks of the confidence bounds) is done once for the whole block, mostly on
   contiguous (years, pixels) arrays; only the pairwise work runs in chunks
@@ -43,11 +39,6 @@ import numpy as np
 
 SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
-
-# Nonzero values at least this large keep the signs of their differences through
-# a division by any year gap below 2**20 (see the module docstring).
-_SAFE_MAGNITUDE = 2.0**-960
-
 
 def bytes_per_pixel(n_years: int) -> int:
     """Working memory of :func:`sen_mk` per pixel of its block, for window planning.
@@ -71,49 +62,32 @@ def chunk_bytes(n_years: int, max_pixels: int | None = None) -> int:
     return step * 8 * (n_years * (n_years - 1) // 2)
 
 
-def pairwise_slopes(columns: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[p, k] = (columns[j, p] - columns[i, p]) / (x[j] - x[i])`` for every pair of years i < j.
+def pairwise_differences(columns: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[p, k] = columns[j, p] - columns[i, p]`` for every pair of years i < j.
 
     ``columns`` is (years, pixels); ``out`` is (pixels, pairs). Pairs come lag by
-    lag: all (i, i+1), then all (i, i+2), ... Each lag is worked out on
-    contiguous slices, then written into the pixel-major output.
+    lag: all (i, i+1), then all (i, i+2), ... Each lag is one subtraction of two
+    contiguous slices, written into the pixel-major output.
     """
     n_years = columns.shape[0]
     by_pair = out.T
-    lagged = np.empty((max(n_years - 1, 0), columns.shape[1]))
     start = 0
     for lag in range(1, n_years):
         stop = start + n_years - lag
-        block = lagged[: n_years - lag]
-        np.subtract(columns[lag:], columns[:-lag], out=block)
-        block /= (x[lag:] - x[:-lag])[:, None]
-        by_pair[start:stop] = block
+        np.subtract(columns[lag:], columns[:-lag], out=by_pair[start:stop])
         start = stop
     return out
+
+
+def year_gaps(x: np.ndarray) -> np.ndarray:
+    """``x[j] - x[i]`` for the pairs of :func:`pairwise_differences`, in the same order."""
+    return pairwise_differences(x[:, None], np.empty((1, x.shape[0] * (x.shape[0] - 1) // 2)))[0]
 
 
 def _at_ranks(sorted_rows: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """``sorted_rows[p, ranks[p]]`` for every row p (ranks already within the row)."""
     width = sorted_rows.shape[1]
     return sorted_rows.reshape(-1).take(np.arange(sorted_rows.shape[0]) * width + ranks)
-
-
-def _signs_survive_division(values: np.ndarray, x: np.ndarray) -> bool:
-    """True when dividing any difference of ``values`` by a year gap cannot underflow it to zero."""
-    if x.shape[0] > 1 and x[-1] - x[0] >= 2.0**20:
-        return False
-    if values.dtype.kind in "iub" or values.dtype.itemsize <= 4:
-        return True  # nonzero float32 differences are at least 2**-149
-    magnitude = np.abs(values[np.isfinite(values) & (values != 0)])
-    return magnitude.size == 0 or bool(magnitude.min() >= _SAFE_MAGNITUDE)
-
-
-def _negative_by_comparison(columns: np.ndarray) -> np.ndarray:
-    """Per pixel of (years, pixels), the pairs whose later value is smaller (NaN compares false)."""
-    negative = np.zeros(columns.shape[1], dtype=np.int64)
-    for lag in range(1, columns.shape[0]):
-        negative += np.count_nonzero(columns[lag:] < columns[:-lag], axis=0)
-    return negative
 
 
 def _nth_valid_year(counted: np.ndarray, x: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -217,13 +191,13 @@ def sen_mk(
             np.where(usable, upper, 0).astype(np.int64),
         )
 
-        # Per pair, a chunk of pixels at a time: the slopes, the negative ones
-        # counted, one sort, and the four order statistics read off.
-        signs_survive = _signs_survive_division(values, x)
+        # Per pair, a chunk of pixels at a time: the differences, the negative ones
+        # counted, the slopes, one sort, and the four order statistics read off.
         negative = np.empty(pixels, dtype=np.int64)
         picked = np.empty((len(ranks), pixels))
+        gaps = year_gaps(x)
         step = pair_chunk(n_years)
-        buffer = np.empty((min(step, pixels), n_years * (n_years - 1) // 2))
+        buffer = np.empty((min(step, pixels), gaps.shape[0]))
         # Each chunk's values are copied to rows a little longer than the chunk: rows
         # a power of two apart would make all the years compete for the same cache sets.
         lanes = np.empty((n_years, min(step, pixels) + 8))
@@ -231,16 +205,13 @@ def sen_mk(
             stop = min(start + step, pixels)
             chunk = lanes[:, : stop - start]
             chunk[...] = columns[:, start:stop]
-            slopes = pairwise_slopes(chunk, x, buffer[: stop - start])
-            if signs_survive:
-                negative[start:stop] = np.count_nonzero(slopes < 0, axis=1)
+            slopes = pairwise_differences(chunk, buffer[: stop - start])
+            negative[start:stop] = np.count_nonzero(slopes < 0, axis=1)  # before dividing: no sign can blur
+            slopes /= gaps
             slopes.sort(axis=1)
             for row, rank in zip(picked, ranks, strict=True):
                 row[start:stop] = _at_ranks(slopes, rank[start:stop])
-        del buffer, lanes
-        if not signs_survive:
-            negative = _negative_by_comparison(columns)
-        del columns
+        del buffer, lanes, columns
 
         sen_slope = (picked[0] + picked[1]) / 2.0
         sen_slope[~has_pairs] = np.nan
