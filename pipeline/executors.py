@@ -7,18 +7,20 @@ store each block while the workers fit the next ones.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    import multiprocessing.context
+    from concurrent.futures import ProcessPoolExecutor
+
     from .dask_executor import DaskSettings
 
 EXECUTORS = ("thread", "process", "dask")
@@ -66,6 +68,8 @@ def _ignore_sigint() -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
+    import multiprocessing  # imported here: a tenth of a second that thread pools never need
+
     # fork shares the parent's imported modules, so workers start at once; it is
     # safe here because the parent holds no open datasets or threads at that point.
     if sys.platform.startswith("linux"):
@@ -97,6 +101,8 @@ def map_unordered(
     if threads:
         pool: ThreadPoolExecutor | ProcessPoolExecutor = ThreadPoolExecutor(max_workers=workers)
     else:
+        from concurrent.futures import ProcessPoolExecutor
+
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint)
     limit = max_pending or pending_limit(workers)
     queue = iter(items)
