@@ -290,6 +290,15 @@ def main() -> None:
     ols_e2e, ols_runs = median_time(lambda: run_process(ols_cmd), args.repeats)
     sen_cmd = eetrend_command("trend", str(folder), "-o", str(out), "--overwrite", "-q", "--method", "sen")
     sen_e2e, sen_runs = median_time(lambda: run_process(sen_cmd), args.repeats)
+    # The default worker kind (threads) against a process pool, alternating runs.
+    kinds: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for method in ("ols", "sen"):
+            for kind in ("thread", "process"):
+                command = eetrend_command("trend", str(folder), "-o", str(out), "--overwrite", "-q",
+                                          "--method", method, "--executor", kind)
+                kinds.setdefault(f"{method}_{kind}", []).append(run_process(command))
+    report["executors_s"] = {key: statistics.median(times) for key, times in kinds.items()}
 
     import scipy.special  # noqa: F401 - keep its import out of the in-memory timing
 
@@ -404,6 +413,8 @@ def main() -> None:
     for label, seconds, speedup in lines:
         shown = f"{speedup:8.1f}x" if speedup is not None else ""
         print(f"{label:58s} {seconds:10.3f} {shown:>9s}")
+    print("threads against processes, end to end (median): " + ", ".join(
+        f"{key} {seconds:.2f} s" for key, seconds in report["executors_s"].items()))
     print(
         "engine timings of one in-process run (read and fit summed over workers): "
         + ", ".join(f"{k} {v:.3f}s" for k, v in run.timings.items())
