@@ -286,16 +286,26 @@ def trend(
     min_years: Annotated[int, typer.Option(help="Pixels with fewer valid years are NaN.")] = 3,
     alpha: Annotated[float, typer.Option(help="Significance level of the trend_class band.")] = 0.05,
     confidence: Annotated[float, typer.Option(help="Confidence level of Sen's slope interval.")] = 0.95,
-    workers: Annotated[int, typer.Option(help="Worker processes; 0 means one per core, 1 runs in-process.")] = 0,
-    memory_budget: Annotated[str, typer.Option(help="Memory for all workers together, e.g. 512MB or 4GB.")] = "1GB",
+    workers: Annotated[int, typer.Option(help="Workers; 0 means one per core, 1 runs in the main thread.")] = 0,
+    memory_budget: Annotated[
+        str,
+        typer.Option(
+            help="Peak memory of the whole run (this process and any worker processes), e.g. 512MB or 4GB; "
+            "fewer workers are used, with a note, if the budget cannot hold them all."
+        ),
+    ] = "1GB",
     compress: Annotated[
         CompressChoice, typer.Option(help="Output compression (zstd is fast; deflate reads everywhere).")
     ] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
     executor: Annotated[
-        ExecutorChoice, typer.Option(help="process (a local pool, the default), thread, or dask (a Dask cluster).")
-    ] = ExecutorChoice.process,
+        ExecutorChoice,
+        typer.Option(
+            help="thread (a pool of threads sharing one interpreter: the default, as fast as processes and "
+            "lighter), process (a local process pool), or dask (a Dask cluster)."
+        ),
+    ] = ExecutorChoice.thread,
     format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
     scheduler: Annotated[
         str | None,

@@ -74,7 +74,13 @@ class StudyLock:
         key = self.path.resolve()
         if key in _HELD.get():  # this call stack holds it already (run -> export -> download)
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a folder of that name, a read-only state folder
+            from .errors import UsageError
+
+            raise UsageError(f"cannot open the study's lock file {self.path} ({exc.strerror}); remove whatever "
+                             "holds that name, or make paths.state writable") from None
         try:
             self._acquire(fd)
         except BaseException:

@@ -221,7 +221,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
                         options=options,
                         overwrite=True, progress=fit_progress,
-                        executor="dask" if study.config.dask is not None else "process",
+                        executor="dask" if study.config.dask is not None else "thread",
                         dask=study.config.dask.settings() if study.config.dask is not None else None,
                         format="cog" if trend.format == "cog" else "gtiff")
     if trend.format in ("netcdf", "zarr"):

@@ -470,3 +470,42 @@ def test_a_full_disk_in_a_real_process_prints_one_line_not_libtiffs(stack, small
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no space left to write"), done.stderr
     assert not out.exists() and not _temporaries(small_disk)
+
+
+# -- leftovers of the integration: the emulator's port, the lock file, the manifest on a full disk -----------
+def test_an_emulator_port_in_use_is_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_clean_line(_invoke("emulator", "--port", str(port)), 2)
+    assert f"port {port} on 127.0.0.1 is in use" in line and "--port 0" in line
+
+
+def test_a_lock_path_that_is_a_folder_is_one_line(tmp_path):
+    from pipeline.errors import UsageError
+    from pipeline.lock import StudyLock
+
+    (tmp_path / "run.lock").mkdir()
+    with pytest.raises(UsageError, match="cannot open the study's lock file .*run.lock"):
+        with StudyLock(tmp_path, "s"):
+            pass
+
+
+def test_a_manifest_on_a_full_disk_is_one_line_and_keeps_its_record(small_disk):
+    from pipeline.earthengine.manifest import Manifest
+    from pipeline.errors import DiskFullError
+
+    path = small_disk / "manifest.sqlite"
+    with Manifest(path) as manifest:
+        manifest.set("kept", "yes")
+    with Manifest(path) as manifest:
+        _fill(small_disk, 0)
+        with pytest.raises(DiskFullError, match="no space left to record the study"):
+            with manifest.transaction():
+                manifest.set("big", "x" * 2_000_000)
+        assert manifest.get("kept") == "yes" and manifest.get("big") is None
+    with Manifest(path) as again:  # still readable on the full disk
+        assert again.get("kept") == "yes"

@@ -88,8 +88,10 @@ def rasters(tmp_path_factory) -> Path:
 
 def _start_fit(rasters: Path, output: Path, executor: str = "process") -> tuple[subprocess.Popen, list[int]]:
     """A ``trend`` subprocess, returned once its workers run and its output is being written."""
+    # a process pool needs a budget that holds two worker processes (the plan counts each one's program)
+    budget = "700MB" if executor == "process" else "80MB"
     process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
-                      "--memory-budget", "80MB", "--executor", executor)
+                      "--memory-budget", budget, "--executor", executor)
     parent = psutil.Process(process.pid)
     expected = 2 if executor == "process" else 3  # Dask: two workers and the nannies' forkserver or tracker
 

@@ -122,3 +122,42 @@ def test_long_and_short_series(n_years: int) -> None:
     values[rng.random(values.shape) < 0.1] = np.nan
     result = fit(values, years, method="sen")
     assert assert_matches_references(values, years, result) > 250
+
+
+def test_tiny_float64_values_whose_slopes_underflow_still_count_signs_exactly() -> None:
+    # Differences of about 1e-320 divided by a year gap round to zero, so the sign
+    # of such a slope says nothing: S must come from the values themselves.
+    rng = np.random.default_rng(3)
+    years = np.arange(2000, 2012) * 3  # gaps of 3 years: tiny differences underflow
+    values = rng.integers(-50, 50, (len(years), 60)) * 5e-324
+    values[rng.random(values.shape) < 0.1] = np.nan
+    diffs = values[1:] - values[:-1]
+    assert np.any((diffs != 0) & (diffs / 3.0 == 0)), "no slope underflows: the test proves nothing"
+    result = fit(values, years, method="sen")
+    assert assert_matches_references(values, years, result) > 50
+
+
+def test_signed_zeros_are_ties_not_trends() -> None:
+    years = np.arange(2000, 2008)
+    values = np.array([0.0, -0.0, 0.0, 1.0, -0.0, 2.0, 0.0, 3.0])[:, None]
+    result = fit(values, years, method="sen")
+    assert assert_matches_references(values, years, result) == 1
+    full = len(years) * (len(years) - 1) * (2 * len(years) + 5) / 18
+    assert result["mk_var_s"][0] < full  # the five zeros tie, whatever their sign
+
+
+def test_many_pixels_span_several_chunks_with_results_per_pixel() -> None:
+    from pipeline.engine.kernels.robust import pair_chunk, sen_mk
+
+    rng = np.random.default_rng(4)
+    years = np.arange(1981, 2021).astype(float)
+    pixels = 2 * pair_chunk(len(years)) + 77  # three chunks of pairwise slopes, the last one short
+    values = 0.01 * (years[:, None] - 2000) + rng.normal(0, 0.05, (len(years), pixels))
+    values[rng.random(values.shape) < 0.05] = np.nan
+    whole = sen_mk(values, years)
+    for start, stop in ((0, 5), (pixels // 2, pixels // 2 + 300), (pixels - 9, pixels)):
+        part = sen_mk(values[:, start:stop], years)
+        for name, band in whole.items():
+            np.testing.assert_array_equal(band[start:stop], part[name], err_msg=name)
+    sample = rng.choice(pixels, 40, replace=False)
+    assert assert_matches_references(values[:, sample], years, {k: v[sample] for k, v in whole.items()}) == 40

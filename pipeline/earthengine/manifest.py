@@ -32,6 +32,29 @@ class ManifestBusyError(EetrendError):
     exit_code = 3
 
 
+def _is_full(exc: BaseException, path: Path) -> bool:
+    """SQLITE_FULL, or an I/O error on a disk with (almost) no room left: nothing in the database is wrong."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    if "disk is full" in text:
+        return True
+    from ..files.diskio import free_bytes
+
+    free = free_bytes(path.parent) if "disk i/o error" in text else None
+    return free is not None and free < (1 << 20)
+
+
+def _full_error(path: Path) -> EetrendError:
+    from ..errors import DiskFullError
+    from ..files.diskio import existing_ancestor, free_bytes, human_bytes
+
+    free = free_bytes(path.parent)
+    have = f" ({human_bytes(free)} free on {existing_ancestor(path.parent)})" if free is not None else ""
+    return DiskFullError(f"no space left to record the study in {path}{have}; free some space and run the command "
+                         "again (the study's record is intact: the change was rolled back)")
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
@@ -183,6 +206,8 @@ class Manifest:
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
                 raise self._busy() from None
+            if _is_full(exc, Path(path)):
+                raise _full_error(Path(path)) from None
             raise EetrendError(f"{path}: cannot open the study manifest ({exc}); restore it from a backup "
                                "or move it away to start the study's record again") from None
 
@@ -212,15 +237,21 @@ class Manifest:
             raise
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if _is_full(exc, Path(self.path)):
+                raise _full_error(Path(self.path)) from None
             raise
         try:
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
+            if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            if _is_busy(exc):
                 raise self._busy() from None
+            if _is_full(exc, Path(self.path)):
+                raise _full_error(Path(self.path)) from None
             raise
 
     # -- study-level values ------------------------------------------------------------------

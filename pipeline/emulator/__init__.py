@@ -60,7 +60,19 @@ class Emulator:
         return f"{self.url}/token"
 
     def start(self) -> Emulator:
-        self._server, self._thread = start_server(self.router, self._port)
+        """Listen on 127.0.0.1; a port already taken is one :class:`UsageError` line."""
+        import errno
+
+        from ..errors import UsageError
+
+        try:
+            self._server, self._thread = start_server(self.router, self._port)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                why = "in use" if exc.errno == errno.EADDRINUSE else "not allowed"
+                raise UsageError(f"port {self._port} on 127.0.0.1 is {why}; pick another with --port, or --port 0 "
+                                 "for a free one") from None
+            raise
         return self
 
     def stop(self) -> None:

@@ -7,20 +7,23 @@ store each block while the workers fit the next ones.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import UsageError
 
 if TYPE_CHECKING:
+    import multiprocessing.context
+    from concurrent.futures import ProcessPoolExecutor
+
     from .dask_executor import DaskSettings
 
-EXECUTORS = ("process", "thread", "dask")
+EXECUTORS = ("thread", "process", "dask")
+DEFAULT_EXECUTOR = "thread"  # one interpreter for all workers: measured as fast as processes, and far less memory
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +45,22 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
+def pending_limit(workers: int) -> int:
+    """Tasks in flight at once: one running per worker and one more ready per worker, so a
+    worker never waits for work while the writer stores a block; at most this many
+    finished blocks wait for the writer."""
+    return 2 * max(workers, 1)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _ignore_sigint(parent: int | None = None) -> None:
     # Ctrl-C, SIGTERM and SIGHUP go to the whole process group; the parent alone decides what
     # to stop. A worker dies with its parent, even one killed with SIGKILL (no orphans).
@@ -51,6 +70,8 @@ def _ignore_sigint(parent: int | None = None) -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
+    import multiprocessing  # imported here: a tenth of a second that thread pools never need
+
     # fork shares the parent's imported modules, so workers start at once; it is
     # safe here because the parent holds no open datasets or threads at that point.
     if sys.platform.startswith("linux"):
@@ -72,7 +93,7 @@ def map_unordered(
     uses a thread pool instead of processes: right for work that spends its time in
     GDAL reads and large numpy operations, which release the GIL, and whose results
     would otherwise be pickled back to the parent. At most ``max_pending`` tasks
-    (default: three per worker) are in flight, which bounds the finished blocks
+    (default: :func:`pending_limit`) are in flight, which bounds the finished blocks
     waiting in memory for the writer.
     """
     if workers <= 1:
@@ -82,9 +103,11 @@ def map_unordered(
     if threads:
         pool: ThreadPoolExecutor | ProcessPoolExecutor = ThreadPoolExecutor(max_workers=workers)
     else:
+        from concurrent.futures import ProcessPoolExecutor
+
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint,
                                    initargs=(os.getpid(),))
-    limit = max_pending or workers * 3
+    limit = max_pending or pending_limit(workers)
     queue = iter(items)
     pending: set[Future[R]] = set()
     try:
@@ -108,7 +131,7 @@ def map_unordered(
 
 @contextmanager
 def task_runner(executor: str, workers: int, dask: DaskSettings | None = None) -> Iterator[Callable[..., Iterator]]:
-    """A ``map_unordered``-like function for the chosen executor ("process", "thread" or "dask")."""
+    """A ``map_unordered``-like function for the chosen executor ("thread", "process" or "dask")."""
     if executor not in EXECUTORS:
         raise UsageError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}")
     if executor in ("process", "thread"):

@@ -11,6 +11,7 @@ import glob
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 
 from ..errors import GridMismatchError, InputError, UsageError, YearError
 from ..years import compile_year_pattern, format_years, year_from_text
@@ -140,26 +146,57 @@ def mask_nodata(values: np.ndarray, raw: np.ndarray, nodata: float | None) -> No
         values[raw == nodata] = np.nan
 
 
-# Each process keeps its own open datasets; a forked child must not reuse its parent's.
-_LOCAL = threading.local()  # per thread: rasterio datasets must not be shared between threads
+# Open datasets are kept per thread (rasterio datasets must not be shared between
+# threads) and per process (a forked child must not reuse its parent's), at most
+# open_limit() of them per thread, so a stack of thousands of files cannot exhaust
+# the file descriptors: beyond that, the least recently read file is closed.
+_LOCAL = threading.local()
+_ALL_OPEN: dict[tuple[int, int], OrderedDict[str, rasterio.io.DatasetReader]] = {}  # by (pid, thread), for close_cached
+_ALL_LOCK = threading.Lock()
+_FD_RESERVE = 128  # descriptors left for everything else: the output, logs, pipes, libraries
+_THREAD_SHARE = 8  # threads that may read at once without crowding each other out
+
+
+def open_limit() -> int:
+    """How many datasets one thread keeps open: a share of this process's file descriptor limit."""
+    soft = 1 << 16
+    if resource is not None:  # not on Windows
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        soft = soft if limit == resource.RLIM_INFINITY else limit
+    return max(4, (soft - _FD_RESERVE) // _THREAD_SHARE)
 
 
 def open_cached(path: str) -> rasterio.io.DatasetReader:
     """This thread's open dataset for ``path`` (reopened after a fork)."""
     if getattr(_LOCAL, "pid", None) != os.getpid():
-        _LOCAL.pid, _LOCAL.open = os.getpid(), {}
-    dataset = _LOCAL.open.get(path)
+        _LOCAL.pid, _LOCAL.open = os.getpid(), OrderedDict()
+        with _ALL_LOCK:
+            _ALL_OPEN[os.getpid(), threading.get_ident()] = _LOCAL.open
+    cache = _LOCAL.open
+    dataset = cache.get(path)
     if dataset is None or dataset.closed:
-        dataset = _LOCAL.open[path] = rasterio.open(path)
+        while len(cache) >= open_limit():
+            cache.popitem(last=False)[1].close()
+        dataset = cache[path] = rasterio.open(path)
+    else:
+        cache.move_to_end(path)
     return dataset
 
 
 def close_cached() -> None:
-    """Close the datasets this thread opened for reading windows."""
-    if getattr(_LOCAL, "pid", None) == os.getpid():
-        for dataset in _LOCAL.open.values():
+    """Close the datasets every thread of this process opened for reading windows.
+
+    Call it when no window is being read, e.g. after a pool of readers has finished.
+    """
+    pid = os.getpid()
+    with _ALL_LOCK:
+        mine = [key for key in _ALL_OPEN if key[0] == pid]
+        caches = [_ALL_OPEN.pop(key) for key in mine]
+    for cache in caches:
+        for dataset in cache.values():
             dataset.close()
-    _LOCAL.pid, _LOCAL.open = os.getpid(), {}
+        cache.clear()
+    _LOCAL.pid = None  # this thread registers a fresh cache on its next read
 
 
 def find_rasters(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:

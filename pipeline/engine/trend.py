@@ -7,7 +7,10 @@ the files themselves and read only their window.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from .. import __version__
@@ -22,7 +26,7 @@ from ..errors import UsageError
 from ..files.outputs import RasterWriter, check_output, temporary_path
 from .coverage import check_count_band, read_counts
 from .dask_executor import DaskSettings
-from .executors import resolve_workers, task_runner
+from .executors import DEFAULT_EXECUTOR, resident_bytes, resolve_workers, task_runner
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
 from .kernels.extras import Extras
 from .stack import Stack, close_cached, open_stack
@@ -30,6 +34,11 @@ from .statistics import check_options, extra_bytes_per_pixel, finish_fdr, option
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+
+# Memory the budget must leave besides the workers' windows (see plan_memory):
+GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache, the size RasterWriter sets for the whole process
+LOAD_ALLOWANCE = 32 << 20  # what the first reads and fits may still add to the process: scipy.special, GDAL's drivers
 
 
 @dataclass(frozen=True)
@@ -136,14 +145,14 @@ def fit_window(stack: Stack, window: Window, options: FitOptions) -> WindowResul
 def plan_stack_windows(
     stack: Stack, options: FitOptions, workers: int, budget: int, window_pixels: int = TARGET_PIXELS
 ) -> list[Window]:
-    """Windows for this stack under the budget, aligned to its blocks."""
+    """Windows for this stack, ``workers`` of them in memory at once within ``budget``, aligned to its blocks."""
     block_rows, block_cols = stack.block_shape
     return plan_windows(
         stack.grid.height,
         stack.grid.width,
         bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize)
         + extra_bytes_per_pixel(options, len(stack.layers)),
-        fixed_bytes=chunk_overhead(options.method, len(stack.layers)),
+        fixed_bytes=chunk_overhead(options.method, len(stack.layers), min(stack.grid.pixels, window_pixels)),
         budget=budget,
         workers=workers,
         block_height=align_block(block_rows, stack.grid.height),
@@ -151,6 +160,79 @@ def plan_stack_windows(
         striped=block_cols >= stack.grid.width and stack.grid.width > OUTPUT_BLOCK,
         target_pixels=window_pixels,
     )
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a run fits its budget: the workers, their windows, and what the program itself takes."""
+
+    workers: int
+    windows: list[Window]
+    program_bytes: int  # interpreter, libraries and GDAL's cache: what is not the workers' windows
+    worker_process_bytes: int  # per worker, a process's own copy of the program (0 for threads)
+    note: str | None = None  # said to the user at the start when fewer workers than asked fit
+
+
+def plan_memory(
+    stack: Stack, options: FitOptions, workers: int, budget: int, executor: str, window_pixels: int = TARGET_PIXELS
+) -> MemoryPlan:
+    """Plan workers and windows so that the whole process tree stays within ``budget``.
+
+    The budget covers this process as it is now (interpreter and libraries), what
+    the first read and fit add, GDAL's block cache, each worker process's own copy
+    of the program (process executor), and each worker's windows and temporaries.
+    When fewer workers than asked fit, the plan says so; when not even one does,
+    it is a usage error naming the budget needed. A Dask cluster's workers live
+    elsewhere: there the budget is only shared out between the windows.
+    """
+    if executor == "dask":
+        windows = plan_stack_windows(stack, options, workers, budget, window_pixels)
+        return MemoryPlan(min(workers, len(windows)), windows, 0, 0)
+    program = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES
+    per_process = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES if executor == "process" else 0
+    for count in range(workers, 0, -1):
+        left = budget - program - (count * per_process if count > 1 else 0)  # one worker runs in this process
+        try:
+            windows = plan_stack_windows(stack, options, count, left, window_pixels) if left > 0 else None
+        except UsageError:
+            windows = None
+        if windows:
+            break
+    else:
+        n_years = len(stack.layers)
+        need = (
+            program
+            + chunk_overhead(options.method, n_years, _smallest_window(stack))
+            + _smallest_window(stack) * bytes_per_pixel(options.method, n_years, stack.working_dtype.itemsize)
+        )
+        raise UsageError(
+            f"a memory budget of {budget / 2**20:.0f} MiB cannot hold one worker: the program takes about "
+            f"{program / 2**20:.0f} MiB (interpreter, libraries, GDAL cache) and a worker about "
+            f"{(need - program) / 2**20:.0f} MiB more; raise --memory-budget to at least {need / 2**20:.0f}MB"
+        )
+    note = None
+    if count < workers:
+        note = (
+            f"the memory budget of {budget / 2**20:.0f} MiB holds {count} worker(s), not {workers}: the program "
+            f"takes about {program / 2**20:.0f} MiB"
+            + (f" and each worker process {per_process / 2**20:.0f} MiB more" if per_process else "")
+            + f"; using {count} (raise --memory-budget to use more)"
+        )
+    return MemoryPlan(min(count, len(windows)), windows, program, per_process if count > 1 else 0, note)
+
+
+def _smallest_window(stack: Stack) -> int:
+    """Pixels of the smallest window :func:`plan_windows` would cut from this stack."""
+    block_rows, block_cols = stack.block_shape
+    height, width = stack.grid.height, stack.grid.width
+    striped = block_cols >= width and width > OUTPUT_BLOCK
+    cols = width if striped else min(align_block(block_cols, width), width)
+    return min(align_block(block_rows, height) * cols, height * width)
+
+
+def _load_kernel_libraries() -> None:
+    """Import what the kernels import on first use, in the background while the stack is opened."""
+    importlib.import_module("scipy.special")
 
 
 def trend_rasters(
@@ -167,7 +249,7 @@ def trend_rasters(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     window_pixels: int = TARGET_PIXELS,
-    executor: str = "process",
+    executor: str = DEFAULT_EXECUTOR,
     dask: DaskSettings | None = None,
     format: str = "gtiff",
     exclude: Sequence[str | os.PathLike[str]] = (),
@@ -178,8 +260,11 @@ def trend_rasters(
     ``inputs`` is a folder, a glob, a list of files, or one multi-band file. The
     output appears under ``output`` only once it is complete. ``window_pixels``
     is the preferred window size; the memory budget may make windows smaller.
-    ``executor`` is "process" (a local pool of ``workers``) or "dask" (``dask``
-    settings: a scheduler address, SLURM, or a local cluster of ``workers``).
+    ``memory_budget`` bounds the resident memory of the whole run (this process
+    and any worker processes; see :func:`plan_memory`). ``executor`` is "thread"
+    (a pool of ``workers`` threads in this process), "process" (a pool of
+    processes) or "dask" (``dask`` settings: a scheduler address, SLURM, or a
+    local cluster of ``workers``).
     ``format`` is gtiff, cog, netcdf or zarr (see :mod:`pipeline.engine.formats`). The output and
     the files in ``exclude`` are never taken as inputs.
     ``dtype_scale`` maps a data type to (scale, offset) for stacks that mix data types.
@@ -193,6 +278,10 @@ def trend_rasters(
             memory_budget=memory_budget, compress=compress, progress=progress, window_pixels=window_pixels,
             executor=executor, dask=dask, exclude=[output, *exclude], dtype_scale=dtype_scale), compress=compress)
     started = time.perf_counter()
+    loading = None
+    if "scipy.special" not in sys.modules:
+        loading = threading.Thread(target=_load_kernel_libraries, name="eetrend-imports", daemon=True)
+        loading.start()
     options = options or FitOptions()
     check_output(output, overwrite)
     stack = open_stack(
@@ -201,9 +290,14 @@ def trend_rasters(
     )
     if options.count_band:
         check_count_band(stack, options.count_band)
-    n_workers = resolve_workers(workers)
-    windows = plan_stack_windows(stack, options, n_workers, parse_memory(memory_budget), window_pixels)
-    n_workers = min(n_workers, len(windows))
+    plan = plan_memory(
+        stack, options, resolve_workers(workers), parse_memory(memory_budget), executor, window_pixels
+    )
+    if plan.note:
+        log.warning(plan.note)
+    windows, n_workers = plan.windows, plan.workers
+    if loading is not None and executor != "thread":
+        loading.join()  # a process must not fork, nor a cluster start, in the middle of an import
     opened = time.perf_counter()
     timings = {"open": opened - started, "read": 0.0, "fit": 0.0, "write": 0.0}
     done = 0
@@ -225,16 +319,18 @@ def trend_rasters(
         writer.tags.update(inputs_tag(stack, output))  # so a report can find the inputs from the output alone
         try:
             tasks = ((stack, window, options) for window in windows)
-            with task_runner(executor, n_workers, dask) as run_tasks:
-                for result in run_tasks(fit_window, tasks):
-                    write_started = time.perf_counter()
-                    writer.write(result.window, result.bands)
-                    timings["write"] += time.perf_counter() - write_started
-                    timings["read"] += result.read_seconds
-                    timings["fit"] += result.fit_seconds
-                    done += 1
-                    if progress:
-                        progress(done, len(windows))
+            # Decompression may use idle cores (while other workers fit); a user's own setting wins.
+            with rasterio.Env(GDAL_NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS")):
+                with task_runner(executor, n_workers, dask) as run_tasks:
+                    for result in run_tasks(fit_window, tasks):
+                        write_started = time.perf_counter()
+                        writer.write(result.window, result.bands)
+                        timings["write"] += time.perf_counter() - write_started
+                        timings["read"] += result.read_seconds
+                        timings["fit"] += result.fit_seconds
+                        done += 1
+                        if progress:
+                            progress(done, len(windows))
         finally:
             close_cached()
             _BUFFERS.values = None

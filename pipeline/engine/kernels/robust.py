@@ -10,8 +10,27 @@ Pure: arrays in, arrays out. Per pixel it reproduces
   continuity correction, the two-sided p computed as ``2 * (1 - Phi(|z|))``
   exactly as pymannkendall does (so p below about 1e-15 reads as 0), and tau.
 
-Missing years (NaN) are skipped pixel by pixel. Memory per pixel is about
-10 bytes per pair of years; the caller sizes windows with :func:`bytes_per_pixel`.
+Missing years (NaN) are skipped pixel by pixel.
+
+The one unavoidable cost is ordering each pixel's n(n-1)/2 pairwise slopes; the
+kernel is built so that little else costs as much (``benchmarks/bench_scene.py``
+measures it against numpy sorting the same slopes):
+
+* the pairwise differences are written lag by lag from contiguous slices of
+  the (years, pixels) block, with no index arrays to gather through;
+* they are sorted once, in place (numpy's vectorised sort beats ``np.partition``
+  here even for the four order statistics needed); the median and both
+  confidence bounds are then read off by position;
+* S needs only one count over the differences, of the negative ones: the zero
+  differences are the tied pairs, known from each pixel's sorted values, and
+  the rest are positive;
+* the work per pixel (valid years, medians of x and y, ties, the variance, the
+  ranks of the confidence bounds) is done once for the whole block, mostly on
+  contiguous (years, pixels) arrays; only the pairwise work runs in chunks
+  sized to stay in the processor's cache.
+
+Every step is element-wise per pixel, so a pixel's result does not depend on
+the window or chunk it was fitted in.
 """
 
 from __future__ import annotations
@@ -21,27 +40,69 @@ import numpy as np
 SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 
-
 def bytes_per_pixel(n_years: int) -> int:
-    """Peak working memory of :func:`sen_mk` per pixel, for window planning."""
-    pairs = n_years * (n_years - 1) // 2
-    return 8 * pairs + 2 * pairs + 8 * 8 * n_years
+    """Working memory of :func:`sen_mk` per pixel of its block, for window planning.
+
+    The pairwise slopes live in one buffer of :func:`pair_chunk` pixels whatever
+    the size of the block: see :func:`chunk_bytes`.
+    """
+    return 12 * n_years + 400  # measured about 10 per year plus 300, given a quarter more
 
 
-def _sorted_median(sorted_rows: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Median of the first ``count`` entries of each row of an ascending-sorted array."""
-    empty = count <= 0
-    lo = np.where(empty, 0, (count - 1) // 2)[:, None]
-    hi = np.where(empty, 0, count // 2)[:, None]
-    low = np.take_along_axis(sorted_rows, lo, axis=1)[:, 0]
-    high = np.take_along_axis(sorted_rows, hi, axis=1)[:, 0]
-    median = (low + high) / 2.0
-    median[empty] = np.nan
-    return median
+def pair_chunk(n_years: int) -> int:
+    """Pixels whose pairwise slopes are built and sorted at once: about 4 MiB of slopes."""
+    pairs = max(1, n_years * (n_years - 1) // 2)
+    step = (4 << 20) // (8 * pairs)
+    return step // 64 * 64 if step >= 64 else max(step, 1)
 
 
-def _tie_term(sorted_rows: np.ndarray) -> np.ndarray:
-    """Sum over groups of tied values of t(t-1)(2t+5), per row (NaN never ties)."""
+def chunk_bytes(n_years: int, max_pixels: int | None = None) -> int:
+    """Memory of the pairwise slopes buffer, the same whatever the block (at most ``max_pixels`` wide)."""
+    step = pair_chunk(n_years) if max_pixels is None else min(pair_chunk(n_years), max_pixels)
+    return step * 8 * (n_years * (n_years - 1) // 2)
+
+
+def pairwise_differences(columns: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[p, k] = columns[j, p] - columns[i, p]`` for every pair of years i < j.
+
+    ``columns`` is (years, pixels); ``out`` is (pixels, pairs). Pairs come lag by
+    lag: all (i, i+1), then all (i, i+2), ... Each lag is one subtraction of two
+    contiguous slices, written into the pixel-major output.
+    """
+    n_years = columns.shape[0]
+    by_pair = out.T
+    start = 0
+    for lag in range(1, n_years):
+        stop = start + n_years - lag
+        np.subtract(columns[lag:], columns[:-lag], out=by_pair[start:stop])
+        start = stop
+    return out
+
+
+def year_gaps(x: np.ndarray) -> np.ndarray:
+    """``x[j] - x[i]`` for the pairs of :func:`pairwise_differences`, in the same order."""
+    return pairwise_differences(x[:, None], np.empty((1, x.shape[0] * (x.shape[0] - 1) // 2)))[0]
+
+
+def _at_ranks(sorted_rows: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """``sorted_rows[p, ranks[p]]`` for every row p (ranks already within the row)."""
+    width = sorted_rows.shape[1]
+    return sorted_rows.reshape(-1).take(np.arange(sorted_rows.shape[0]) * width + ranks)
+
+
+def _nth_valid_year(counted: np.ndarray, x: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """The ``rank``-th (from 0) valid year of each pixel, given the running count of valid years.
+
+    ``counted[i, p]`` is how many of years 0..i pixel p has; the year sought is
+    the first i where that count exceeds ``rank``, i.e. the number of years
+    whose count does not.
+    """
+    index = np.count_nonzero(counted <= rank, axis=0)
+    return x[np.minimum(index, x.shape[0] - 1)]
+
+
+def _tie_runs(sorted_rows: np.ndarray) -> np.ndarray:
+    """For each entry of ascending-sorted rows, the size of its group of equal values (NaN never ties)."""
     width = sorted_rows.shape[1]
     index = np.arange(width)
     starts_run = np.ones(sorted_rows.shape, dtype=bool)
@@ -50,9 +111,26 @@ def _tie_term(sorted_rows: np.ndarray) -> np.ndarray:
     ends_run[:, :-1] = starts_run[:, 1:]
     start = np.maximum.accumulate(np.where(starts_run, index, 0), axis=1)
     end = np.minimum.accumulate(np.where(ends_run, index, width - 1)[:, ::-1], axis=1)[:, ::-1]
-    run = (end - start + 1).astype(np.float64)
-    # Each of a group's t members adds (t-1)(2t+5): the group adds t(t-1)(2t+5).
-    return ((run - 1.0) * (2.0 * run + 5.0)).sum(axis=1)
+    return (end - start + 1).astype(np.float64)
+
+
+def _tie_terms(sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ascending-sorted values: the number of tied pairs and the variance's tie term.
+
+    A group of t equal values gives t(t-1)/2 zero differences and takes
+    t(t-1)(2t+5) off the variance of S; each member adds its share, (t-1)/2 and
+    (t-1)(2t+5). Only rows with a tie are worked on; equal values are neighbours.
+    """
+    rows, width = sorted_rows.shape
+    tied_pairs, tie_term = np.zeros(rows), np.zeros(rows)
+    flat = sorted_rows.reshape(-1)
+    equal = np.flatnonzero(flat[1:] == flat[:-1])
+    tied = np.unique(equal[(equal + 1) % width != 0] // width)  # pairs within one row only
+    if tied.size:
+        run = _tie_runs(sorted_rows[tied])
+        tied_pairs[tied] = ((run - 1.0) / 2.0).sum(axis=1)
+        tie_term[tied] = ((run - 1.0) * (2.0 * run + 5.0)).sum(axis=1)
+    return tied_pairs, tie_term
 
 
 def sen_mk(
@@ -73,54 +151,85 @@ def sen_mk(
     x = np.asarray(x, dtype=np.float64)
     if np.any(np.diff(x) <= 0):
         raise ValueError("x must be strictly increasing")
-    rows = np.array(np.asarray(values).T, dtype=np.float64, order="C")  # (P, N), a copy of our own
+    values = np.asarray(values)
     n_years = x.shape[0]
-    if rows.shape[1] != n_years:
-        raise ValueError(f"values must be (len(x), pixels); got {rows.shape[::-1]} for {n_years} x values")
-
-    valid = np.isfinite(rows)
-    rows[~valid] = np.nan
-    n = np.count_nonzero(valid, axis=1).astype(np.float64)
+    if values.ndim != 2 or values.shape[0] != n_years:
+        raise ValueError(f"values must be (len(x), pixels); got {values.shape} for {n_years} x values")
+    columns = np.array(values, dtype=np.float64)  # (years, pixels), our own copy
+    columns[np.isinf(columns)] = np.nan  # +-inf is missing too
+    pixels = columns.shape[1]
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        years_of_valid = np.where(valid, x, np.inf)
-        del valid
-        years_of_valid.sort(axis=1)
-        median_x = _sorted_median(years_of_valid, n.astype(np.int64))
-        del years_of_valid
-
-        first, second = np.triu_indices(n_years, k=1)
-        slopes = rows[:, second] - rows[:, first]  # (P, pairs): later minus earlier
-        s = (np.count_nonzero(slopes > 0, axis=1) - np.count_nonzero(slopes < 0, axis=1)).astype(np.float64)
-        slopes /= x[second] - x[first]
-        slopes.sort(axis=1)  # pairs with a missing year are NaN and sort last
-        pairs = (n * (n - 1.0) / 2.0).astype(np.int64)
-        sen_slope = _sorted_median(slopes, pairs)
-
+        # Per pixel: valid years, medians of x and y, ties, the variance of S and
+        # the ranks of the confidence bounds among the pairwise slopes.
+        counted = np.empty(columns.shape, dtype=np.int32)  # valid years so far, per pixel
+        for year, column in enumerate(columns):
+            np.add(counted[year - 1] if year else 0, ~np.isnan(column), out=counted[year])
+        n = counted[-1] if n_years else np.zeros(pixels, dtype=np.int32)
+        pairs = n.astype(np.int64) * (n - 1) // 2  # valid pairs; the others are NaN and sort last
+        has_pairs = pairs > 0
+        median_x = (_nth_valid_year(counted, x, (n - 1) // 2) + _nth_valid_year(counted, x, n // 2)) / 2.0
+        del counted
+        rows = np.array(columns.T, order="C")  # (pixels, years)
         rows.sort(axis=1)
-        sen_intercept = _sorted_median(rows, n.astype(np.int64)) - sen_slope * median_x
-        tie_free = n * (n - 1.0) * (2.0 * n + 5.0) - _tie_term(rows)
+        median_y = (_at_ranks(rows, np.maximum(n - 1, 0) // 2) + _at_ranks(rows, n // 2)) / 2.0
+        tied_pairs, tie_term = _tie_terms(rows)
         del rows
-        var_s = tie_free / 18.0  # pymannkendall's form
-
-        root = np.sqrt(var_s)
-        z = np.where(s > 0, (s - 1.0) / root, np.where(s < 0, (s + 1.0) / root, 0.0))
-        p = 2.0 * (1.0 - ndtr(np.abs(z)))
-        tau = s / (0.5 * n * (n - 1.0))
-
+        n_float = n.astype(np.float64)
+        tie_free = n_float * (n_float - 1.0) * (2.0 * n_float + 5.0) - tie_term
         # Sen (1968) eq. 2.6, with theilslopes' own arithmetic and rounding.
         alpha = 1.0 - confidence if confidence > 0.5 else confidence
         z_crit = ndtri(alpha / 2.0)
         sigma = np.sqrt(1 / 18.0 * tie_free)
         upper = np.minimum(np.round((pairs - z_crit * sigma) / 2.0), pairs - 1)
         lower = np.maximum(np.round((pairs + z_crit * sigma) / 2.0) - 1, 0)
-        usable = np.isfinite(upper) & np.isfinite(lower) & (pairs > 0)
-        upper = np.where(usable, upper, 0).astype(np.int64)[:, None]
-        lower = np.where(usable, lower, 0).astype(np.int64)[:, None]
-        sen_low = np.take_along_axis(slopes, lower, axis=1)[:, 0]
-        sen_high = np.take_along_axis(slopes, upper, axis=1)[:, 0]
+        usable = np.isfinite(upper) & np.isfinite(lower) & has_pairs
+        ranks = (
+            np.maximum(pairs - 1, 0) // 2,
+            pairs // 2,
+            np.where(usable, lower, 0).astype(np.int64),
+            np.where(usable, upper, 0).astype(np.int64),
+        )
+
+        # Per pair, a chunk of pixels at a time: the differences, the negative ones
+        # counted, the slopes, one sort, and the four order statistics read off.
+        negative = np.empty(pixels, dtype=np.int64)
+        picked = np.empty((len(ranks), pixels))
+        gaps = year_gaps(x)
+        step = pair_chunk(n_years)
+        buffer = np.empty((min(step, pixels), gaps.shape[0]))
+        # Each chunk's values are copied to rows a little longer than the chunk: rows
+        # a power of two apart would make all the years compete for the same cache sets.
+        lanes = np.empty((n_years, min(step, pixels) + 8))
+        negatives = np.empty(buffer.shape, dtype=bool)
+        # Summing the flags as bytes into 16-bit counts takes a third less time than count_nonzero.
+        count_type = np.uint16 if gaps.shape[0] < 1 << 16 else np.int64
+        for start in range(0, pixels, step):
+            stop = min(start + step, pixels)
+            chunk = lanes[:, : stop - start]
+            chunk[...] = columns[:, start:stop]
+            slopes = pairwise_differences(chunk, buffer[: stop - start])
+            flags = np.less(slopes, 0, out=negatives[: stop - start])  # before dividing: no sign can blur
+            negative[start:stop] = np.add.reduce(flags.view(np.uint8), axis=1, dtype=count_type)
+            slopes /= gaps
+            slopes.sort(axis=1)
+            for row, rank in zip(picked, ranks, strict=True):
+                row[start:stop] = _at_ranks(slopes, rank[start:stop])
+        del buffer, lanes, negatives, columns
+
+        sen_slope = (picked[0] + picked[1]) / 2.0
+        sen_slope[~has_pairs] = np.nan
+        sen_intercept = median_y - sen_slope * median_x
+        sen_low, sen_high = picked[2], picked[3]
         sen_low[~usable] = np.nan
         sen_high[~usable] = np.nan
+
+        s = pairs - tied_pairs - 2.0 * negative  # positive minus negative differences
+        var_s = tie_free / 18.0  # pymannkendall's form
+        root = np.sqrt(var_s)
+        z = np.where(s > 0, (s - 1.0) / root, np.where(s < 0, (s + 1.0) / root, 0.0))
+        p = 2.0 * (1.0 - ndtr(np.abs(z)))
+        tau = s / (0.5 * n_float * (n_float - 1.0))
 
     out = {
         "sen_slope": sen_slope,
@@ -136,5 +245,5 @@ def sen_mk(
     too_few = n < max(min_years, 2)
     for band in out.values():
         band[too_few] = np.nan
-    out["n"] = n
+    out["n"] = n_float
     return out
