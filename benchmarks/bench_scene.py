@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tree_rss import run_with_peak_rss  # noqa: E402
+
 from pipeline.engine.kernels.robust import pair_chunk, pairwise_differences, sen_mk, year_gaps  # noqa: E402
 from pipeline.engine.sample import write_sample  # noqa: E402
 from pipeline.engine.stack import close_cached, open_stack  # noqa: E402
@@ -119,34 +121,12 @@ def read_only(folder: Path, workers: int) -> float:
 
 def run_trend(folder: Path, out: Path, *args: str) -> dict[str, float]:
     """One fresh ``eetrend trend`` process: wall time, the engine's split and the tree's peak RSS."""
-    import psutil
-
     command = [sys.executable, "-c", "import cli; cli.app()", "trend", str(folder), "-o", str(out), "--overwrite",
                *args]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
-            except psutil.Error:
-                pass
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    _, err = proc.communicate()
-    wall = time.perf_counter() - started
-    done.set()
-    sampler.join()
+    wall, peak, code, err = run_with_peak_rss(command, ROOT, keep_stderr=True)
     match = SUMMARY.search(err)
-    if proc.returncode != 0 or match is None:
-        raise RuntimeError(f"{command} exited {proc.returncode}: {err}")
+    if code != 0 or match is None:
+        raise RuntimeError(f"{command} exited {code}: {err}")
     found = {k: float(v) for k, v in match.groupdict().items()}
     return {"process_s": wall, "engine_s": found.pop("wall"), "peak_rss_mb": peak / 2**20, **found}
 

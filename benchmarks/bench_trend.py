@@ -37,7 +37,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -47,6 +46,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tree_rss import run_with_peak_rss  # noqa: E402
 
 from pipeline.engine.kernels import fit_pixels  # noqa: E402
 from pipeline.engine.sample import write_sample  # noqa: E402
@@ -216,33 +217,10 @@ def run_process(command: list[str]) -> float:
 
 def peak_tree_rss(command: list[str]) -> tuple[float, int]:
     """Wall time and the peak summed RSS of a process and its children, sampled every 5 ms."""
-    import psutil
-
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                members = [parent, *parent.children(recursive=True)]
-                total = sum(m.memory_info().rss for m in members if m.is_running())
-                peak = max(peak, total)
-            except psutil.Error:
-                pass
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=sample)
-    thread.start()
-    code = proc.wait()
-    done.set()
-    thread.join()
+    wall, peak, code, _ = run_with_peak_rss(command, ROOT)
     if code != 0:
         raise RuntimeError(f"{command} exited {code}")
-    return time.perf_counter() - started, peak
+    return wall, peak
 
 
 def main() -> None:
