@@ -923,11 +923,8 @@ def emulator(
             typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
             for line in plan.describe():
                 typer.echo(f"  fault: {line}")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                typer.echo("stopped")
+            while True:  # Ctrl-C, SIGTERM or SIGHUP end it: one line, exit 128 + the signal
+                time.sleep(3600)
 
 
 if __name__ == "__main__":

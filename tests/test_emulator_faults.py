@@ -8,6 +8,7 @@ makes ``eetrend run`` fail the way the Python-injected faults do.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -116,12 +117,13 @@ def test_a_standalone_emulator_with_fault_flags_makes_run_fail_as_the_tests_do(t
         second = runner.invoke(app, ["run", str(config)])
     finally:
         process.terminate()
-        out, _err = process.communicate(timeout=20)
+        out, err = process.communicate(timeout=20)
     assert first.exit_code == 1, first.output
     assert "2002 needs attention: download failed: test-study_NDVI_2002.tif failed verification 3 times" in first.output
     assert second.exit_code == 1, second.output
     assert "2001 needs attention: its task was cancelled or given up" in second.output
-    assert process.returncode == 0 and out.strip().endswith("stopped")  # SIGTERM stops it like Ctrl-C
+    assert process.returncode == 143 and err.strip().endswith("interrupted (SIGTERM); nothing half-written was left "
+                                                              "under a final name")  # SIGTERM stops it like Ctrl-C
 
 
 def test_a_client_that_goes_away_mid_answer_is_not_reported_as_an_emulator_error(capsys):
@@ -138,3 +140,22 @@ def test_a_client_that_goes_away_mid_answer_is_not_reported_as_an_emulator_error
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         time.sleep(0.6)
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--http-errors", "500:1:("], ["--http-errors", "999:2"], ["--slow-media", "nan"]])
+def test_fault_flags_the_emulator_could_not_honour_are_one_line(flags):
+    result = CliRunner().invoke(app, ["emulator", "--port", "0", *flags])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_stops_the_standalone_emulator_with_128_plus_its_number(sig):
+    process = subprocess.Popen([sys.executable, "-m", "cli", "emulator", "--port", "0"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "emulator on http://127.0.0.1:" in process.stdout.readline()
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + sig
+    assert err.strip().splitlines() == [f"interrupted ({sig.name}); nothing half-written was left under a final name"]

@@ -423,3 +423,23 @@ def test_a_study_that_has_not_been_fitted_is_told_to_run_first(tmp_path):
     mixed = runner.invoke(app, ["report", str(config), "--inputs", str(tmp_path)])
     assert mixed.exit_code == 2 and "--inputs is for a trend file" in mixed.output
     assert not list(tmp_path.rglob("*.html"))
+
+
+def test_report_never_replaces_its_inputs_nor_a_file_that_is_not_a_page(trend_file, tmp_path):
+    import hashlib
+
+    folder, trend = trend_file
+    before = {p: hashlib.md5(p.read_bytes()).hexdigest() for p in [trend, *sorted((folder / "stack").glob("*.tif"))]}
+    annual = sorted((folder / "stack").glob("*.tif"))[0]
+    other = tmp_path / "notes.html"
+    other.write_text("my own notes, not a report\n")
+    for target in (trend, annual, other, tmp_path / "report.tif"):
+        result = runner.invoke(app, ["report", str(trend), "-o", str(target)])
+        assert result.exit_code == 2, (target, result.output)
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("error: ")
+    assert before == {p: hashlib.md5(p.read_bytes()).hexdigest() for p in before}
+    assert other.read_text() == "my own notes, not a report\n" and not (tmp_path / "report.tif").exists()
+    page = tmp_path / "page.html"
+    assert runner.invoke(app, ["report", str(trend), "-o", str(page)]).exit_code == 0
+    assert runner.invoke(app, ["report", str(trend), "-o", str(page)]).exit_code == 0  # an earlier page is replaced

@@ -22,6 +22,8 @@ exactly the behaviour the test suite checks:
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,7 +70,7 @@ class FaultPlan:
         plan = cls(queue_limit=queue_limit, slow_media=slow_media)
         if queue_limit is not None and queue_limit < 0:
             raise FaultSpecError(f"--queue-limit {queue_limit}: give 0 or more tasks")
-        if slow_media < 0:
+        if not (math.isfinite(slow_media) and slow_media >= 0):
             raise FaultSpecError(f"--slow-media {slow_media}: give 0 or more seconds")
         for text in http_errors:
             form = "STATUS:TIMES[:PATH_REGEX], e.g. 429:5 or 503:3:/drive/"
@@ -76,8 +78,16 @@ class FaultPlan:
             if len(parts) < 2:
                 raise FaultSpecError(f"--http-errors {text!r}: write it as {form}")
             status = _int(parts[0], text, "--http-errors", form, minimum=400)
+            if status > 599:
+                raise FaultSpecError(f"--http-errors {text!r}: {status} is not an HTTP error status (400-599); "
+                                     f"write it as {form}")
             times = _int(parts[1], text, "--http-errors", form, minimum=1)
             path = parts[2] if len(parts) == 3 and parts[2] else "."
+            try:
+                re.compile(path)
+            except re.error as exc:
+                raise FaultSpecError(f"--http-errors {text!r}: {path!r} is not a valid regular expression ({exc}); "
+                                     f"write it as {form}") from None
             reason = "rateLimitExceeded" if status == 429 else None
             plan.http_errors.append(Fault("*", path, status=status, times=times, reason=reason,
                                           message=_HTTP_MESSAGES.get(status, f"Emulated error {status}.")))

@@ -251,6 +251,7 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
 
     if html_path.is_dir():
         raise UsageError(f"the output {html_path} is a folder; give a file name such as {html_path / 'report.html'}")
+    _check_html_output(html_path, [source.trend, *(layer.path for layer in source.layers or [])])
     if not html_path.parent.exists():
         raise UsageError(f"the folder {html_path.parent} does not exist; create it first")
     if not os.access(html_path.parent, os.W_OK):
@@ -290,6 +291,21 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
     with replaced_when_done(html_path, suffix=".html") as temporary:
         temporary.write_text(page, encoding="utf-8")
     return html_path
+
+
+def _check_html_output(html_path: Path, inputs: list) -> None:
+    """An HTML output: named .html, never one of the inputs, replacing nothing but an earlier page."""
+    from ..files.outputs import check_output
+
+    if html_path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--output {html_path}: the report is an HTML page; give a name ending in .html")
+    check_output(html_path, True, inputs)
+    if html_path.exists():
+        with open(html_path, "rb") as handle:
+            head = handle.read(64).lstrip().lower()
+        if not head.startswith((b"<!doctype html", b"<html")):
+            raise UsageError(f"{html_path} exists and is not an HTML page; choose another name (eetrend replaces "
+                             "only an earlier report)")
 
 
 def _open_inputs(source: ReportSource) -> Stack | str | None:
