@@ -23,7 +23,6 @@ import datetime as dt
 import html
 import json
 import logging
-import os
 import platform
 import re
 import shlex
@@ -252,10 +251,6 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
     if html_path.is_dir():
         raise UsageError(f"the output {html_path} is a folder; give a file name such as {html_path / 'report.html'}")
     _check_html_output(html_path, [source.trend, *(layer.path for layer in source.layers or [])])
-    if not html_path.parent.exists():
-        raise UsageError(f"the folder {html_path.parent} does not exist; create it first")
-    if not os.access(html_path.parent, os.W_OK):
-        raise UsageError(f"cannot write in {html_path.parent}; choose an output folder you can write to")
     started = time.perf_counter()
     with rasterio.open(source.trend) as dataset:
         names = [d or "" for d in dataset.descriptions]
@@ -294,7 +289,8 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
 
 
 def _check_html_output(html_path: Path, inputs: list) -> None:
-    """An HTML output: named .html, never one of the inputs, replacing nothing but an earlier page."""
+    """An HTML output: named .html, never one of the inputs, in a folder that exists and can be written
+    (:func:`check_output`), replacing nothing but an earlier page."""
     from ..files.outputs import check_output
 
     if html_path.suffix.lower() not in (".html", ".htm"):
