@@ -61,7 +61,7 @@ def resident_bytes() -> int:
         return 0
 
 
-def _ignore_sigint(parent: int | None = None) -> None:
+def _init_worker(parent: int | None = None) -> None:
     # Ctrl-C, SIGTERM and SIGHUP go to the whole process group; the parent alone decides what
     # to stop. A worker dies with its parent, even one killed with SIGKILL (no orphans).
     from ..signals import worker_init
@@ -105,7 +105,7 @@ def map_unordered(
     else:
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint,
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
                                    initargs=(os.getpid(),))
     limit = max_pending or pending_limit(workers)
     queue = iter(items)
