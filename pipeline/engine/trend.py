@@ -235,6 +235,17 @@ def _load_kernel_libraries() -> None:
     importlib.import_module("scipy.special")
 
 
+def _warm_up_sen(n_years: int) -> threading.Thread | None:
+    """Load Sen's compiled kernel in the background (about 0.7 s) when the series is long enough to use it."""
+    from .kernels.robust import compiled_pays, warm_up
+
+    if not compiled_pays(n_years):
+        return None
+    thread = threading.Thread(target=warm_up, args=(n_years,), name="eetrend-kernel", daemon=True)
+    thread.start()
+    return thread
+
+
 def trend_rasters(
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
@@ -290,6 +301,8 @@ def trend_rasters(
     )
     if options.count_band:
         check_count_band(stack, options.count_band)
+    if options.method is not Method.ols and executor == "thread":
+        _warm_up_sen(len(stack.year_list))
     plan = plan_memory(
         stack, options, resolve_workers(workers), parse_memory(memory_budget), executor, window_pixels
     )

@@ -35,10 +35,19 @@ the window or chunk it was fitted in.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections.abc import Callable
+
 import numpy as np
 
 SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
+log = logging.getLogger(__name__)
+_compiled: Callable[..., None] | bool | None = None  # see compiled_kernel
+_compiled_lock = threading.Lock()
+COMPILED_FROM_PAIRS = 300  # pairs of years (25 years and more) from which the compiled kernel is used
 
 def bytes_per_pixel(n_years: int) -> int:
     """Working memory of :func:`sen_mk` per pixel of its block, for window planning.
@@ -133,11 +142,84 @@ def _tie_terms(sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tied_pairs, tie_term
 
 
+
+def _sorted_order_statistics(
+    columns: np.ndarray, x: np.ndarray, ranks: tuple[np.ndarray, ...], picked: np.ndarray, negative: np.ndarray
+) -> None:
+    """The order statistics by sorting every pixel's slopes (the compiled kernel finds them by counting).
+
+    A chunk of pixels at a time: the differences, the negative ones counted, the
+    slopes, one sort, and the order statistics read off by position (missing
+    pairs are NaN and sort last).
+    """
+    n_years, pixels = columns.shape
+    gaps = year_gaps(x)
+    step = pair_chunk(n_years)
+    buffer = np.empty((min(step, pixels), gaps.shape[0]))
+    # Each chunk's values are copied to rows a little longer than the chunk: rows
+    # a power of two apart would make all the years compete for the same cache sets.
+    lanes = np.empty((n_years, min(step, pixels) + 8))
+    negatives = np.empty(buffer.shape, dtype=bool)
+    # Summing the flags as bytes into 16-bit counts takes a third less time than count_nonzero.
+    count_type = np.uint16 if gaps.shape[0] < 1 << 16 else np.int64
+    for start in range(0, pixels, step):
+        stop = min(start + step, pixels)
+        chunk = lanes[:, : stop - start]
+        chunk[...] = columns[:, start:stop]
+        slopes = pairwise_differences(chunk, buffer[: stop - start])
+        flags = np.less(slopes, 0, out=negatives[: stop - start])  # before dividing: no sign can blur
+        negative[start:stop] = np.add.reduce(flags.view(np.uint8), axis=1, dtype=count_type)
+        slopes /= gaps
+        slopes.sort(axis=1)
+        for row, rank in zip(picked, ranks, strict=True):
+            row[start:stop] = _at_ranks(slopes, rank[start:stop])
+
+
+def compiled_kernel() -> Callable[..., None] | None:
+    """The compiled order-statistics kernel (:mod:`.pair_select`), or None where numba is not
+    installed or ``EETREND_KERNEL=numpy`` asks for the numpy one. Imported once, on first use."""
+    global _compiled
+    with _compiled_lock:  # worker threads and the warm-up may ask at once
+        if _compiled is None:
+            _compiled = False
+            if os.environ.get("EETREND_KERNEL", "").strip().lower() != "numpy":
+                try:
+                    from .pair_select import sen_pixels
+                except (ImportError, RuntimeError, OSError) as error:  # numba missing, or no cache it can write
+                    log.warning("Sen's compiled kernel is unavailable (%s); sorting instead, the same results", error)
+                else:
+                    _compiled = sen_pixels
+    return _compiled or None
+
+
+def compiled_pays(n_years: int) -> bool:
+    """Whether the compiled kernel is worth loading for series this long.
+
+    Measured (``benchmarks/bench_scene.py``): at 21 years it is no faster than
+    sorting (about 210 slopes a pixel sort quickly), at 40 years it takes half
+    the time; loading numba costs about 0.7 s once per process.
+    """
+    return n_years * (n_years - 1) // 2 >= COMPILED_FROM_PAIRS
+
+
+def warm_up(n_years: int) -> None:
+    """Load what :func:`sen_mk` needs on first use (scipy.special, the compiled kernel from
+    numba's cache) so that the first window does not wait for it."""
+    import scipy.special  # noqa: F401
+
+    kernel = compiled_kernel() if compiled_pays(n_years) else None
+    if kernel is not None:
+        for dtype in (np.float32, np.float64):  # the types windows are read as
+            kernel(np.zeros((2, 1), dtype=dtype), np.arange(2.0), -1.96, np.empty((6, 1)), np.empty((4, 1)),
+                   np.empty(1, dtype=np.int64))
+
+
 def sen_mk(
     values: np.ndarray,
     x: np.ndarray,
     min_years: int = 3,
     confidence: float = 0.95,
+    compiled: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Sen's slope with its confidence interval, and the Mann-Kendall test, per pixel.
 
@@ -145,9 +227,16 @@ def sen_mk(
     Returns float64 arrays of length P named as :data:`SEN_BANDS` and
     :data:`MK_BANDS`, plus ``n``; pixels with fewer than ``min_years`` valid
     values are NaN (``n`` is kept).
+
+    The per-pixel work is done by the compiled kernel (:func:`.pair_select.sen_pixels`,
+    about twice as fast from 25 years on) where numba is installed, else with
+    numpy by sorting; both give the same bits. ``compiled`` True or False asks for one.
     """
     from scipy.special import ndtr, ndtri  # imported here: slow to import at start-up
 
+    kernel = compiled_kernel() if compiled or (compiled is None and compiled_pays(len(x))) else None
+    if compiled and kernel is None:
+        raise RuntimeError("the compiled Sen kernel needs numba: pip install numba")
     x = np.asarray(x, dtype=np.float64)
     if np.any(np.diff(x) <= 0):
         raise ValueError("x must be strictly increasing")
@@ -155,70 +244,28 @@ def sen_mk(
     n_years = x.shape[0]
     if values.ndim != 2 or values.shape[0] != n_years:
         raise ValueError(f"values must be (len(x), pixels); got {values.shape} for {n_years} x values")
-    columns = np.array(values, dtype=np.float64)  # (years, pixels), our own copy
-    columns[np.isinf(columns)] = np.nan  # +-inf is missing too
-    pixels = columns.shape[1]
+    alpha = 1.0 - confidence if confidence > 0.5 else confidence
+    z_crit = float(ndtri(alpha / 2.0))
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        # Per pixel: valid years, medians of x and y, ties, the variance of S and
-        # the ranks of the confidence bounds among the pairwise slopes.
-        counted = np.empty(columns.shape, dtype=np.int32)  # valid years so far, per pixel
-        for year, column in enumerate(columns):
-            np.add(counted[year - 1] if year else 0, ~np.isnan(column), out=counted[year])
-        n = counted[-1] if n_years else np.zeros(pixels, dtype=np.int32)
-        pairs = n.astype(np.int64) * (n - 1) // 2  # valid pairs; the others are NaN and sort last
-        has_pairs = pairs > 0
-        median_x = (_nth_valid_year(counted, x, (n - 1) // 2) + _nth_valid_year(counted, x, n // 2)) / 2.0
-        del counted
-        rows = np.array(columns.T, order="C")  # (pixels, years)
-        rows.sort(axis=1)
-        median_y = (_at_ranks(rows, np.maximum(n - 1, 0) // 2) + _at_ranks(rows, n // 2)) / 2.0
-        tied_pairs, tie_term = _tie_terms(rows)
-        del rows
+        if kernel:
+            if values.dtype not in (np.float32, np.float64):
+                values = values.astype(np.float64)
+            per_pixel = np.empty((6, values.shape[1]))
+            picked = np.empty((4, values.shape[1]))
+            negative = np.empty(values.shape[1], dtype=np.int64)
+            kernel(values, x, z_crit, per_pixel, picked, negative)
+            n = per_pixel[0].astype(np.int64)
+            median_x, median_y, tied_pairs, tie_term = per_pixel[1:5]
+            usable = per_pixel[5] > 0
+        else:
+            n, median_x, median_y, tied_pairs, tie_term, usable, picked, negative = _sen_by_sorting(values, x, z_crit)
+        pairs = n * (n - 1) // 2
         n_float = n.astype(np.float64)
         tie_free = n_float * (n_float - 1.0) * (2.0 * n_float + 5.0) - tie_term
-        # Sen (1968) eq. 2.6, with theilslopes' own arithmetic and rounding.
-        alpha = 1.0 - confidence if confidence > 0.5 else confidence
-        z_crit = ndtri(alpha / 2.0)
-        sigma = np.sqrt(1 / 18.0 * tie_free)
-        upper = np.minimum(np.round((pairs - z_crit * sigma) / 2.0), pairs - 1)
-        lower = np.maximum(np.round((pairs + z_crit * sigma) / 2.0) - 1, 0)
-        usable = np.isfinite(upper) & np.isfinite(lower) & has_pairs
-        ranks = (
-            np.maximum(pairs - 1, 0) // 2,
-            pairs // 2,
-            np.where(usable, lower, 0).astype(np.int64),
-            np.where(usable, upper, 0).astype(np.int64),
-        )
-
-        # Per pair, a chunk of pixels at a time: the differences, the negative ones
-        # counted, the slopes, one sort, and the four order statistics read off.
-        negative = np.empty(pixels, dtype=np.int64)
-        picked = np.empty((len(ranks), pixels))
-        gaps = year_gaps(x)
-        step = pair_chunk(n_years)
-        buffer = np.empty((min(step, pixels), gaps.shape[0]))
-        # Each chunk's values are copied to rows a little longer than the chunk: rows
-        # a power of two apart would make all the years compete for the same cache sets.
-        lanes = np.empty((n_years, min(step, pixels) + 8))
-        negatives = np.empty(buffer.shape, dtype=bool)
-        # Summing the flags as bytes into 16-bit counts takes a third less time than count_nonzero.
-        count_type = np.uint16 if gaps.shape[0] < 1 << 16 else np.int64
-        for start in range(0, pixels, step):
-            stop = min(start + step, pixels)
-            chunk = lanes[:, : stop - start]
-            chunk[...] = columns[:, start:stop]
-            slopes = pairwise_differences(chunk, buffer[: stop - start])
-            flags = np.less(slopes, 0, out=negatives[: stop - start])  # before dividing: no sign can blur
-            negative[start:stop] = np.add.reduce(flags.view(np.uint8), axis=1, dtype=count_type)
-            slopes /= gaps
-            slopes.sort(axis=1)
-            for row, rank in zip(picked, ranks, strict=True):
-                row[start:stop] = _at_ranks(slopes, rank[start:stop])
-        del buffer, lanes, negatives, columns
 
         sen_slope = (picked[0] + picked[1]) / 2.0
-        sen_slope[~has_pairs] = np.nan
+        sen_slope[pairs == 0] = np.nan
         sen_intercept = median_y - sen_slope * median_x
         sen_low, sen_high = picked[2], picked[3]
         sen_low[~usable] = np.nan
@@ -247,3 +294,46 @@ def sen_mk(
         band[too_few] = np.nan
     out["n"] = n_float
     return out
+
+
+def _sen_by_sorting(values: np.ndarray, x: np.ndarray, z_crit: float) -> tuple[np.ndarray, ...]:
+    """The numpy way to what :func:`.pair_select.sen_pixels` computes, a block at a time.
+
+    Returns n, median of x, median of y, tied pairs, the tie term, whether the
+    confidence bounds exist, the four order statistics (4, P) and the negative
+    differences; see :func:`sen_mk`.
+    """
+    columns = np.array(values, dtype=np.float64)  # (years, pixels), our own copy
+    columns[np.isinf(columns)] = np.nan  # +-inf is missing too
+    n_years, pixels = columns.shape
+    # Per pixel: valid years, medians of x and y, ties, the variance of S and
+    # the ranks of the confidence bounds among the pairwise slopes.
+    counted = np.empty(columns.shape, dtype=np.int32)  # valid years so far, per pixel
+    for year, column in enumerate(columns):
+        np.add(counted[year - 1] if year else 0, ~np.isnan(column), out=counted[year])
+    n = counted[-1].astype(np.int64) if n_years else np.zeros(pixels, dtype=np.int64)
+    pairs = n * (n - 1) // 2  # valid pairs; the others are NaN and sort last
+    median_x = (_nth_valid_year(counted, x, (n - 1) // 2) + _nth_valid_year(counted, x, n // 2)) / 2.0
+    del counted
+    rows = np.array(columns.T, order="C")  # (pixels, years)
+    rows.sort(axis=1)
+    median_y = (_at_ranks(rows, np.maximum(n - 1, 0) // 2) + _at_ranks(rows, n // 2)) / 2.0
+    tied_pairs, tie_term = _tie_terms(rows)
+    del rows
+    n_float = n.astype(np.float64)
+    tie_free = n_float * (n_float - 1.0) * (2.0 * n_float + 5.0) - tie_term
+    # Sen (1968) eq. 2.6, with theilslopes' own arithmetic and rounding.
+    sigma = np.sqrt(1 / 18.0 * tie_free)
+    upper = np.minimum(np.round((pairs - z_crit * sigma) / 2.0), pairs - 1)
+    lower = np.maximum(np.round((pairs + z_crit * sigma) / 2.0) - 1, 0)
+    usable = np.isfinite(upper) & np.isfinite(lower) & (pairs > 0)
+    ranks = (
+        np.maximum(pairs - 1, 0) // 2,
+        pairs // 2,
+        np.where(usable, lower, 0).astype(np.int64),
+        np.where(usable, upper, 0).astype(np.int64),
+    )
+    negative = np.empty(pixels, dtype=np.int64)
+    picked = np.empty((len(ranks), pixels))
+    _sorted_order_statistics(columns, x, ranks, picked, negative)
+    return n, median_x, median_y, tied_pairs, tie_term, usable, picked, negative

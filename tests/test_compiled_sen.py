@@ -1,0 +1,94 @@
+"""The compiled Sen + Mann-Kendall kernel (counting, no sort) gives the numpy kernel's bits and the references' values.
+
+The two kernels share no code for the per-pixel work: the numpy one sorts every
+pixel's pairwise slopes, the compiled one brackets each order statistic by
+counting. Data are chosen to push the counting search off its easy path: tied
+values, slopes that are all equal, heavy tails, huge and tiny magnitudes,
+irregular years, very short series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.engine.kernels import robust
+from pipeline.engine.kernels.robust import sen_mk
+from tests.test_robust_kernel import assert_matches_references
+
+pytest.importorskip("numba")
+
+
+def _gappy(values: np.ndarray, rng: np.random.Generator, fraction: float = 0.05) -> np.ndarray:
+    values = values.astype(np.float64)
+    values[rng.random(values.shape) < fraction] = np.nan
+    return values
+
+
+def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    years = np.arange(1981, 2021).astype(float)
+    n, p = len(years), 400
+    trend = 0.01 * (years[:, None] - 2000)
+    return {
+        "normal": (years, _gappy(trend + rng.normal(0, 0.05, (n, p)), rng)),
+        "integers, many ties": (years, _gappy(np.round(rng.normal(0, 2, (n, p))), rng)),
+        "two values only": (years, _gappy(rng.integers(0, 2, (n, p)), rng)),
+        "constant pixels": (years, _gappy(np.full((n, p), 0.25), rng)),
+        "exact lines, every slope equal": (years, _gappy(0.5 + 0.003 * (years[:, None] - 1981) * np.ones((1, p)), rng)),
+        "heavy tails": (years, _gappy(trend + rng.standard_cauchy((n, p)), rng)),
+        "huge magnitudes": (years, _gappy(rng.normal(0, 1e300, (n, p)), rng)),
+        "tiny magnitudes": (years, _gappy(rng.integers(-50, 50, (n, p)) * 5e-324, rng)),
+        "irregular years": (np.sort(rng.choice(np.arange(1970, 2030) + 0.25, 40, replace=False)),
+                            _gappy(rng.normal(0, 1, (n, p)), rng)),
+        "half missing": (years, _gappy(trend + rng.normal(0, 0.05, (n, p)), rng, 0.5)),
+        "float32": (years, _gappy(trend + rng.normal(0, 0.05, (n, p)), rng).astype(np.float32)),
+        "infinities are missing": (
+            years, np.where(rng.random((n, p)) < 0.05, np.inf, trend + rng.normal(0, 1, (n, p)))
+        ),
+        "signed zeros": (years, _gappy(rng.choice([0.0, -0.0, 1.0, -1.0], (n, p)), rng)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_compiled_kernel_gives_the_numpy_kernels_bits(case: str) -> None:
+    years, values = _cases()[case]
+    compiled = sen_mk(values, years, compiled=True)
+    sorted_ = sen_mk(values, years, compiled=False)
+    for name in sorted_:
+        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{case}: {name}")
+    assert np.isfinite(compiled["sen_slope"]).sum() > 0
+
+
+@pytest.mark.parametrize("case", ["normal", "integers, many ties", "heavy tails", "irregular years", "half missing"])
+def test_compiled_kernel_matches_theilslopes_and_pymannkendall(case: str) -> None:
+    years, values = _cases()[case]
+    result = sen_mk(values[:, :60], years, compiled=True)
+    assert assert_matches_references(values[:, :60], years, result) > 30
+
+
+@pytest.mark.parametrize("n_years", [2, 3, 4, 6, 9, 25])
+def test_short_series_through_the_compiled_kernel(n_years: int) -> None:
+    rng = np.random.default_rng(n_years)
+    years = np.arange(2000, 2000 + n_years).astype(float)
+    values = _gappy(rng.normal(size=(n_years, 300)), rng, 0.1)
+    compiled = sen_mk(values, years, compiled=True)
+    sorted_ = sen_mk(values, years, compiled=False)
+    for name in sorted_:
+        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=name)
+
+
+def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
+    monkeypatch.setattr(robust, "_compiled", None)
+    monkeypatch.setenv("EETREND_KERNEL", "numpy")
+    assert robust.compiled_kernel() is None
+    with pytest.raises(RuntimeError, match="numba"):
+        sen_mk(np.zeros((3, 1)), np.arange(3.0), compiled=True)
+    monkeypatch.setattr(robust, "_compiled", None)
+    monkeypatch.delenv("EETREND_KERNEL")
+    assert robust.compiled_kernel() is not None
+
+
+def test_long_series_use_the_compiled_kernel_and_short_ones_do_not() -> None:
+    assert robust.compiled_pays(40) and robust.compiled_pays(25)
+    assert not robust.compiled_pays(21)
