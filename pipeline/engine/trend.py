@@ -8,6 +8,7 @@ the files themselves and read only their window.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # Memory the budget must leave besides the workers' windows (see plan_memory):
 GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache, the size RasterWriter sets for the whole process
 LOAD_ALLOWANCE = 32 << 20  # what the first reads and fits may still add to the process: scipy.special, GDAL's drivers
+COMPILED_KERNEL_BYTES = 128 << 20  # numba and LLVM with Sen's compiled kernel loaded: measured 114 MiB
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,9 @@ def plan_memory(
     if executor == "dask":
         windows = plan_stack_windows(stack, options, workers, budget, window_pixels)
         return MemoryPlan(min(workers, len(windows)), windows, 0, 0)
-    program = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES
-    per_process = resident_bytes() + LOAD_ALLOWANCE + GDAL_CACHE_BYTES if executor == "process" else 0
+    load = LOAD_ALLOWANCE + (COMPILED_KERNEL_BYTES if _uses_compiled_kernel(options, stack) else 0)
+    program = resident_bytes() + load + GDAL_CACHE_BYTES
+    per_process = resident_bytes() + load + GDAL_CACHE_BYTES if executor == "process" else 0
     for count in range(workers, 0, -1):
         left = budget - program - (count * per_process if count > 1 else 0)  # one worker runs in this process
         try:
@@ -219,6 +222,18 @@ def plan_memory(
             + f"; using {count} (raise --memory-budget to use more)"
         )
     return MemoryPlan(min(count, len(windows)), windows, program, per_process if count > 1 else 0, note)
+
+
+def _uses_compiled_kernel(options: FitOptions, stack: Stack) -> bool:
+    """Whether the fit will load Sen's compiled kernel (numba), which the memory plan must count."""
+    from .kernels.robust import compiled_pays
+
+    return (
+        options.method is not Method.ols
+        and compiled_pays(len(stack.year_list))
+        and os.environ.get("EETREND_KERNEL", "").strip().lower() != "numpy"
+        and importlib.util.find_spec("numba") is not None
+    )
 
 
 def _smallest_window(stack: Stack) -> int:
