@@ -76,15 +76,14 @@ def test_a_budget_for_one_worker_uses_one_and_says_so(stack30, monkeypatch, capl
     monkeypatch.setattr(trend_module, "resident_bytes", lambda: 100 * MB)
     stack = open_stack(stack30)
     options = FitOptions(method="both")
-    # 30 years: Sen's compiled kernel will be loaded, and the plan counts numba's memory once per process
+    # 30 years: Sen's compiled kernel is used; the plan counts numba's memory unless this process holds it already
     numba = trend_module.COMPILED_KERNEL_BYTES if trend_module._uses_compiled_kernel(options, stack) else 0
-    assert numba or importlib.util.find_spec("numba") is None
     roomy = plan_memory(stack, options, 2, 1024 * MB + numba, "thread")
     assert roomy.workers == 2 and roomy.note is None
     tight = plan_memory(stack, options, 2, 250 * MB + numba, "thread")
     assert tight.workers == 1 and "holds 1 worker(s), not 2" in tight.note
-    # OLS loads no numba: the same budget holds both workers
-    assert plan_memory(stack, FitOptions(method="ols"), 2, 250 * MB + numba, "thread").workers == 2
+    if numba:  # OLS loads no numba: the same budget holds both workers
+        assert plan_memory(stack, FitOptions(method="ols"), 2, 250 * MB + numba, "thread").workers == 2
     # a worker process carries its own copy of the program: the same budget holds fewer of them
     processes = plan_memory(stack, options, 2, 500 * MB + numba, "process")
     assert processes.workers == 1 and processes.note
@@ -127,3 +126,15 @@ def test_thousands_of_input_files_within_a_low_descriptor_limit(tmp_path) -> Non
         n = ds.read(ds.descriptions.index("n") + 1)
     np.testing.assert_allclose(slope, 0.5, rtol=1e-6)
     assert np.all(n == steps.size)
+
+
+def test_the_plan_counts_numba_only_where_the_compiled_kernel_will_load_it(stack30, monkeypatch) -> None:
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    stack = open_stack(stack30)  # 30 years
+    monkeypatch.delitem(sys.modules, "numba", raising=False)  # as in a fresh process
+    assert trend_module._uses_compiled_kernel(FitOptions(method="both"), stack)
+    assert trend_module._uses_compiled_kernel(FitOptions(method="sen"), stack)
+    assert not trend_module._uses_compiled_kernel(FitOptions(method="ols"), stack)
+    monkeypatch.setenv("EETREND_KERNEL", "numpy")
+    assert not trend_module._uses_compiled_kernel(FitOptions(method="both"), stack)

@@ -225,11 +225,12 @@ def plan_memory(
 
 
 def _uses_compiled_kernel(options: FitOptions, stack: Stack) -> bool:
-    """Whether the fit will load Sen's compiled kernel (numba), which the memory plan must count."""
+    """Whether the fit will load Sen's compiled kernel (numba) anew, which the memory plan must count."""
     from .kernels.robust import compiled_pays
 
     return (
         options.method is not Method.ols
+        and "numba" not in sys.modules  # once loaded, this process's resident memory already holds it
         and compiled_pays(len(stack.year_list))
         and os.environ.get("EETREND_KERNEL", "").strip().lower() != "numpy"
         and importlib.util.find_spec("numba") is not None
@@ -316,11 +317,11 @@ def trend_rasters(
     )
     if options.count_band:
         check_count_band(stack, options.count_band)
-    if options.method is not Method.ols and executor == "thread":
-        _warm_up_sen(len(stack.year_list))
     plan = plan_memory(
         stack, options, resolve_workers(workers), parse_memory(memory_budget), executor, window_pixels
     )
+    if options.method is not Method.ols and executor == "thread":
+        _warm_up_sen(len(stack.year_list))  # after the plan, which counts what it will load
     if plan.note:
         log.warning(plan.note)
     windows, n_workers = plan.windows, plan.workers
