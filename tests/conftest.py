@@ -45,21 +45,20 @@ def _refuse_remote(event: str, args: tuple) -> None:
 sys.addaudithook(_refuse_remote)
 
 
-_FRESH_PROCESS_RSS = None
-
-
-@pytest.fixture(autouse=True)
-def plan_memory_as_a_fresh_process_would(monkeypatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def plan_memory_as_a_fresh_process_would():
     """In-process runs plan their memory budget from this process's resident memory, which in a
     long test session holds every earlier test's leftovers (and numba, once a test loaded it).
-    Plan from what the session held at its first test instead, as a fresh ``eetrend`` would;
-    runs in subprocesses measure themselves, and tests of the plan set their own figure."""
-    global _FRESH_PROCESS_RSS
+    For the whole session (module fixtures too), plan from what the session held at its start,
+    as a fresh ``eetrend`` would; runs in subprocesses measure themselves, and tests of the plan
+    set their own figure with monkeypatch."""
     from pipeline.engine import trend
 
-    if _FRESH_PROCESS_RSS is None:
-        _FRESH_PROCESS_RSS = trend.resident_bytes()
-    monkeypatch.setattr(trend, "resident_bytes", lambda: _FRESH_PROCESS_RSS)
+    measured = trend.resident_bytes
+    at_start = measured()
+    trend.resident_bytes = lambda: at_start
+    yield
+    trend.resident_bytes = measured
 
 
 @pytest.fixture
