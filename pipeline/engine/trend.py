@@ -226,13 +226,13 @@ def plan_memory(
 
 def _uses_compiled_kernel(options: FitOptions, stack: Stack) -> bool:
     """Whether the fit will load Sen's compiled kernel (numba) anew, which the memory plan must count."""
-    from .kernels.robust import compiled_pays
+    from .kernels.robust import compiled_pays, compiled_turned_off
 
     return (
         options.method is not Method.ols
         and "numba" not in sys.modules  # once loaded, this process's resident memory already holds it
         and compiled_pays(len(stack.year_list))
-        and os.environ.get("EETREND_KERNEL", "").strip().lower() != "numpy"
+        and not compiled_turned_off()
         and importlib.util.find_spec("numba") is not None
     )
 
@@ -251,15 +251,12 @@ def _load_kernel_libraries() -> None:
     importlib.import_module("scipy.special")
 
 
-def _warm_up_sen(n_years: int) -> threading.Thread | None:
+def _warm_up_sen(n_years: int) -> None:
     """Load Sen's compiled kernel in the background (about 0.7 s) when the series is long enough to use it."""
     from .kernels.robust import compiled_pays, warm_up
 
-    if not compiled_pays(n_years):
-        return None
-    thread = threading.Thread(target=warm_up, args=(n_years,), name="eetrend-kernel", daemon=True)
-    thread.start()
-    return thread
+    if compiled_pays(n_years):
+        threading.Thread(target=warm_up, name="eetrend-kernel", daemon=True).start()
 
 
 def trend_rasters(

@@ -76,7 +76,8 @@ def _sorted_between(slopes, m, a, b, rank, scratch):
         if v >= a and v < b:
             scratch[kept] = v
             kept += 1
-    return np.sort(scratch[:kept])[rank]
+    scratch[:kept].sort()
+    return scratch[rank]
 
 
 @njit(fastmath=_REDUCE, **_OPTIONS)
@@ -234,13 +235,12 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
         negative[p] = neg
 
         # The median of y, and the ties (only a pixel with equal values is sorted).
+        ordered[:n] = ys[:n]
         if zero:
-            ordered[:n] = ys[:n]
             _insertion_sort(ordered, n)
             middle_low, middle_high = ordered[(n - 1) // 2], ordered[n // 2]
             tied_pairs, tie_term = _tie_sums(ordered, n)
         else:
-            ordered[:n] = ys[:n]
             probes[0] = 0
             middle_low = _select(ordered, n, (n - 1) // 2, probe_values, probe_counts, probes, scratch)
             middle_high = _select(ordered, n, n // 2, probe_values, probe_counts, probes, scratch)
@@ -264,9 +264,9 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
         ranks[3] = int(upper) if usable else 0
 
         if m < _SMALL or not (high - low) / smallest_gap < _SAFE:
-            everything = np.sort(slopes[:m])
+            slopes[:m].sort()
             for q in range(4):
-                picked[q, p] = everything[ranks[q]]
+                picked[q, p] = slopes[ranks[q]]
             continue
         # First pivots: three quantiles of a spread-out sample of the slopes.
         for i in range(15):

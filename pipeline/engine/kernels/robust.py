@@ -142,7 +142,6 @@ def _tie_terms(sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tied_pairs, tie_term
 
 
-
 def _sorted_order_statistics(
     columns: np.ndarray, x: np.ndarray, ranks: tuple[np.ndarray, ...], picked: np.ndarray, negative: np.ndarray
 ) -> None:
@@ -175,6 +174,11 @@ def _sorted_order_statistics(
             row[start:stop] = _at_ranks(slopes, rank[start:stop])
 
 
+def compiled_turned_off() -> bool:
+    """Whether ``EETREND_KERNEL=numpy`` asks for the numpy kernel whatever the series."""
+    return os.environ.get("EETREND_KERNEL", "").strip().lower() == "numpy"
+
+
 def compiled_kernel() -> Callable[..., None] | None:
     """The compiled order-statistics kernel (:mod:`.pair_select`), or None where numba is not
     installed or ``EETREND_KERNEL=numpy`` asks for the numpy one. Imported once, on first use."""
@@ -182,7 +186,7 @@ def compiled_kernel() -> Callable[..., None] | None:
     with _compiled_lock:  # worker threads and the warm-up may ask at once
         if _compiled is None:
             _compiled = False
-            if os.environ.get("EETREND_KERNEL", "").strip().lower() != "numpy":
+            if not compiled_turned_off():
                 try:
                     from .pair_select import sen_pixels
                 except (ImportError, RuntimeError, OSError) as error:  # numba missing, or no cache it can write
@@ -202,12 +206,10 @@ def compiled_pays(n_years: int) -> bool:
     return n_years * (n_years - 1) // 2 >= COMPILED_FROM_PAIRS
 
 
-def warm_up(n_years: int) -> None:
-    """Load what :func:`sen_mk` needs on first use (scipy.special, the compiled kernel from
-    numba's cache) so that the first window does not wait for it."""
-    import scipy.special  # noqa: F401
-
-    kernel = compiled_kernel() if compiled_pays(n_years) else None
+def warm_up() -> None:
+    """Load the compiled kernel (from numba's cache, or compile it) so that the first window of a
+    long series does not wait for it; nothing where it is unavailable."""
+    kernel = compiled_kernel()
     if kernel is not None:
         for dtype in (np.float32, np.float64):  # the types windows are read as
             kernel(np.zeros((2, 1), dtype=dtype), np.arange(2.0), -1.96, np.empty((6, 1)), np.empty((4, 1)),
