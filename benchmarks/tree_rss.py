@@ -1,4 +1,4 @@
-"""Wall time and peak resident memory of a whole process tree, for the benchmarks.
+"""Wall time and peak resident memory of a whole process tree, for the benchmarks and tests/test_resources.py.
 
 The tree's resident memory (the process and all its children, summed) is sampled every
 5 ms while the command runs: that is what ``--memory-budget`` bounds.

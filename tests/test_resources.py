@@ -6,8 +6,6 @@ import importlib.util
 import logging
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 import rasterio
 from typer.testing import CliRunner
 
+from benchmarks.tree_rss import run_with_peak_rss
 from cli import app
 from pipeline.engine import trend as trend_module
 from pipeline.engine.sample import write_sample
@@ -36,28 +35,8 @@ def stack30(tmp_path_factory) -> Path:
 
 def _peak_tree_rss(command: list[str]) -> tuple[int, str]:
     """Run ``command``; the largest summed resident memory of it and its children, sampled every 5 ms."""
-    import psutil
-
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
-            except psutil.Error:
-                pass
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    _, err = proc.communicate()
-    done.set()
-    sampler.join()
-    assert proc.returncode == 0, err
+    _wall, peak, code, err = run_with_peak_rss(command, ROOT, keep_stderr=True)
+    assert code == 0, err
     return peak, err
 
 
