@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,29 @@ def plan_memory_as_a_fresh_process_would():
     trend.resident_bytes = lambda: at_start
     yield
     trend.resident_bytes = measured
+
+
+@contextmanager
+def study_lock_held_by_another_thread(study) -> Iterator[None]:
+    """Hold the study's lock from another thread for the duration: a thread has its own context,
+    so a command run here meets the lock as another process's, not its own re-entered."""
+    from pipeline.lock import StudyLock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with StudyLock(study.state, study.name):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.earthengine import manifest as m
 from pipeline.run import output_paths
+from tests.conftest import study_lock_held_by_another_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -470,28 +471,11 @@ def test_an_export_terminated_in_a_retry_resumes_with_exactly_one_task_per_year(
 
 
 def test_reading_commands_work_while_a_writer_holds_the_study(emulator, complete):
-    import threading as _threading
-
-    from pipeline.lock import StudyLock
-
     path, study = complete
-    held, release = _threading.Event(), _threading.Event()
-
-    def hold() -> None:
-        with StudyLock(study.state, study.name):
-            held.set()
-            release.wait(30)
-
-    holder = _threading.Thread(target=hold)
-    holder.start()
-    held.wait(10)
-    try:
+    with study_lock_held_by_another_thread(study):
         assert runner.invoke(app, ["status", str(path)]).exit_code == 0
         assert runner.invoke(app, ["verify", str(path)]).exit_code == 0
         assert runner.invoke(app, ["download", str(path)]).exit_code == 3
-    finally:
-        release.set()
-        holder.join()
 
 
 def test_a_damaged_file_whose_remote_copy_vanished_outside_eetrend_names_the_redo(emulator, complete):

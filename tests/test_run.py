@@ -12,8 +12,8 @@ import rasterio
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.lock import StudyLock
 from pipeline.run import output_paths
+from tests.conftest import study_lock_held_by_another_thread
 
 runner = CliRunner()
 
@@ -109,24 +109,10 @@ def test_a_run_killed_during_download_completes_when_run_again(emulator, study4,
 
 def test_an_overlapping_run_is_refused_with_the_lock_code(emulator, study4):
     import os
-    import threading
 
     path, study = study4
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:  # another holder: a thread has its own context, so the lock is not re-entered
-        with StudyLock(study.state, study.name):
-            held.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(10)
-    try:
+    with study_lock_held_by_another_thread(study):
         result = _run(path)
-    finally:
-        release.set()
-        holder.join()
     assert result.exit_code == 3
     assert f"another eetrend command is working on study 'test-study' (pid {os.getpid()} " in result.output
     assert _run(path).exit_code == 75  # the lock is free again
