@@ -42,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from program import eetrend_command  # noqa: E402
 from tree_rss import run_with_peak_rss  # noqa: E402
 
 from pipeline.engine.kernels.robust import pair_chunk, pairwise_differences, sen_mk, year_gaps  # noqa: E402
@@ -121,8 +122,7 @@ def read_only(folder: Path, workers: int) -> float:
 
 def run_trend(folder: Path, out: Path, *args: str) -> dict[str, float]:
     """One fresh ``eetrend trend`` process: wall time, the engine's split and the tree's peak RSS."""
-    command = [sys.executable, "-c", "import cli; cli.app()", "trend", str(folder), "-o", str(out), "--overwrite",
-               *args]
+    command = eetrend_command("trend", str(folder), "-o", str(out), "--overwrite", *args)
     wall, peak, code, err = run_with_peak_rss(command, ROOT, keep_stderr=True)
     match = SUMMARY.search(err)
     if code != 0 or match is None:

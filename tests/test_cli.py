@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import rasterio
 from typer.testing import CliRunner
@@ -61,6 +65,43 @@ def test_errors_are_one_line_with_exit_code(tmp_path) -> None:
 
     bad_budget = _run("trend", str(folder), "-o", str(tmp_path / "y.tif"), "--memory-budget", "much")
     assert bad_budget.exit_code == 2 and "512MB" in bad_budget.output
+
+
+# The program as pip installs it (cli:program), with exit handlers a library might register.
+PROGRAM = """
+import atexit, sys, threading, time, cli
+atexit.register(lambda: print("exit handlers ran", flush=True))
+if sys.argv[1] == "--with-thread":
+    del sys.argv[1]
+    threading.Thread(target=lambda: (time.sleep(0.3), print("the thread finished", flush=True))).start()
+sys.argv[0] = "eetrend"
+cli.program()
+"""
+
+
+def _program(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROGRAM, *args], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_the_program_keeps_exit_codes_output_and_exit_handlers(tmp_path) -> None:
+    """cli.program leaves without the interpreter's teardown: nothing printed, handled or coded may be lost."""
+    folder = tmp_path / "demo"
+    made = _program("sample", str(folder), "--size", "16x16", "--years", "2000-2005")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == [made.stdout.splitlines()[0], "exit handlers ran"]
+    assert made.stdout.startswith("wrote 6 annual rasters")
+
+    missing = _program("trend", str(tmp_path / "nope"), "-o", str(tmp_path / "x.tif"))
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "does not exist" in missing.stderr
+    assert missing.stdout == "exit handlers ran\n"
+
+    usage = _program("trend", str(folder), "-o", str(tmp_path / "y.tif"), "--years", "20x0")
+    assert usage.returncode == 2 and "cannot read '20x0' as a year" in usage.stderr
+
+    waited = _program("--with-thread", "trend", str(folder), "-o", str(tmp_path / "z.tif"), "-q")
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.splitlines() == ["the thread finished", "exit handlers ran"]  # a live thread is waited for
 
 
 def test_debug_shows_the_traceback(tmp_path) -> None:

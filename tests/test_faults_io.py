@@ -163,6 +163,39 @@ def test_verify_finds_a_cut_geotiff(tmp_path):
         verify_geotiff(path)
 
 
+@pytest.mark.parametrize("failing", ["sync", "check"])
+def test_a_failed_sync_or_check_of_the_output_is_one_line_and_leaves_nothing(stack, tmp_path, monkeypatch, failing):
+    """The output's disk sync runs beside its read-back check: either failing fails the run, cleanly."""
+    import errno
+
+    from pipeline.files import outputs
+
+    out = tmp_path / "trend.tif"
+    before = _digests(stack)
+    real_sync, real_check = outputs.fsync_path, outputs.verify_geotiff
+    seen = []
+
+    def sync(path):
+        seen.append("sync")
+        if failing == "sync" and ".partial" in Path(path).name:
+            raise OSError(errno.EIO, "Input/output error")
+        real_sync(path)
+
+    def check(path, *args, **kwargs):
+        seen.append("check")
+        if failing == "check":
+            raise OSError(errno.EIO, "block 0,0 of band 1 was not written")
+        real_check(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs, "fsync_path", sync)
+    monkeypatch.setattr(outputs, "verify_geotiff", check)
+    line = _one_clean_line(_invoke("trend", stack, "-o", out, "-q"), 1)
+    assert "trend.tif" in line and ("Input/output error" in line or "not written" in line), line
+    assert {"sync", "check"} <= set(seen)  # both ran, whichever failed
+    assert not out.exists() and not _temporaries(tmp_path)
+    assert _digests(stack) == before
+
+
 # -- 2. inputs are sacred --------------------------------------------------------------------------------
 def _link(kind: str, source: Path, link: Path) -> Path:
     if kind == "symlink":

@@ -190,7 +190,7 @@ def verify_geotiff(path: Path, decode: bool | None = None) -> None:
     """Reopen a just-written GeoTIFF: every block of every band must be stored inside the file.
 
     With ``decode`` (default: files up to :data:`DECODE_LIMIT` uncompressed bytes) every
-    block is also read back, one block row at a time. The structure check costs about
+    block is also read back, four block rows at a time on every core. The structure check costs about
     0.02 s for 1,000 blocks; decoding costs about as much as writing did (measured on a
     531 MB 17-band 4000x4000 file: 0.024 s against 5.2 s), so large files get the check only.
     Raises ``OSError`` (EIO) naming the first bad block: the caller turns it into one line.
@@ -199,8 +199,10 @@ def verify_geotiff(path: Path, decode: bool | None = None) -> None:
     from rasterio.errors import RasterioError
 
     size = os.path.getsize(path)
+    # Decoding spreads over the cores (about half the time on two); a user's own setting wins.
+    threads = os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS")
     try:
-        with rasterio.Env(), rasterio.open(path) as ds:
+        with rasterio.Env(GDAL_NUM_THREADS=threads), rasterio.open(path) as ds:
             for band in range(1, ds.count + 1):
                 for (row, col), _window in ds.block_windows(band):
                     offset = ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
@@ -209,7 +211,7 @@ def verify_geotiff(path: Path, decode: bool | None = None) -> None:
                         raise OSError(errno.EIO, f"block {row},{col} of band {band} was not written")
             uncompressed = ds.count * ds.width * ds.height * 8
             if decode or (decode is None and uncompressed <= DECODE_LIMIT):
-                step = ds.block_shapes[0][0]
+                step = ds.block_shapes[0][0] * 4  # rows of blocks at once: enough blocks for every thread
                 for top in range(0, ds.height, step):
                     ds.read(window=((top, min(top + step, ds.height)), (0, ds.width)))
     except RasterioError as exc:

@@ -178,6 +178,23 @@ def same_file(path: Path, inputs: Sequence[str | os.PathLike[str]]) -> Path | No
     return None
 
 
+def _verify_and_sync(path: Path) -> None:
+    """Read a just-closed GeoTIFF back while its bytes go to the disk: both must succeed.
+
+    The check decodes on the cores and the sync waits on the disk, so side by side
+    they take the longer of the two instead of the sum (0.05 and 0.03 s for an
+    11-band 855x854 file).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="eetrend-sync") as pool:
+        synced = pool.submit(fsync_path, path)
+        try:
+            verify_geotiff(path)
+        finally:
+            synced.result()  # raises the sync's error, if any, once the check is over
+
+
 class RasterWriter:
     """Context manager writing named float32 bands window by window, then renaming into place."""
 
@@ -300,8 +317,7 @@ class RasterWriter:
             self._ds = None
             # GDAL closes "successfully" after a failed block write: libtiff's record says otherwise
             _raise_recorded(self._tiff.messages() if self._tiff else [])
-            verify_geotiff(self._tmp)
-            fsync_path(self._tmp)
+            _verify_and_sync(self._tmp)
             self._close_env()
             os.replace(self._tmp, self.path)
             self._tmp = None
