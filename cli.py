@@ -5,8 +5,10 @@ Library imports happen inside the commands, so ``eetrend --help`` stays quick.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -948,12 +950,8 @@ def program() -> None:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
-    import threading
-
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
-    import atexit
-
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -50,7 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from program import eetrend_command  # noqa: E402
+from program import eetrend_command, startup_command  # noqa: E402
 from tree_rss import run_with_peak_rss  # noqa: E402
 
 from pipeline.engine.kernels import fit_pixels  # noqa: E402
@@ -209,17 +209,6 @@ def xarray_mk_peer(block: np.ndarray, years: np.ndarray):
 # --- eetrend as a user runs it ---------------------------------------------------------------
 
 
-# What every ``eetrend trend`` does before its first file: start the interpreter, import
-# the command line, parse and check the options (Typer builds a validator for each),
-# import the engine and scipy.special, then leave as ``cli.program`` does.
-STARTUP = """
-import os, sys, cli, typer.main
-typer.main.get_command(cli.app).get_command(None, "trend").make_context("trend", sys.argv[1:])
-import pipeline.engine.trend, scipy.special
-os._exit(0)
-"""
-
-
 def run_process(command: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -272,8 +261,7 @@ def main() -> None:
     report["seed_pool_s"] = seed_pooled
 
     out = args.work / "trend.tif"
-    startup, _ = median_time(lambda: run_process([sys.executable, "-c", STARTUP, str(folder), "-o", str(out)]),
-                             args.repeats)
+    startup, _ = median_time(lambda: run_process(startup_command(folder, out)), args.repeats)
     ols_cmd = eetrend_command("trend", str(folder), "-o", str(out), "--overwrite", "-q")
     ols_e2e, ols_runs = median_time(lambda: run_process(ols_cmd), args.repeats)
     sen_cmd = eetrend_command("trend", str(folder), "-o", str(out), "--overwrite", "-q", "--method", "sen")
