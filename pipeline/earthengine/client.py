@@ -306,6 +306,18 @@ def _scrub(message: str) -> str:
     return re.sub(r"(ya29\.|1//|emulator-)[A-Za-z0-9._\-]+", "<redacted>", message)
 
 
+def unmasked_for_export(image: Any) -> Any:
+    """``image`` with every masked pixel set to :data:`EXPORT_NODATA`, as every route sends it.
+
+    Masked pixels (clouds, outside the region, Landsat 7 gaps) would be written as 0 by an export or a
+    computePixels answer alike: give them a value that cannot be an index and declare it, so every reader
+    sees them as missing.
+    """
+    import ee
+
+    return ee.Image(image).unmask(EXPORT_NODATA, False)
+
+
 def export_image(study: Study, year: int, image: Any, request: str, region: Any = None) -> OperationStatus:
     """Submit one year's export with a fixed ``requestId``; returns the operation.
 
@@ -317,9 +329,7 @@ def export_image(study: Study, year: int, image: Any, request: str, region: Any 
 
     c = study.config
     region = region if region is not None else study_region(study)
-    # Masked pixels (clouds, outside the region, Landsat 7 gaps) would be written as 0: give them a value
-    # that cannot be an index and declare it, so every reader sees them as missing.
-    image = ee.Image(image).unmask(EXPORT_NODATA, False)
+    image = unmasked_for_export(image)
     common = dict(
         image=image,
         description=study.description(year),

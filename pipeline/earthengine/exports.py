@@ -201,7 +201,8 @@ def apply_operation(study: Study, manifest: Manifest, record: YearRecord,
 # -- submit -----------------------------------------------------------------------------------------
 def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: ExportReport) -> bool:
     """Submit one year; False when Earth Engine's queue is full (stop submitting)."""
-    from .recipes import annual_composite, region
+    from .recipes import region
+    from .sources import year_image
 
     year = record.year
     # A new attempt after a failed or cancelled one (not a resumed SUBMITTING row, not a --force restart).
@@ -216,7 +217,7 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
         )
     ee_api.connect(study)
     area = region(study)  # one geometry for the clip and the export (a GeoJSON region is read once)
-    image = annual_composite(study, year, area)
+    image = year_image(study, year, area)
     try:
         operation = ee_api.export_image(study, year, image, record.request_id, area)
     except EetrendError:
