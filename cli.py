@@ -663,7 +663,9 @@ def download(
 
     Files go to paths.downloads: one GeoTIFF per year, or for a year Earth Engine split
     into tiles, the tiles under parts/ and one VRT per year. A second run fetches only
-    what is missing; an interrupted run resumes from the bytes on disk.
+    what is missing; an interrupted run resumes from the bytes on disk. With
+    export.destination = "direct", each year is fetched as computePixels tiles instead
+    (no export task); an interrupted run asks only for the tiles not yet in.
     """
     with _errors():
         from pipeline.config import load_study
@@ -672,8 +674,8 @@ def download(
 
         _quiet_logs(quiet)
         study = load_study(config)
-        with waiting_for_lock(wait_lock), _byte_progress(_show_progress(quiet)) as progress:
-            report = download_study(study, delete_remote=delete_remote, progress=progress)
+        with waiting_for_lock(wait_lock), _fetch_progress(study, _show_progress(quiet)) as (progress, tiles):
+            report = download_study(study, delete_remote=delete_remote, progress=progress, tile_progress=tiles)
         if quiet:
             for year, message in sorted(report.failed.items()):
                 typer.echo(f"{year} failed: {message}", err=True)
@@ -701,6 +703,15 @@ def verify(config: ConfigArg) -> None:
             typer.echo(line, err=report.damaged and not line.startswith("verified"))
         if report.damaged:
             raise typer.Exit(1)
+
+
+@contextmanager
+def _fetch_progress(study, enabled: bool):
+    """(byte progress, tile progress) for download and run: a byte bar for exports, a tile bar for the direct
+    route (``export.destination = "direct"``); each None when not shown."""
+    direct = study.config.export.destination == "direct"
+    with _byte_progress(enabled and not direct) as received, _progress_bar("tiles", enabled and direct) as tiles:
+        yield received, tiles
 
 
 @contextmanager
@@ -766,10 +777,10 @@ def run(
         study = load_study(config)
         with (
             waiting_for_lock(wait_lock),
-            _byte_progress(_show_progress(quiet)) as progress,
+            _fetch_progress(study, _show_progress(quiet)) as (progress, tiles),
             notifying(study, notify or ()) as notify_result,
         ):
-            result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress)
+            result = run_study(study, wait=wait, timeout=timeout, poll=poll, progress=progress, tile_progress=tiles)
             notify_result(result)
         log = logging.getLogger("eetrend.run")
         for line in result.lines:
@@ -879,6 +890,7 @@ def demo(
 @app.command(epilog=(
     "Examples: eetrend emulator --port 8765 --speed 10\n\n"
     "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
+    "\n\neetrend emulator --slow-pixels 0.5 --fail-pixels-above 200000 --http-errors 429:3:computePixels"
 ))
 def emulator(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
@@ -902,6 +914,10 @@ def emulator(
     duplicate_folder: Annotated[list[str] | None, typer.Option(
         "--duplicate-folder", metavar="NAME[:COUNT]",
         help="COUNT more Drive folders with this name (Drive allows duplicates). Repeatable.")] = None,
+    slow_pixels: Annotated[float, typer.Option(help="Seconds to wait before every computePixels answer.")] = 0.0,
+    fail_pixels_above: Annotated[int | None, typer.Option(
+        metavar="N", help="computePixels requests over N pixels answer 'User memory limit exceeded.' (the direct "
+                          "route splits them).")] = None,
 ) -> None:
     """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
 
@@ -920,7 +936,8 @@ def emulator(
         try:
             plan = FaultPlan.parse(http_errors=http_errors or (), fail_tasks=fail_tasks or (), queue_limit=queue_limit,
                                    media_faults=media_fault or (), slow_media=slow_media,
-                                   duplicate_folders=duplicate_folder or ())
+                                   duplicate_folders=duplicate_folder or (), slow_pixels=slow_pixels,
+                                   fail_pixels_above=fail_pixels_above)
         except FaultSpecError as exc:
             raise UsageError(str(exc)) from None
         with Emulator(port=port, speed=speed) as emu:

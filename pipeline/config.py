@@ -17,6 +17,7 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import re
 import typing
 from enum import Enum
@@ -162,8 +163,31 @@ class CompositeSection(_Section):
         return self
 
 
+#: computePixels limits (projects.image.computePixels): 48 MB uncompressed per request, counted as pixels x bands
+#: x (bytes per pixel + 1 mask byte; Earth Engine's own error names 50331648 bytes), 32K pixels a side, 40
+#: concurrent requests per project.
+DIRECT_MAX_BYTES = 48 * 1024 * 1024
+DIRECT_MAX_SIDE = 32768
+DIRECT_MAX_WORKERS = 40
+DIRECT_BYTES_PER_PIXEL = 4 + 1  # float32, as the recipe's bands are, plus Earth Engine's mask byte
+DIRECT_HEADROOM = 4  # default tiles use a quarter of the limit: room for heavier composites and timeouts
+
+
+def direct_tile_limit(bands: int) -> int:
+    """The largest tile side (a multiple of the shard size) whose request stays within 48 MB and 32K pixels."""
+    side = math.isqrt(DIRECT_MAX_BYTES // (bands * DIRECT_BYTES_PER_PIXEL))
+    return min(side // SHARD_SIZE * SHARD_SIZE, DIRECT_MAX_SIDE)
+
+
+def default_direct_tile(bands: int) -> int:
+    """The default tile side: a quarter of the request limit, aligned to the output's 256-pixel blocks."""
+    side = math.isqrt(DIRECT_MAX_BYTES // DIRECT_HEADROOM // (bands * DIRECT_BYTES_PER_PIXEL))
+    return max(side // SHARD_SIZE * SHARD_SIZE, SHARD_SIZE)
+
+
 class ExportSection(_Section):
-    destination: Literal["drive", "gcs"] = "drive"
+    destination: Literal["drive", "gcs", "direct"] = Field(
+        "drive", description="drive or gcs: batch export tasks; direct: computePixels tiles, no queue, no Drive.")
     folder: str | None = Field(None, description="Drive folder name (destination = 'drive').")
     bucket: str | None = Field(None, description="Cloud Storage bucket (destination = 'gcs').")
     prefix: str = Field(
@@ -175,6 +199,22 @@ class ExportSection(_Section):
     cloud_optimized: bool = True
     max_attempts: int = Field(3, ge=1, le=20, description="Submissions of a year before a FAILED task is given up.")
     delete_remote: bool = False
+    direct_tile: int | None = Field(None, description="destination = 'direct': tile side in pixels, a multiple of "
+                                                      "256; default from the bands, a quarter of the 48 MB limit.")
+    direct_workers: int = Field(8, description="destination = 'direct': computePixels requests at once (at most "
+                                               "40, Earth Engine's per-project quota).")
+
+    @model_validator(mode="after")
+    def _direct(self) -> ExportSection:
+        if self.direct_tile is not None and (self.direct_tile < SHARD_SIZE or self.direct_tile % SHARD_SIZE):
+            fix = max(SHARD_SIZE, round(self.direct_tile / SHARD_SIZE) * SHARD_SIZE)
+            raise ValueError(f"direct_tile = {self.direct_tile} must be a multiple of {SHARD_SIZE} pixels (the "
+                             f"output's blocks), at least {SHARD_SIZE}; e.g. direct_tile = {fix}")
+        if not 1 <= self.direct_workers <= DIRECT_MAX_WORKERS:
+            raise ValueError(f"direct_workers = {self.direct_workers} must be 1-{DIRECT_MAX_WORKERS}: Earth Engine "
+                             f"allows {DIRECT_MAX_WORKERS} concurrent computePixels requests per project (429 "
+                             "beyond); e.g. direct_workers = 8")
+        return self
 
     @model_validator(mode="after")
     def _destination(self) -> ExportSection:
@@ -363,6 +403,22 @@ class StudyConfig(_Section):
     dask: DaskSection | None = None
     notify: NotifySection | None = None
 
+    @model_validator(mode="after")
+    def _direct_route(self) -> StudyConfig:
+        if self.export.destination != "direct":
+            return self
+        if self.region.asset is not None:
+            raise ValueError("export.destination = 'direct' needs region.bbox or region.geojson: the direct route "
+                             "works out the export's grid from the region's corners, which a table asset keeps on "
+                             "Earth Engine; or use destination = 'drive' or 'gcs'")
+        bands = 2 if self.composite.count_band else 1
+        limit = direct_tile_limit(bands)
+        if self.export.direct_tile is not None and self.export.direct_tile > limit:
+            raise ValueError(f"export.direct_tile = {self.export.direct_tile}: a {self.export.direct_tile} x "
+                             f"{self.export.direct_tile} tile of {bands} float band(s) exceeds computePixels' 48 MB "
+                             f"per request; use at most {limit}")
+        return self
+
 
 class Study:
     """A validated config plus what follows from it: years, resolved paths, fingerprints."""
@@ -468,8 +524,16 @@ class Study:
                 "max_pixels": export.max_pixels,
                 "file_dimensions": export.file_dimensions,
                 "cloud_optimized": export.cloud_optimized,
+                # only for the direct route, so the fingerprints of batch studies stay as they were
+                **({"direct_tile": self.direct_tile} if export.destination == "direct" else {}),
             },
         }
+
+    @property
+    def direct_tile(self) -> int:
+        """The side of a direct route's tiles: as configured, else the default for the study's bands."""
+        given = self.config.export.direct_tile
+        return given if given is not None else default_direct_tile(2 if self.config.composite.count_band else 1)
 
     def output_fingerprint(self, year: int) -> str:
         return fingerprint(self.output_settings(year))

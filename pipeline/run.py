@@ -64,8 +64,12 @@ def output_paths(study: Study) -> dict[str, Path]:
 
 def run_study(study: Study, *, wait: bool = False, timeout: float | None = None, poll: float = 60.0,
               sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None,
-              fit_progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """One run of the whole pipeline for ``study`` (see the module docstring)."""
+              fit_progress: Callable[[int, int], None] | None = None,
+              tile_progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """One run of the whole pipeline for ``study`` (see the module docstring).
+
+    ``tile_progress`` (tiles done, total) follows a direct study's computePixels tiles.
+    """
     result = RunResult(EXIT_WAITING)
     started = time.monotonic()
     notes: list[str] = []
@@ -75,7 +79,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
         remove_stale_temporaries(study.outputs)
         while True:
             exported = export_study(study)
-            downloaded = download_study(study, progress=progress)
+            downloaded = download_study(study, progress=progress, tile_progress=tile_progress)
             result.submitted += exported.submitted + exported.retried
             result.downloaded += downloaded.downloaded
             downloaded_bytes += downloaded.bytes

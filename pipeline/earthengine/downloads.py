@@ -262,8 +262,17 @@ def _fetch_range(request: Any, remote: RemoteFile, start: int, end: int, sleep: 
 # -- a study ----------------------------------------------------------------------------------------
 @holds_study_lock
 def download_study(study: Study, *, delete_remote: bool | None = None, chunk_size: int = CHUNK_SIZE,
-                   sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> DownloadReport:
-    """Download every finished year not yet on disk (see the module docstring)."""
+                   sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None,
+                   tile_progress: Callable[[int, int], None] | None = None) -> DownloadReport:
+    """Download every finished year not yet on disk (see the module docstring).
+
+    With ``export.destination = "direct"`` the years are fetched through computePixels instead
+    (:func:`.direct.fetch_study`); ``tile_progress`` then counts tiles (done, total).
+    """
+    if study.config.export.destination == "direct":
+        from .direct import fetch_study
+
+        return fetch_study(study, sleep=sleep, progress=tile_progress)
     delete = study.config.export.delete_remote if delete_remote is None else delete_remote
     report = DownloadReport()
     remove_stale_temporaries(study.downloads, recursive=True)

@@ -62,9 +62,10 @@ class ExportReport:
     redone: list[int] = field(default_factory=list)
     adopted: list[int] = field(default_factory=list)
     slc_off: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = []
+        out = list(self.notes)
         if self.submitted:
             out.append(f"submitted {len(self.submitted)} task(s): {format_years(self.submitted)}")
         if self.retried:
@@ -311,6 +312,11 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
         report.restarted = sync(study, manifest, force=force, resubmit=resubmit, cancel=_cancel_quietly)
         if redo:
             report.redone = redo_years(study, manifest, redo, cancel=_cancel_quietly)
+        if study.config.export.destination == "direct":  # no task: download fetches the years itself
+            from .direct import describe_plan
+
+            report.notes = describe_plan(study)
+            return report
         before = manifest.years()
         to_submit = [r.year for r in before.values() if r.state in m.TO_SUBMIT]
         report.slc_off = slc_off_years(study.config.composite.sensors, to_submit)

@@ -60,8 +60,9 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 #: Year states. READY/RUNNING/CANCEL_REQUESTED/COMPLETED/FAILED/CANCELLED are Earth Engine's task
-#: states; PENDING means "to submit", SUBMITTING "submitted with request_id, answer not recorded".
-PENDING, SUBMITTING = "PENDING", "SUBMITTING"
+#: states; PENDING means "to submit", SUBMITTING "submitted with request_id, answer not recorded";
+#: FETCHING (the direct route) "some of its tiles are in, the rest still to fetch".
+PENDING, SUBMITTING, FETCHING = "PENDING", "SUBMITTING", "FETCHING"
 READY, RUNNING, CANCEL_REQUESTED = "READY", "RUNNING", "CANCEL_REQUESTED"
 COMPLETED, FAILED, CANCELLED = "COMPLETED", "FAILED", "CANCELLED"
 ACTIVE = (READY, RUNNING, CANCEL_REQUESTED)
@@ -111,6 +112,21 @@ CREATE TABLE IF NOT EXISTS files (
     verified_at    TEXT NOT NULL,
     remote_deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (year, name)
+);
+CREATE TABLE IF NOT EXISTS direct_tiles (
+    year        INTEGER NOT NULL,
+    row         INTEGER NOT NULL,
+    col         INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    width       INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    path        TEXT,
+    size        INTEGER,
+    md5         TEXT,
+    message     TEXT,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (year, row, col, height, width)
 );
 CREATE TABLE IF NOT EXISTS datasets (
     year       INTEGER PRIMARY KEY,
@@ -348,10 +364,48 @@ class Manifest:
             )
 
     def forget_downloads(self, year: int) -> None:
-        """Drop a year's download records (its export is being redone)."""
+        """Drop a year's download records, direct tiles included (its export is being redone)."""
         with self.transaction():
             self.conn.execute("DELETE FROM files WHERE year = ?", (year,))
             self.conn.execute("DELETE FROM datasets WHERE year = ?", (year,))
+            self.conn.execute("DELETE FROM direct_tiles WHERE year = ?", (year,))
+
+    # -- tiles of the direct route (computePixels) --------------------------------------------------
+    def tiles(self, year: int | None = None) -> list[dict[str, Any]]:
+        """Recorded tiles (``state`` 'done' with its file, or 'split' into four), of one year or all."""
+        if year is None:
+            rows = self.conn.execute("SELECT * FROM direct_tiles ORDER BY year, row, col, height, width")
+        else:
+            rows = self.conn.execute("SELECT * FROM direct_tiles WHERE year = ? ORDER BY row, col, height, width",
+                                     (year,))
+        return [dict(row) for row in rows]
+
+    def record_tile(self, year: int, window: tuple[int, int, int, int], state: str, fingerprint: str, *,
+                    path: str | None = None, size: int | None = None, md5: str | None = None,
+                    message: str | None = None) -> None:
+        """One finished tile (``done``, its verified file) or one tile split in four (``split``, and why)."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO direct_tiles(year, row, col, height, width, state, fingerprint, path, size, md5, message, "
+                "recorded_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(year, row, col, height, width) "
+                "DO UPDATE SET state = excluded.state, fingerprint = excluded.fingerprint, path = excluded.path, "
+                "size = excluded.size, md5 = excluded.md5, message = excluded.message, "
+                "recorded_at = excluded.recorded_at",
+                (year, *window, state, fingerprint, path, size, md5, message, now_text()),
+            )
+
+    def forget_tile(self, year: int, window: tuple[int, int, int, int]) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM direct_tiles WHERE year = ? AND row = ? AND col = ? AND height = ? "
+                              "AND width = ?", (year, *window))
+
+    def forget_tiles(self, year: int, fingerprint: str | None = None) -> None:
+        """Drop a year's tiles (all, or those fetched under another fingerprint than ``fingerprint``)."""
+        with self.transaction():
+            if fingerprint is None:
+                self.conn.execute("DELETE FROM direct_tiles WHERE year = ?", (year,))
+            else:
+                self.conn.execute("DELETE FROM direct_tiles WHERE year = ? AND fingerprint != ?", (year, fingerprint))
 
 
 def now_text() -> str:

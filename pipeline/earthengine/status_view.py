@@ -12,7 +12,8 @@ from .client import permanent_fix
 from .exports import watch
 from .manifest import YearRecord
 
-_STYLES = {m.COMPLETED: "green", m.FAILED: "red", m.RUNNING: "cyan", m.READY: "blue", m.CANCELLED: "yellow"}
+_STYLES = {m.COMPLETED: "green", m.FAILED: "red", m.RUNNING: "cyan", m.READY: "blue", m.CANCELLED: "yellow",
+           m.FETCHING: "cyan"}
 
 
 def format_elapsed(seconds: float | None) -> str:
@@ -32,25 +33,41 @@ def error_text(record: YearRecord) -> str:
     return f"{message} (fix: {fix})" if fix else message
 
 
+def _tiles(study: Study) -> dict[int, tuple[int, int]] | None:
+    """Tiles done and planned per year for a direct study (computePixels), else None."""
+    if study.config.export.destination != "direct":
+        return None
+    from .direct import tile_counts
+
+    return tile_counts(study)
+
+
 def print_table(study: Study, rows: list[YearRecord], file=None) -> None:
-    """A table of years; colour only on a terminal."""
+    """A table of years; colour only on a terminal. A direct study shows its tiles instead of a task."""
     from rich.console import Console
     from rich.table import Table
 
+    tiles = _tiles(study)
     console = Console(file=file or sys.stdout, soft_wrap=False)
     table = Table(title=f"study {study.name}: {len(rows)} years", title_justify="left")
+    last = ("tiles", "right") if tiles is not None else ("task", "left")
     for name, justify in (("year", "right"), ("state", "left"), ("progress", "right"), ("attempts", "right"),
-                          ("elapsed", "right"), ("task", "left"), ("last error", "left")):
+                          ("elapsed", "right"), last, ("last error", "left")):
         table.add_column(name, justify=justify, overflow="fold", no_wrap=name != "last error")
     for record in rows:
         style = _STYLES.get(record.state, "")
+        if tiles is not None:
+            done, total = tiles.get(record.year, (0, 0))
+            where = f"{done}/{total}"
+        else:
+            where = record.task_id or "-"
         table.add_row(
             str(record.year),
             f"[{style}]{record.state}[/]" if style else record.state,
-            f"{record.progress:.0%}" if record.state in (m.RUNNING, m.COMPLETED) else "-",
+            f"{record.progress:.0%}" if record.state in (m.RUNNING, m.COMPLETED, m.FETCHING) else "-",
             str(record.attempts),
             format_elapsed(record.elapsed_seconds()),
-            record.task_id or "-",
+            where,
             error_text(record),
         )
     console.print(table)
@@ -62,8 +79,12 @@ def print_table(study: Study, rows: list[YearRecord], file=None) -> None:
 
 def print_json(study: Study, rows: list[YearRecord], file=None) -> None:
     payload = {"study": study.name, "years": [record.as_json() for record in rows]}
+    tiles = _tiles(study)
     for item, record in zip(payload["years"], rows, strict=True):
         item["fix"] = permanent_fix(record.last_error) if record.last_error else None
+        if tiles is not None:
+            done, total = tiles.get(record.year, (0, 0))
+            item["tiles"] = {"done": done, "total": total}
     json.dump(payload, file or sys.stdout, indent=2)
     (file or sys.stdout).write("\n")
 

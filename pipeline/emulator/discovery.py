@@ -69,7 +69,10 @@ def discovery_document(version: str = "v1") -> dict[str, Any]:
                 "image": {
                     "methods": {
                         "export": _method("projects.image.export", "POST", f"{version}/{{+project}}/image:export",
-                                          project, body=True)
+                                          project, body=True),
+                        # the answer is the file's bytes: ee reads it with its raw model (data.computePixels)
+                        "computePixels": _method("projects.image.computePixels", "POST",
+                                                 f"{version}/{{+project}}/image:computePixels", project, body=True),
                     }
                 },
                 "value": {

@@ -14,9 +14,16 @@ its ``maxPixels`` (default 1e8) fails as "Export too large". The answer to
 ``image:export`` holds only the operation's name by default (``export_answer``), the
 least the client may be given.
 
+``image:computePixels`` answers a window of pixels as a GeoTIFF: exactly the values a
+batch export of the same image writes there (``rasters.RasterFactory.pixels``), within the
+documented limits: 400 beyond 48 MiB uncompressed (bands x pixels x (bytes per pixel + 1
+mask byte), as Earth Engine counts), 32768 pixels a side or 1024 bands; 429 beyond
+``pixels_concurrency`` requests at once (40, the per-project quota).
+
 Fault injection: HTTP bursts go through the router (:meth:`Emulator.inject`); here are the
 Earth Engine specific ones: tasks that end FAILED with a message, a queue limit that
-answers "Too many tasks already in the queue", and revoked credentials.
+answers "Too many tasks already in the queue", revoked credentials, and for computePixels
+slow answers (``pixels_delay``) and "User memory limit exceeded." above ``fail_pixels_above``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import base64
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +42,7 @@ from urllib.parse import parse_qs
 
 from .clock import Clock
 from .discovery import discovery_document
-from .expression import ExportGrid, export_grid
+from .expression import ExportGrid, PixelsRequest, export_grid, pixels_request
 from .http import Request, Response, Router, bearer_required
 
 DESCRIPTION = re.compile(r"[A-Za-z0-9.,:;_-]{1,100}")
@@ -55,6 +63,20 @@ GEOTIFF_OPTIONS = {"cloudOptimized", "noData", "skipEmptyFiles", "tileDimensions
 DRIVE_DESTINATION = {"filenamePrefix", "folder"}
 CLOUD_STORAGE_DESTINATION = {"bucket", "bucketCorsUris", "filenamePrefix", "permissions"}
 FILE_FORMATS = {"GEO_TIFF", "TF_RECORD_IMAGE"}
+#: REST v1 ComputePixelsRequest fields (projects.image.computePixels).
+COMPUTE_PIXELS_REQUEST = {"expression", "fileFormat", "grid", "bandIds", "visualizationOptions", "workloadTag"}
+PIXEL_GRID = {"dimensions", "affineTransform", "crsCode", "crsWkt"}
+AFFINE_TRANSFORM = {"scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"}
+#: computePixels limits (projects.image.computePixels): 48 MB uncompressed as Earth Engine counts it (its
+#: error names 50331648 bytes), 32K pixels a side, 1024 bands; 40 concurrent requests per project.
+PIXELS_MAX_BYTES = 48 * 1024 * 1024
+PIXELS_MAX_SIDE = 32768
+PIXELS_MAX_BANDS = 1024
+PIXELS_CONCURRENCY = 40
+PIXELS_TOO_LARGE = "Total request size ({size} bytes) must be less than or equal to {limit} bytes."
+PIXELS_TOO_BUSY = ("Too many concurrent requests: at most {limit} computePixels requests may run at once "
+                   "for a project.")
+MEMORY_LIMIT = "User memory limit exceeded."
 
 
 @dataclass
@@ -120,6 +142,16 @@ class EarthEngineService:
         self.export_answer = "name"  # "name": the answer holds only the operation's name; "operation": all of it
         self.fallback_grid: tuple[str, float] = ("EPSG:4326", 30.0)
         self.on_succeeded: list[Callable[[Operation], None]] = []
+        # computePixels: the pixels (set by the Emulator), its quota, faults, and what tests check
+        self.pixel_source: Callable[[int, PixelsRequest, bool], bytes] | None = None
+        self.pixels_concurrency = PIXELS_CONCURRENCY
+        self.pixels_delay = 0.0  # seconds each answer waits (--slow-pixels)
+        self.fail_pixels_above: int | None = None  # requests over this many pixels: "User memory limit exceeded."
+        self.pixels_gather = 0  # tests: each request waits (up to 5 s) until this many are in flight
+        self.pixels_in_flight = 0
+        self.pixels_max_in_flight = 0
+        self.pixels_windows: list[tuple[int | None, int, int, int, int]] = []  # (year, row, col, height, width) served
+        self._pixels_changed = threading.Condition()
         self._lock = threading.RLock()
         v = re.escape(version)
         router.add("GET", r"/\$discovery/rest", self._discovery)
@@ -127,6 +159,7 @@ class EarthEngineService:
         router.add("GET", rf"/{v}/projects/([^/]+)/algorithms", self._authorized(self._algorithms))
         router.add("POST", rf"/{v}/projects/([^/]+)/image:export", self._authorized(self._export))
         router.add("POST", rf"/{v}/projects/([^/]+)/value:compute", self._authorized(self._compute))
+        router.add("POST", rf"/{v}/projects/([^/]+)/image:computePixels", self._authorized(self._pixels))
         router.add("GET", rf"/{v}/projects/([^/]+)/operations", self._authorized(self._list))
         router.add("GET", rf"/{v}/(projects/[^/]+/operations/[^/:]+)", self._authorized(self._get))
         router.add("POST", rf"/{v}/(projects/[^/]+/operations/[^/:]+):cancel", self._authorized(self._cancel))
@@ -260,6 +293,49 @@ class EarthEngineService:
             return Response.error(400, "The eetrend emulator computes only constant values.")
         return Response.json({"result": node["constantValue"]})
 
+    def _pixels(self, request: Request) -> Response:
+        """``image:computePixels``: refuse what Earth Engine refuses, then answer the window's GeoTIFF."""
+        body = request.json()
+        problem = _invalid_pixels(body)
+        if problem:
+            return Response.error(400, problem)
+        located = pixels_request(body["expression"], body["grid"])
+        count_band = "clear_count" in json.dumps(body["expression"])  # the recipe's with_count_band
+        bands = len(body["bandIds"]) if body.get("bandIds") else (2 if count_band else 1)
+        size = located.height * located.width * bands * (4 + 1)  # float32 plus Earth Engine's mask byte
+        if max(located.height, located.width) > PIXELS_MAX_SIDE:
+            return Response.error(400, f"Request dimensions ({located.width}x{located.height}) must be at most "
+                                       f"{PIXELS_MAX_SIDE} pixels on each side.")
+        if bands > PIXELS_MAX_BANDS:
+            return Response.error(400, f"Request has {bands} bands; at most {PIXELS_MAX_BANDS} may be requested.")
+        if size > PIXELS_MAX_BYTES:
+            return Response.error(400, PIXELS_TOO_LARGE.format(size=size, limit=PIXELS_MAX_BYTES))
+        with self._pixels_changed:
+            if self.pixels_in_flight >= self.pixels_concurrency:
+                return Response.error(429, PIXELS_TOO_BUSY.format(limit=self.pixels_concurrency),
+                                      "rateLimitExceeded")
+            self.pixels_in_flight += 1
+            self.pixels_max_in_flight = max(self.pixels_max_in_flight, self.pixels_in_flight)
+            self._pixels_changed.notify_all()
+        try:
+            if self.pixels_gather:
+                with self._pixels_changed:
+                    self._pixels_changed.wait_for(lambda: self.pixels_in_flight >= self.pixels_gather, timeout=5)
+            if self.pixels_delay:
+                time.sleep(self.pixels_delay)
+            if self.fail_pixels_above is not None and located.height * located.width > self.fail_pixels_above:
+                return Response.error(400, MEMORY_LIMIT)
+            if located.year is None or self.pixel_source is None:
+                return Response.error(400, "The eetrend emulator cannot tell which year this image is.")
+            content = self.pixel_source(located.year, located, count_band)
+            with self._lock:
+                self.pixels_windows.append((located.year, located.row, located.col, located.height, located.width))
+            return Response(200, content, {"Content-Type": "image/tiff"})
+        finally:
+            with self._pixels_changed:
+                self.pixels_in_flight -= 1
+                self._pixels_changed.notify_all()
+
     # -- operation JSON --------------------------------------------------------------------
     def _operation_json(self, op: Operation) -> dict[str, Any]:
         now = self.clock.now()
@@ -384,6 +460,38 @@ def _invalid_file_options(options: dict[str, Any]) -> str | None:
         width, height = int(dims.get("width", 0)), int(dims.get("height", 0))
         if width <= 0 or height <= 0 or width % tile_size or height % tile_size:
             return f"fileDimensions ({width}x{height}) must be positive multiples of shardSize ({tile_size})."
+    return None
+
+
+def _invalid_pixels(body: dict[str, Any]) -> str | None:
+    """Why Earth Engine would refuse this ComputePixelsRequest (or the emulator cannot answer it), or None."""
+    problem = _unknown(body, COMPUTE_PIXELS_REQUEST, "")
+    if problem:
+        return problem
+    expression = body.get("expression")
+    if not isinstance(expression, dict) or "result" not in expression or "values" not in expression:
+        return "Invalid JSON payload: 'expression' must be a serialized Earth Engine expression."
+    if body.get("fileFormat") != "GEO_TIFF":
+        return (f"The eetrend emulator answers computePixels as GEO_TIFF only, not {body.get('fileFormat')!r} "
+                "(not emulated).")
+    if "visualizationOptions" in body:
+        return "The eetrend emulator does not render visualizationOptions (not emulated)."
+    grid = body.get("grid")
+    if not isinstance(grid, dict):
+        return "The eetrend emulator needs a grid (the image's native projection is not emulated)."
+    problem = _unknown(grid, PIXEL_GRID, "grid") or _unknown(grid.get("affineTransform", {}), AFFINE_TRANSFORM,
+                                                               "grid.affine_transform")
+    if problem:
+        return problem
+    if "crsCode" not in grid or "affineTransform" not in grid:
+        return "The eetrend emulator needs grid.crsCode and grid.affineTransform (crsWkt is not emulated)."
+    dims = grid.get("dimensions", {})
+    try:
+        width, height = int(dims.get("width", 0)), int(dims.get("height", 0))
+    except (TypeError, ValueError):
+        return "Invalid value at 'grid.dimensions'."
+    if width <= 0 or height <= 0:
+        return f"grid.dimensions must be positive, not {width}x{height}."
     return None
 
 

@@ -15,15 +15,18 @@ region, and whether masked pixels were replaced by ``Image.unmask``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-#: Metres per degree at the equator (WGS84 semi-major axis * pi / 180): how a ``scale`` in metres
-#: becomes a pixel size in degrees for a geographic CRS (guessed from Earth Engine's behaviour).
-METRES_PER_DEGREE = 6378137.0 * math.pi / 180.0
+from ..earthengine.grid import (  # noqa: F401 - METRES_PER_DEGREE is named here for older imports
+    METRES_PER_DEGREE,
+    grid_over,
+    polygon_geojson,
+    rectangle_geojson,
+    scale_lattice,
+)
 
 
 @dataclass(frozen=True)
@@ -89,23 +92,12 @@ def region_geojson(geometry: Any) -> dict[str, Any] | None:
         return None
     coords = geometry.args.get("coordinates")
     if geometry.name == "GeometryConstructors.Rectangle":
-        west, south, east, north = coords
-        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-        return {"type": "Polygon", "coordinates": [_densify(ring)]}
+        return rectangle_geojson(*coords)
     if geometry.name == "GeometryConstructors.Polygon":
-        return {"type": "Polygon", "coordinates": [_densify(ring) for ring in coords]}
+        return polygon_geojson({"type": "Polygon", "coordinates": coords})
     if geometry.name == "GeometryConstructors.MultiPolygon":
-        return {"type": "MultiPolygon", "coordinates": [[_densify(r) for r in poly] for poly in coords]}
+        return polygon_geojson({"type": "MultiPolygon", "coordinates": coords})
     return None  # e.g. Collection.geometry of a table asset: the emulator holds no tables
-
-
-def _densify(ring: list[list[float]], steps: int = 16) -> list[list[float]]:
-    """Points along each edge, so a planar lon/lat edge stays an edge once projected."""
-    out: list[list[float]] = []
-    for (x0, y0), (x1, y1) in zip(ring[:-1], ring[1:], strict=True):
-        out.extend([[x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps] for k in range(steps)])
-    out.append(list(ring[-1]))
-    return out
 
 
 def _find(value: Any, name: str) -> Call | None:
@@ -118,29 +110,129 @@ def _find(value: Any, name: str) -> Call | None:
     return None
 
 
+def _unmask(root: Call) -> tuple[float | None, bool]:
+    """(value, sameFootprint) of the ``Image.unmask`` along the image chain; (None, True) without one."""
+    unmask = _find(root, "Image.unmask")
+    if unmask is None:
+        return None, True
+    value = unmask.args.get("value")
+    constant = value.args.get("value") if isinstance(value, Call) and value.name == "Image.constant" else value
+    return (float(constant) if isinstance(constant, (int, float)) else 0.0,
+            bool(unmask.args.get("sameFootprint", True)))
+
+
+def find_anywhere(value: Any, name: str) -> Call | None:
+    """A call named ``name`` anywhere in the decoded graph below ``value``, or None."""
+    return next((item for item in _walk(value) if isinstance(item, Call) and item.name == name), None)
+
+
+def _walk(value: Any) -> Any:
+    """Every node of a decoded graph (calls, lists, dicts, constants), each once."""
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        if isinstance(item, Call):
+            stack.extend(item.args.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+
+
+def image_year(root: Any) -> int | None:
+    """The year an image is the composite of: its ``year`` property (the recipe sets it), else the earliest
+    ``YYYY-MM-DD`` date in the graph (``filterDate``'s start; **guessed** for images without the property)."""
+    import re
+
+    dates = []
+    for item in _walk(root):
+        if isinstance(item, Call) and item.name == "Element.set" and item.args.get("key") == "year" \
+                and isinstance(item.args.get("value"), (int, float)):
+            return int(item.args["value"])
+        if isinstance(item, Call) and item.name == "Element.setMulti":
+            properties = item.args.get("properties")
+            if isinstance(properties, dict) and isinstance(properties.get("year"), (int, float)):
+                return int(properties["year"])
+        if isinstance(item, str):
+            found = re.match(r"((?:19|20)\d{2})-\d{2}-\d{2}", item)
+            if found:
+                dates.append(int(found.group(1)))
+    return min(dates) if dates else None
+
+
+@dataclass(frozen=True)
+class PixelsRequest:
+    """What an ``image:computePixels`` request asks for: a window of the grid a batch export of the same
+    image and region would write (``full``), at ``row``/``col``, ``height`` x ``width`` pixels."""
+
+    full: ExportGrid
+    row: int
+    col: int
+    height: int
+    width: int
+    year: int | None
+
+
+def pixels_request(expression: dict[str, Any], grid: dict[str, Any]) -> PixelsRequest:
+    """Place a computePixels ``grid`` (REST PixelGrid) on the export grid of the image's region.
+
+    The region is the geometry of the first ``Image.clip`` in the graph (the recipe clips to
+    it); the export grid is that region cut from the request's lattice, with
+    :func:`~pipeline.earthengine.grid.grid_over`, as an export's is. A request off that
+    lattice, or of an image with no region the emulator can place, is its own whole grid.
+    """
+    import rasterio.features
+    from rasterio.transform import Affine
+
+    from ..earthengine.grid import PixelGrid
+
+    root = decode(expression)
+    affine = grid.get("affineTransform", {})
+    lattice = tuple(float(affine.get(k, 0.0)) for k in ("scaleX", "shearX", "translateX", "shearY", "scaleY",
+                                                        "translateY"))
+    dims = grid.get("dimensions", {})
+    width, height = int(dims.get("width", 0)), int(dims.get("height", 0))
+    crs = str(grid.get("crsCode"))
+    unmask_value, same_footprint = _unmask(root) if isinstance(root, Call) else (None, True)
+    clip = find_anywhere(root, "Image.clip")
+    region = region_geojson(clip.args.get("geometry")) if clip is not None else None
+    own = PixelGrid(crs, lattice, width, height)  # type: ignore[arg-type]
+    full, row, col, projected = own, 0, 0, None
+    if region is not None:
+        full, projected = grid_over(crs, lattice, region)  # type: ignore[arg-type]
+        a, _, c, _, e, f = lattice
+        col_f, row_f = (c - full.transform[2]) / a, (f - full.transform[5]) / e
+        if abs(col_f - round(col_f)) < 1e-6 and abs(row_f - round(row_f)) < 1e-6:
+            row, col = round(row_f), round(col_f)
+        else:
+            full = own  # off the export's lattice: the request is its own grid (the region still masks it)
+    if projected is not None:
+        inside = rasterio.features.geometry_mask([projected], (full.height, full.width), Affine(*full.transform),
+                                                 invert=True)
+    else:
+        inside = np.ones((full.height, full.width), bool)
+    export = ExportGrid(crs, full.transform, full.width, full.height, inside, False, unmask_value, same_footprint)
+    return PixelsRequest(export, row, col, height, width, image_year(root))
+
+
 def export_grid(expression: dict[str, Any], fallback: tuple[str, float]) -> ExportGrid | None:
     """The grid an export request asks for; None when the region is not one the emulator can place."""
     import rasterio.features
-    import rasterio.warp
     from rasterio.transform import Affine
 
     root = decode(expression)
     if not isinstance(root, Call):
         return None
-    unmask = _find(root, "Image.unmask")
-    unmask_value = None
-    same_footprint = True
-    if unmask is not None:
-        value = unmask.args.get("value")
-        constant = value.args.get("value") if isinstance(value, Call) and value.name == "Image.constant" else value
-        unmask_value = float(constant) if isinstance(constant, (int, float)) else 0.0
-        same_footprint = bool(unmask.args.get("sameFootprint", True))
+    unmask_value, same_footprint = _unmask(root)
     if root.name == "Image.clipToBoundsAndScale":
         projected = root.args.get("input")
         crs = _crs(projected.args.get("crs")) if isinstance(projected, Call) else fallback[0]
         scale = float(root.args.get("scale") or fallback[1])
-        size = scale / METRES_PER_DEGREE if crs == "EPSG:4326" else scale
-        base = (size, 0.0, 0.0, 0.0, -size, 0.0)  # the CRS's own origin: pixel corners on multiples of size
+        base = scale_lattice(crs, scale)  # the CRS's own origin: pixel corners on multiples of the pixel size
         clip = False
     elif root.name == "Image.clip" and isinstance(root.args.get("input"), Call) \
             and root.args["input"].name == "Image.reproject":
@@ -154,20 +246,7 @@ def export_grid(expression: dict[str, Any], fallback: tuple[str, float]) -> Expo
     geojson = region_geojson(root.args.get("geometry"))
     if geojson is None:
         return None
-    projected_region = rasterio.warp.transform_geom("EPSG:4326", crs, geojson)
-    xs, ys = _coordinates(projected_region)
-    a, _, c, _, e, f = base
-    col0, col1 = math.floor((min(xs) - c) / a + 1e-9), math.ceil((max(xs) - c) / a - 1e-9)
-    row0, row1 = math.floor((f - max(ys)) / -e + 1e-9), math.ceil((f - min(ys)) / -e - 1e-9)
-    transform = Affine(a, 0.0, c + col0 * a, 0.0, e, f + row0 * e)
-    width, height = max(col1 - col0, 1), max(row1 - row0, 1)
+    grid, projected_region = grid_over(crs, base, geojson)  # the one grid function the direct route uses too
+    transform, width, height = Affine(*grid.transform), grid.width, grid.height
     inside = rasterio.features.geometry_mask([projected_region], (height, width), transform, invert=True)
     return ExportGrid(crs, tuple(transform)[:6], width, height, inside, clip, unmask_value, same_footprint)
-
-
-def _coordinates(geometry: dict[str, Any]) -> tuple[list[float], list[float]]:
-    rings = geometry["coordinates"] if geometry["type"] == "Polygon" else \
-        [ring for polygon in geometry["coordinates"] for ring in polygon]
-    xs = [float(p[0]) for ring in rings for p in ring]
-    ys = [float(p[1]) for ring in rings for p in ring]
-    return xs, ys

@@ -15,6 +15,9 @@ exactly the behaviour the test suite checks:
 ``KIND:MATCH[:TIMES]``  ``--media-fault``: spoil the next TIMES downloads of files whose name
                         contains MATCH; KIND is truncate, corrupt, no_content_range or drop
 ``SECONDS``             ``--slow-media``: wait this long before every media answer (each chunk)
+``SECONDS``             ``--slow-pixels``: wait this long before every computePixels answer
+``N``                   ``--fail-pixels-above``: computePixels requests over N pixels answer
+                        "User memory limit exceeded." (a client splits them and asks again)
 ``NAME[:N]``            ``--duplicate-folder``: N more Drive folders with this name (Drive
                         allows that), which a download must not confuse with the export's own
 =====================  ===================================================================
@@ -62,16 +65,23 @@ class FaultPlan:
     media_faults: list[tuple[str, str, int]] = field(default_factory=list)
     slow_media: float = 0.0
     duplicate_folders: list[tuple[str, int]] = field(default_factory=list)
+    slow_pixels: float = 0.0
+    fail_pixels_above: int | None = None
 
     @classmethod
     def parse(cls, *, http_errors: Sequence[str] = (), fail_tasks: Sequence[str] = (), queue_limit: int | None = None,
               media_faults: Sequence[str] = (), slow_media: float = 0.0,
-              duplicate_folders: Sequence[str] = ()) -> FaultPlan:
-        plan = cls(queue_limit=queue_limit, slow_media=slow_media)
+              duplicate_folders: Sequence[str] = (), slow_pixels: float = 0.0,
+              fail_pixels_above: int | None = None) -> FaultPlan:
+        plan = cls(queue_limit=queue_limit, slow_media=slow_media, slow_pixels=slow_pixels,
+                   fail_pixels_above=fail_pixels_above)
         if queue_limit is not None and queue_limit < 0:
             raise FaultSpecError(f"--queue-limit {queue_limit}: give 0 or more tasks")
-        if not (math.isfinite(slow_media) and slow_media >= 0):
-            raise FaultSpecError(f"--slow-media {slow_media}: give 0 or more seconds")
+        for flag, seconds in (("--slow-media", slow_media), ("--slow-pixels", slow_pixels)):
+            if not (math.isfinite(seconds) and seconds >= 0):
+                raise FaultSpecError(f"{flag} {seconds}: give 0 or more seconds")
+        if fail_pixels_above is not None and fail_pixels_above < 1:
+            raise FaultSpecError(f"--fail-pixels-above {fail_pixels_above}: give a number of pixels, 1 or more")
         for text in http_errors:
             form = "STATUS:TIMES[:PATH_REGEX], e.g. 429:5 or 503:3:/drive/"
             parts = text.split(":", 2)
@@ -125,6 +135,8 @@ class FaultPlan:
             emulator.drive.media.fault(kind, match, times)
             emulator.storage.media.fault(kind, match, times)
         emulator.drive.media.delay = emulator.storage.media.delay = self.slow_media
+        emulator.earthengine.pixels_delay = self.slow_pixels
+        emulator.earthengine.fail_pixels_above = self.fail_pixels_above
         for name, count in self.duplicate_folders:
             for _ in range(count):
                 emulator.drive.add_folder(name)
@@ -139,6 +151,11 @@ class FaultPlan:
         if self.slow_media:
             lines.append(f"every media answer waits {self.slow_media:g} s")
         lines += [f"{c} more Drive folder(s) named {n!r}" for n, c in self.duplicate_folders]
+        if self.slow_pixels:
+            lines.append(f"every computePixels answer waits {self.slow_pixels:g} s")
+        if self.fail_pixels_above is not None:
+            lines.append(f"computePixels requests over {self.fail_pixels_above:,} pixels answer 'User memory limit "
+                         "exceeded.'")
         return lines
 
 

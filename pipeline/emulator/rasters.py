@@ -16,6 +16,8 @@ tile's row and column offsets.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +26,7 @@ from rasterio import Affine
 from rasterio.io import MemoryFile
 
 from ..engine.sample import SampleTruth, sample_layer, sample_truth
-from .expression import ExportGrid
+from .expression import ExportGrid, PixelsRequest
 
 ORIGIN = (500_000.0, 5_000_000.0)
 
@@ -43,6 +45,8 @@ class RasterFactory:
     nan_fraction: float = 0.05
     seed: int = 7
     grid: ExportGrid | None = field(default=None, repr=False)
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -69,14 +73,7 @@ class RasterFactory:
         """(file name, GeoTIFF bytes) of one year's export on ``grid``; ``count_band`` adds the clear-scene
         counts as band 2 (0 where no scene was clear, the export's fill outside the region)."""
         self.grid = grid
-        values, masked = self._exported(year, grid)
-        fill = nodata if nodata is not None else 0.0
-        if count_band:
-            counts = clear_counts(year, self.composite(year), self.seed)  # 0 where clouds hid every scene
-            counts[~grid.inside] = fill
-        values[masked] = fill
-        if count_band:
-            values = np.stack([values, counts])
+        values = self._bands(year, grid, nodata if nodata is not None else 0.0, count_band)
         rows_total, cols_total = values.shape[-2:]
         if tile is None or (tile[0] >= rows_total and tile[1] >= cols_total):
             return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata))]
@@ -88,9 +85,56 @@ class RasterFactory:
                 parts.append((f"{prefix}-{row:010d}-{col:010d}.tif", _geotiff(block, grid, row, col, year, nodata)))
         return parts
 
+    def pixels(self, year: int, request: PixelsRequest, count_band: bool = False) -> bytes:
+        """The GeoTIFF ``image:computePixels`` answers for ``request``: the window's values exactly as a batch
+        export of the same image writes them there; masked pixels as 0 (a computePixels answer declares no
+        no-data value), no nodata tag."""
+        full = request.full
+        key = (year, full.crs, full.transform, full.width, full.height, full.unmask_value, full.same_footprint,
+               count_band)
+        with self._lock:
+            values = self._cache.get(key)
+            if values is not None:
+                self._cache.move_to_end(key)
+        fill = full.unmask_value if full.unmask_value is not None and not full.same_footprint else 0.0
+        if values is None:
+            values = self._bands(year, full, 0.0, count_band, count_outside=fill)
+            with self._lock:
+                self._cache[key] = values
+                while len(self._cache) > 8:
+                    self._cache.popitem(last=False)
+                self.grid = full
+        window = np.full((values.shape[0], request.height, request.width), fill, np.float32)
+        rows = slice(max(request.row, 0), min(request.row + request.height, full.height))
+        cols = slice(max(request.col, 0), min(request.col + request.width, full.width))
+        if rows.start < rows.stop and cols.start < cols.stop:
+            top, left = rows.start - request.row, cols.start - request.col
+            window[:, top:top + rows.stop - rows.start, left:left + cols.stop - cols.start] = values[:, rows, cols]
+        return _geotiff(window, full, request.row, request.col, year, None)
+
+    def _bands(self, year: int, grid: ExportGrid, fill: float, count_band: bool,
+               count_outside: float | None = None) -> np.ndarray:
+        """(bands, rows, cols) float32 of a year on ``grid``: masked pixels as ``fill``; the count band outside
+        the region as ``count_outside`` (default ``fill``)."""
+        values, masked = self._exported(year, grid)
+        if count_band:
+            counts = clear_counts(year, self._composite(year, grid), self.seed)  # 0 where clouds hid every scene
+            counts[~grid.inside] = fill if count_outside is None else count_outside
+        values[masked] = fill
+        if count_band:
+            return np.stack([values, counts]).astype(np.float32)
+        return values[None].astype(np.float32)
+
+    def _composite(self, year: int, grid: ExportGrid) -> np.ndarray:
+        layer = sample_layer(year, sample_truth(grid.height, grid.width, self.seed), noise=self.noise,
+                             nan_fraction=self.nan_fraction, seed=self.seed)
+        layer[~grid.inside] = np.nan
+        return layer
+
     def _exported(self, year: int, grid: ExportGrid) -> tuple[np.ndarray, np.ndarray]:
         """The exported image's values and mask, after the request's unmask and clip."""
-        layer = sample_layer(year, self.truth(), noise=self.noise, nan_fraction=self.nan_fraction, seed=self.seed)
+        truth = sample_truth(grid.height, grid.width, self.seed)
+        layer = sample_layer(year, truth, noise=self.noise, nan_fraction=self.nan_fraction, seed=self.seed)
         masked = np.isnan(layer) | ~grid.inside  # the recipe's composite: clouds, and clipped to the region
         if grid.unmask_value is not None:
             filled = masked if not grid.same_footprint else (masked & grid.inside)
