@@ -375,3 +375,43 @@ def test_a_computepixels_answer_writes_masked_pixels_as_0_unless_the_image_is_un
     assert np.all(zeros[masked] == 0)
     with MemoryFile(_compute(unmasked, window)) as memory, memory.open() as ds:
         assert np.all(ds.read(1)[masked] == EXPORT_NODATA)
+
+
+def test_every_request_of_a_direct_study_conforms(tmp_path, emulator):
+    from pipeline.emulator.conformance import check
+
+    emulator.earthengine.fail_pixels_above = 20_000  # splits too
+    _, study = _direct(tmp_path, emulator, tile=256, composite="count_band = true")
+    assert run_study(study).exit_code == 0
+    assert _pixel_requests(emulator)
+    assert check(emulator.router.requests) == []
+
+
+def test_a_year_file_changed_on_disk_is_fetched_again_and_the_trend_refitted(tmp_path, emulator):
+    path, study = _direct(tmp_path, emulator, tile=256)
+    first = run_study(study)
+    assert first.exit_code == 0
+    target = study.downloads / f"{study.prefix(2003)}.tif"
+    good = target.read_bytes()
+    with open(target, "r+b") as handle:  # a byte flipped behind eetrend's back, same size and mtime changes
+        handle.seek(len(good) // 2)
+        handle.write(bytes([good[len(good) // 2] ^ 0xFF]))
+    served = len(emulator.earthengine.pixels_windows)
+    again = run_study(study)
+    assert again.exit_code == 0, again.lines
+    assert {w[0] for w in emulator.earthengine.pixels_windows[served:]} == {2003}
+    assert target.read_bytes() == good and not again.fitted  # the same bytes: the outputs stay up to date
+
+
+def test_5xx_beyond_every_retry_leaves_the_year_waiting_with_its_tiles_kept(tmp_path, emulator, http_sleeps,
+                                                                           monkeypatch):
+    monkeypatch.setattr(direct, "BACKOFF_FIRST", 0.0)  # eetrend's own backoff, not slept here
+    _, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2002")
+    emulator.inject("POST", r"image:computePixels", status=503, times=10_000)
+    result = run_study(study)
+    assert result.exit_code == 75, result.lines  # waiting on Earth Engine: run again later
+    assert any("after 6 retries" in line for line in result.lines)
+    with m.Manifest(study.manifest_path) as manifest:
+        assert {r.state for r in manifest.years().values()} == {m.FETCHING}
+    emulator.router.faults.clear()
+    assert run_study(study).exit_code == 0

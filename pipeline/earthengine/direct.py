@@ -354,6 +354,7 @@ def _fetch_all(study: Study, manifest: m.Manifest, years: dict[int, _Year], repo
             progress(done, sum(y.leaves for y in years.values()))
 
     tell()
+    fetched = 0
     pool = ThreadPoolExecutor(study.config.export.direct_workers, thread_name_prefix="eetrend-pixels")
     running: set[Future] = set()
     auth: str | None = None
@@ -379,6 +380,7 @@ def _fetch_all(study: Study, manifest: m.Manifest, years: dict[int, _Year], repo
                         _fail_year(manifest, state, report, fetcher, problem)
                         continue
                     done += 1
+                    fetched += 1
                 elif answer.kind == "split" and answer.window.can_split():
                     manifest.record_tile(state.year, answer.window.key, SPLIT, state.fingerprint,
                                          message=answer.message)
@@ -398,6 +400,8 @@ def _fetch_all(study: Study, manifest: m.Manifest, years: dict[int, _Year], repo
     finally:
         fetcher.stop.set()
         pool.shutdown(wait=not running, cancel_futures=True)
+        if fetched:
+            report.notes.append(f"fetched {fetched} tile(s) through computePixels")
     if auth is not None:
         raise AuthError(f"fetching pixels: the credentials were refused ({ee_api._scrub(auth)}); run: "  # noqa: SLF001
                         "earthengine authenticate, or for a service account check that its key is still valid")
@@ -432,13 +436,19 @@ def _record_done(manifest: m.Manifest, state: _Year, answer: _Answer) -> str | N
 
 def _fail_year(manifest: m.Manifest, state: _Year, report: DownloadReport, fetcher: _Fetcher, message: str,
                permanent: bool = True) -> None:
+    """Stop asking for a year's tiles. Permanent: FAILED, held until ``--resubmit``; else (429 or 5xx beyond the
+    retries) it stays FETCHING and waits for a later run (``run`` exits 75), its tiles kept."""
     state.failure = message
     fetcher.given_up.add(state.year)
     record = manifest.year(state.year)
     assert record is not None
     manifest.add_error(state.year, message, state=m.FAILED if permanent else m.FETCHING,
                        failures=record.failures + 1)
-    report.failed[state.year] = message
+    if permanent:
+        report.failed[state.year] = message
+    else:
+        report.waiting.append(state.year)
+        report.notes.append(f"{state.year}: {message}")
 
 
 def _held_text(study: Study, record: m.YearRecord) -> str:

@@ -19,13 +19,18 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .earthengine import (
+    AFFINE_TRANSFORM,
     CLOUD_STORAGE_DESTINATION,
+    COMPUTE_PIXELS_REQUEST,
     DESCRIPTION,
     DRIVE_DESTINATION,
     DRIVE_PREFIX,
     EXPORT_IMAGE_REQUEST,
     GEOTIFF_OPTIONS,
     IMAGE_FILE_EXPORT_OPTIONS,
+    PIXEL_GRID,
+    PIXELS_MAX_BYTES,
+    PIXELS_MAX_SIDE,
     REQUEST_ID,
 )
 from .expression import Call, decode
@@ -128,7 +133,39 @@ def _earthengine(request: Recorded, bodies: dict[str, bytes]) -> list[str]:
             [] if body == {} else ["CancelOperationRequest has no fields"])
     if rest == "image:export":
         return _expect(request, "POST") + _params(request, STANDARD) + _export(request, bodies)
+    if rest == "image:computePixels":
+        return _expect(request, "POST") + _params(request, STANDARD) + _pixels(request)
     return [f"eetrend calls no such Earth Engine method: {rest}"]
+
+
+def _pixels(request: Recorded) -> list[str]:
+    """A ComputePixelsRequest: documented fields, GEO_TIFF, a grid within the limits, masked pixels unmasked."""
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return ["body is not JSON"]
+    problems = _unknown(body, COMPUTE_PIXELS_REQUEST, "ComputePixelsRequest")
+    if body.get("fileFormat") != "GEO_TIFF":
+        problems.append(f"fileFormat {body.get('fileFormat')!r} is not GEO_TIFF")
+    grid = body.get("grid")
+    if not isinstance(grid, dict):
+        return problems + ["no grid: the pixels would come in the image's native projection, not the export's"]
+    problems += _unknown(grid, PIXEL_GRID, "PixelGrid") + _unknown(grid.get("affineTransform"), AFFINE_TRANSFORM,
+                                                                    "AffineTransform")
+    dims = grid.get("dimensions") or {}
+    width, height = int(dims.get("width", 0)), int(dims.get("height", 0))
+    bands = 2 if "clear_count" in json.dumps(body.get("expression")) else 1
+    if not 0 < max(width, height) <= PIXELS_MAX_SIDE:
+        problems.append(f"grid {width}x{height} is beyond computePixels' {PIXELS_MAX_SIDE} pixels a side")
+    if width * height * bands * 5 > PIXELS_MAX_BYTES:
+        problems.append(f"grid {width}x{height} of {bands} band(s) is beyond computePixels' 48 MB per request")
+    try:
+        root = decode(body.get("expression"))
+    except (KeyError, TypeError):
+        return problems + ["expression is not a serialized Earth Engine expression"]
+    if not (isinstance(root, Call) and root.name == "Image.unmask" and root.args.get("sameFootprint") is False):
+        problems.append("the image is not unmasked (sameFootprint false): its masked pixels would come back as 0")
+    return problems
 
 
 def _unknown(message: Any, allowed: set[str], name: str) -> list[str]:
