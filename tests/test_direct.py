@@ -249,10 +249,13 @@ def test_a_killed_download_subprocess_resumes_without_asking_for_finished_tiles(
     assert again.exit_code == 0, again.output
     assert not finished & set(emulator.earthengine.pixels_windows[served:])
     assert sorted(p.name for p in study.downloads.glob("*.tif")) == [f"{study.prefix(y)}.tif" for y in study.years]
+    assert not [p for p in study.downloads.rglob("*") if ".partial" in p.name]  # the killed run's temporaries went
 
 
 def test_status_shows_tiles_per_year_and_json_counts_them(tmp_path, emulator):
     path, study = _direct(tmp_path, emulator, tile=256, years="2000..2001")
+    before = runner.invoke(app, ["status", str(path)])
+    assert before.exit_code == 0 and "0/2" in before.output and not study.state.exists()
     assert runner.invoke(app, ["download", str(path)]).exit_code == 0
     table = runner.invoke(app, ["status", str(path)])
     assert table.exit_code == 0 and "tiles" in table.output and "2/2" in table.output

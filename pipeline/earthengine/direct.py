@@ -526,9 +526,9 @@ def _leaf_counts(windows: list[Window], recorded: dict[Window, str]) -> tuple[in
 
 def tile_counts(study: Study) -> dict[int, tuple[int, int]]:
     """(tiles done, tiles planned) of each year, from the manifest alone (no request): splits count their four."""
-    if not study.manifest_path.exists():
-        return {}
     windows = plan(study_grid(study), study.direct_tile)
+    if not study.manifest_path.exists():  # nothing fetched yet: say what would be, without creating state
+        return {year: (0, len(windows)) for year in study.years}
     counts = {}
     with m.Manifest(study.manifest_path) as manifest:
         records = manifest.years()
