@@ -418,3 +418,20 @@ def test_5xx_beyond_every_retry_leaves_the_year_waiting_with_its_tiles_kept(tmp_
         assert {r.state for r in manifest.years().values()} == {m.FETCHING}
     emulator.router.faults.clear()
     assert run_study(study).exit_code == 0
+
+
+def test_an_answer_for_another_grid_is_never_kept_and_the_year_needs_attention(tmp_path, emulator, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setattr(direct, "BACKOFF_FIRST", 0.0)
+    real = emulator.earthengine.pixel_source
+
+    def shifted(year, request, counts):  # one pixel to the east of the window asked for
+        return real(year, dataclasses.replace(request, col=request.col + 1), counts)
+
+    emulator.earthengine.pixel_source = shifted
+    _, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2002")
+    result = run_study(study)
+    assert result.exit_code == 1
+    assert all("does not match the window asked for (transform" in line for line in result.problems)
+    assert not list(study.downloads.rglob("*.tif"))

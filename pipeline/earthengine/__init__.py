@@ -4,5 +4,7 @@
 - ``client``: authentication and the calls to Earth Engine; ``exports``: idempotent tasks.
 - ``manifest``: the SQLite record of every year; ``status_view``: tables and progress.
 - ``remote``: Drive and Cloud Storage listings; ``downloads``: verified, resumable fetches;
-  ``integrity``: files that changed behind eetrend's back.
+  ``direct``: the direct route (computePixels tiles instead of an export task); ``grid``: the
+  export's pixel grid, computed once for every route; ``integrity``: files that changed
+  behind eetrend's back.
 """

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..config import Study
 from ..errors import AuthError
-from ..files.diskio import ensure_folder, fsync_path, verify_geotiff
+from ..files.diskio import ensure_folder, fsync_path, verify_geotiff, write_failure
 from ..files.leftovers import remove_stale_temporaries
 from ..files.outputs import replaced_when_done, temporary_path
 from ..lock import holds_study_lock
@@ -207,7 +207,7 @@ class _Fetcher:
     def fetch(self, year: _Year, window: Window) -> _Answer:
         import ee
 
-        delay, reason = BACKOFF_FIRST, ""
+        delay, reason, mismatched = BACKOFF_FIRST, "", False
         for attempt in range(RETRIES + 1):
             if self.stop.is_set() or year.year in self.given_up:
                 return _Answer(year.year, window, "skipped")
@@ -224,18 +224,20 @@ class _Fetcher:
                     return _Answer(year.year, window, "auth", message)
                 if not _retryable(status, exc):
                     return _Answer(year.year, window, "failed", message)
-                reason = f"HTTP {status}: {message}" if status else message
+                reason, mismatched = (f"HTTP {status}: {message}" if status else message), False
             else:
                 try:
                     bands, dtype = check_tile(bytes(data), window, year.grid)
                 except ValueError as problem:
-                    reason = f"the answer does not match the window asked for ({problem})"
+                    reason, mismatched = f"the answer does not match the window asked for ({problem})", True
                 else:
                     return self._write(year, window, bytes(data), bands, dtype)
             if attempt < RETRIES:
                 log.info("%s tile %s: %s; asking again in %.0f s", year.year, window.key, reason, delay)
                 self.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+        if mismatched:  # Earth Engine (or something between) answers another grid: a person must look
+            return _Answer(year.year, window, "failed", f"{reason}, {RETRIES + 1} times; nothing of it was kept")
         return _Answer(year.year, window, "failed", f"{reason} (after {RETRIES} retries; run again later: the "
                                                     "tiles already in are kept)", transient=True)
 
@@ -251,6 +253,8 @@ class _Fetcher:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
+        except OSError as exc:  # a full disk: one line, and the tiles already in stay recorded
+            raise write_failure(target, exc, len(data)) from None
         finally:
             temporary.unlink(missing_ok=True)
         md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - the checksum the manifest records for every file
