@@ -154,6 +154,11 @@ def test_a_run_killed_mid_way_asks_for_no_finished_tile_again(tmp_path, emulator
     with pytest.raises(KeyboardInterrupt):
         run_study(study)
     monkeypatch.setattr(m.Manifest, "record_tile", real)
+    import threading
+
+    for thread in threading.enumerate():  # requests in flight at the interrupt end (a process would wait too)
+        if thread.name.startswith("eetrend-pixels"):
+            thread.join(30)
     with m.Manifest(study.manifest_path) as manifest:
         finished = {(t["year"], t["row"], t["col"], t["height"], t["width"]) for t in manifest.tiles()}
     assert finished == set(recorded) and len(finished) == 5
@@ -165,7 +170,8 @@ def test_a_run_killed_mid_way_asks_for_no_finished_tile_again(tmp_path, emulator
     again = emulator.earthengine.pixels_windows[len(before):]
     assert not finished & set(again)  # no finished tile was asked for again
     assert set(before) | set(again) >= {(y, *w.key) for y in study.years for w in direct.plan(study_grid(study), 256)}
-    assert not list((study.downloads / "parts").glob("*")) if (study.downloads / "parts").exists() else True
+    assert not [p for p in study.downloads.rglob("*") if p.is_file() and p.suffix == ".tif"
+                and p.parent != study.downloads]  # every year assembled: its tiles are gone
 
 
 def test_tiles_over_the_memory_limit_are_split_and_the_study_completes_and_resumes_without_them(tmp_path, emulator):
