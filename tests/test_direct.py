@@ -64,16 +64,19 @@ def _served(emulator) -> set[tuple]:
     return set(emulator.earthengine.pixels_windows)
 
 
-@pytest.mark.parametrize("region", REGIONS, ids=list(REGIONS))
-def test_direct_and_drive_give_identical_years_and_trends_masked_pixels_included(tmp_path, emulator, region):
-    _, drive = _study(tmp_path, emulator, "drive", years=YEARS, region=REGIONS[region])
+@pytest.mark.parametrize(("region", "composite"), [("landsat-grid", ""), ("scale", ""),
+                                                    ("landsat-grid", "count_band = true")],
+                         ids=["landsat-grid", "scale", "count-band"])
+def test_direct_and_drive_give_identical_years_and_trends_masked_pixels_included(tmp_path, emulator, region,
+                                                                               composite):
+    _, drive = _study(tmp_path, emulator, "drive", years=YEARS, region=REGIONS[region], composite=composite)
     export_study(drive)
     emulator.earthengine.finish_all()
     by_drive = run_study(drive)
     assert by_drive.exit_code == 0, by_drive.lines
     exported_grid = emulator.rasters.grid
 
-    _, fetched = _direct(tmp_path, emulator, region=REGIONS[region])
+    _, fetched = _direct(tmp_path, emulator, region=REGIONS[region], composite=composite)
     assert "nothing to submit" in export_study(fetched).lines()[0]
     by_direct = run_study(fetched)
     assert by_direct.exit_code == 0, by_direct.lines
@@ -87,8 +90,8 @@ def test_direct_and_drive_give_identical_years_and_trends_masked_pixels_included
         with rasterio.open(drive.downloads / name) as a, rasterio.open(fetched.downloads / name) as b:
             assert (a.crs, a.transform, a.shape, a.count, a.dtypes) == (b.crs, b.transform, b.shape, b.count, b.dtypes)
             assert a.nodata == b.nodata == EXPORT_NODATA
+            assert np.array_equal(a.read(), b.read())  # every band (the clear-scene count too)
             values = b.read(1)
-            assert np.array_equal(a.read(1), values)
         composite = emulator.rasters.composite(year)  # NaN where clouds or outside the region
         masked = np.isnan(composite)
         assert masked.any() and (~masked).any()
@@ -226,7 +229,8 @@ def test_429_bursts_on_computepixels_are_retried_and_the_study_completes(tmp_pat
     assert http_sleeps and sleeps == [1.0]  # ee retried 5 times, then eetrend once more after 1 s
 
 
-def test_a_killed_download_subprocess_resumes_without_asking_for_finished_tiles(tmp_path, emulator):
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_a_killed_download_subprocess_resumes_without_asking_for_finished_tiles(tmp_path, emulator, sig):
     import signal
 
     from tests.test_faults_process import eetrend, wait_for
@@ -246,8 +250,11 @@ def test_a_killed_download_subprocess_resumes_without_asking_for_finished_tiles(
             return set()
 
     wait_for(lambda: len(finished_tiles()) >= 3, 60, "three finished tiles")
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    process.send_signal(getattr(signal, sig))
+    _, err = process.communicate(timeout=60)
+    if sig == "SIGTERM":  # the requests in flight end, one line, 128 + 15; the tiles in stay recorded
+        assert process.returncode == 143
+        assert err.splitlines()[-1] == "interrupted (SIGTERM); nothing half-written was left under a final name"
     finished = finished_tiles()
     served = len(emulator.earthengine.pixels_windows)
     emulator.earthengine.pixels_delay = 0
@@ -441,3 +448,16 @@ def test_an_answer_for_another_grid_is_never_kept_and_the_year_needs_attention(t
     assert result.exit_code == 1
     assert all("does not match the window asked for (transform" in line for line in result.problems)
     assert not list(study.downloads.rglob("*.tif"))
+
+
+def test_the_emulator_pixel_fault_flags_arm_the_service():
+    from pipeline.emulator import Emulator
+    from pipeline.emulator.faults import FaultPlan
+
+    plan = FaultPlan.parse(slow_pixels=0.25, fail_pixels_above=1000, http_errors=["429:3:computePixels"])
+    with Emulator() as emu:
+        plan.apply(emu)
+        assert (emu.earthengine.pixels_delay, emu.earthengine.fail_pixels_above) == (0.25, 1000)
+        assert emu.router.faults[0].path == "computePixels" and emu.router.faults[0].status == 429
+    assert "every computePixels answer waits 0.25 s" in plan.describe()
+    assert "computePixels requests over 1,000 pixels answer 'User memory limit exceeded.'" in plan.describe()
