@@ -256,6 +256,9 @@ class EarthEngineSection(_Section):
     endpoint: str | None = Field(None, description="Another root for Earth Engine, Drive and Storage: the emulator.")
     token_uri: str | None = Field(None, description="Another OAuth token endpoint (the emulator's, for dry runs).")
     http_retries: int = Field(5, ge=0, le=10, description="Retries of a request answered 429 or 5xx.")
+    high_volume: bool = Field(False, description="export.destination = 'direct': send the computePixels requests "
+                                                 "to Earth Engine's high-volume endpoint, which Google recommends "
+                                                 "for many parallel requests.")
 
     @model_validator(mode="after")
     def _auth(self) -> EarthEngineSection:

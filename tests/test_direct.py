@@ -461,3 +461,18 @@ def test_the_emulator_pixel_fault_flags_arm_the_service():
         assert emu.router.faults[0].path == "computePixels" and emu.router.faults[0].status == 429
     assert "every computePixels answer waits 0.25 s" in plan.describe()
     assert "computePixels requests over 1,000 pixels answer 'User memory limit exceeded.'" in plan.describe()
+
+
+def test_high_volume_sends_a_direct_study_to_earth_engines_high_volume_endpoint(tmp_path):
+    from pipeline.earthengine.client import HIGH_VOLUME_URL, earthengine_url
+
+    def study(export: str, earthengine: str):
+        path = tmp_path / "s.toml"
+        text = study_toml("http://127.0.0.1:1", export=export).replace(
+            'endpoint = "http://127.0.0.1:1"\nauth = "none"', earthengine)
+        path.write_text(text)
+        return load_study(path)
+
+    assert earthengine_url(study('destination = "direct"', "high_volume = true")) == HIGH_VOLUME_URL
+    assert earthengine_url(study('folder = "x"', "high_volume = true")) is None  # exports keep the default
+    assert earthengine_url(study('destination = "direct"', "")) is None

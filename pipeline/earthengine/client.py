@@ -254,6 +254,19 @@ def _application_default(token_uri: str | None) -> Any:
 
 # -- the session ------------------------------------------------------------------------------
 _CONNECTED: list[tuple] = []  # the settings this process last initialised ee with
+#: Earth Engine's endpoint for many parallel interactive requests (computePixels), as Google recommends.
+HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
+
+
+def earthengine_url(study: Study) -> str | None:
+    """The root ee talks to: the configured endpoint (the emulator), else the high-volume endpoint for a direct
+    study with ``earthengine.high_volume``, else ee's default (None)."""
+    section = study.config.earthengine
+    if section.endpoint:
+        return section.endpoint.rstrip("/")
+    if section.high_volume and study.config.export.destination == "direct":
+        return HIGH_VOLUME_URL
+    return None
 
 
 def connect(study: Study) -> None:
@@ -261,7 +274,7 @@ def connect(study: Study) -> None:
     import ee
 
     section = study.config.earthengine
-    key = (section.endpoint, section.project, section.auth, section.key_file, section.credentials_file,
+    key = (earthengine_url(study), section.project, section.auth, section.key_file, section.credentials_file,
            section.token_uri, study.base)
     if _CONNECTED and _CONNECTED[0] == key:
         return
@@ -276,7 +289,7 @@ def connect(study: Study) -> None:
     ee.data.setMaxRetries(section.http_retries)
     try:
         ee.Initialize(credentials=credentials, project=section.project,
-                      url=section.endpoint.rstrip("/") if section.endpoint else None)
+                      url=earthengine_url(study))
     except Exception as exc:  # noqa: BLE001 - ee and google-auth raise many types; each becomes one line
         _CONNECTED.clear()
         raise translate(exc, "connecting to Earth Engine") from None
