@@ -296,6 +296,24 @@ def connect(study: Study) -> None:
     _CONNECTED[:] = [key]
 
 
+def widen_connection_pool(connections: int) -> None:
+    """Let ee's HTTP session keep ``connections`` connections per host (requests keeps 10).
+
+    With more requests at once than that, urllib3 drops the extra connections after each
+    answer and logs a warning every time ("Connection pool is full", as earthengine-api#203
+    reports); the direct route runs up to 40.
+    """
+    import requests.adapters
+    from ee import _state  # the session ee.Initialize made; earthengine-api has no public handle on it
+
+    session = _state.get_state().requests_session
+    if session is None or connections <= 10:
+        return
+    adapter = requests.adapters.HTTPAdapter(pool_connections=10, pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+
+
 def translate(exc: BaseException, doing: str) -> Exception:
     """One line for an exception from ``ee``, ``google-auth`` or the HTTP layer; no secrets."""
     message = _first_line(str(exc)) or type(exc).__name__

@@ -341,6 +341,7 @@ def fetch_study(study: Study, *, sleep: Callable[[float], None] = time.sleep,
         if not todo:
             return report
         ee_api.connect(study)
+        ee_api.widen_connection_pool(study.config.export.direct_workers)
         area = region(study)  # one geometry for every year's clip, as an export uses
         years = {year: _prepare(study, manifest, year, grid, windows,
                                 ee_api.unmasked_for_export(year_image(study, year, area))) for year in todo}

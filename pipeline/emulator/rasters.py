@@ -92,18 +92,16 @@ class RasterFactory:
         full = request.full
         key = (year, full.crs, full.transform, full.width, full.height, full.unmask_value, full.same_footprint,
                count_band)
-        with self._lock:
-            values = self._cache.get(key)
-            if values is not None:
-                self._cache.move_to_end(key)
         fill = full.unmask_value if full.unmask_value is not None and not full.same_footprint else 0.0
-        if values is None:
-            values = self._bands(year, full, 0.0, count_band, count_outside=fill)
-            with self._lock:
+        with self._lock:  # a year's values are made once, however many of its tiles are asked for at once
+            values = self._cache.get(key)
+            if values is None:
+                values = self._bands(year, full, 0.0, count_band, count_outside=fill)
                 self._cache[key] = values
                 while len(self._cache) > 8:
                     self._cache.popitem(last=False)
-                self.grid = full
+            self._cache.move_to_end(key)
+            self.grid = full
         window = np.full((values.shape[0], request.height, request.width), fill, np.float32)
         rows = slice(max(request.row, 0), min(request.row + request.height, full.height))
         cols = slice(max(request.col, 0), min(request.col + request.width, full.width))
