@@ -579,7 +579,8 @@ def export(
     Running it again submits nothing new: each submission has a fixed requestId and the
     study's manifest (SQLite, in paths.state) records every task. FAILED tasks are
     submitted again up to export.max_attempts; "Export too large" and "User memory limit
-    exceeded" are never retried.
+    exceeded" are never retried. With export.destination = "direct" there is no task to
+    submit: it says how many computePixels requests download (or run) will make.
     """
     with _errors():
         from pipeline.config import load_study

@@ -471,8 +471,12 @@ def _finish_year(study: Study, manifest: m.Manifest, state: _Year, report: Downl
     target = root / f"{state.stem}.tif"
     try:
         _assemble(state, target)
-    except ValueError as problem:
-        report.failed[state.year] = f"assembling {target.name}: {problem}"
+    except ValueError as problem:  # tiles that disagree: forget them all, the next run fetches the year anew
+        message = f"assembling {target.name}: {problem}; its tiles were dropped, run again to fetch them anew"
+        manifest.forget_tiles(state.year)
+        shutil.rmtree(state.folder, ignore_errors=True)
+        manifest.add_error(state.year, message, state=m.PENDING)
+        report.failed[state.year] = message
         return
     md5, size = md5_of(target), target.stat().st_size
     relative = str(target.relative_to(root))
