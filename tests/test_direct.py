@@ -476,3 +476,39 @@ def test_high_volume_sends_a_direct_study_to_earth_engines_high_volume_endpoint(
     assert earthengine_url(study('destination = "direct"', "high_volume = true")) == HIGH_VOLUME_URL
     assert earthengine_url(study('folder = "x"', "high_volume = true")) is None  # exports keep the default
     assert earthengine_url(study('destination = "direct"', "")) is None
+
+
+def test_tiles_that_disagree_across_runs_are_dropped_at_assembly_and_fetched_anew(tmp_path, emulator, monkeypatch):
+    _, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2002")
+    real_record, calls = m.Manifest.record_tile, []
+
+    def record_then_die(self, year, window, state, *args, **kwargs):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_record(self, year, window, state, *args, **kwargs)
+        calls.append(window)
+
+    monkeypatch.setattr(m.Manifest, "record_tile", record_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study)
+    monkeypatch.setattr(m.Manifest, "record_tile", real_record)
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("eetrend-pixels"):
+            thread.join(30)
+    with m.Manifest(study.manifest_path) as manifest:
+        assert [t["year"] for t in manifest.tiles()] == [2000]  # one tile of 2000 is in, with one band
+    real = emulator.earthengine.pixel_source
+    emulator.earthengine.pixel_source = lambda year, request, counts: real(year, request, counts or year == 2000)
+    first = run_study(study)  # 2000's other tile comes back with two bands
+    assert first.exit_code == 1
+    assert first.problems == ["2000 needs attention: download failed: assembling test-study_NDVI_2000.tif: tile "
+                              "(0, 256, 205, 47) holds 2 band(s) of float32, the first 1 of float32; its tiles were "
+                              "dropped, run again to fetch them anew"]
+    assert not (study.downloads / "test-study_NDVI_2000.tif").exists()
+    emulator.earthengine.pixel_source = real
+    again = run_study(study)
+    assert again.exit_code == 0, again.lines
+    for year in study.years:
+        assert _read(study.downloads / f"{study.prefix(year)}.tif").shape[0] == 1
