@@ -183,8 +183,11 @@ def test_tiles_over_the_memory_limit_are_split_and_the_study_completes_and_resum
     emulator.earthengine.fail_pixels_above = 20_000  # the 205 x 256 tile fails; its quarters and the edge pass
     _, study = _direct(tmp_path, emulator, folder="split", tile=256)
     served = len(emulator.earthengine.pixels_windows)
-    result = run_study(study)
+    bar: list[tuple[int, int]] = []
+    result = run_study(study, tile_progress=lambda done, total: bar.append((done, total)))
     assert result.exit_code == 0, result.lines
+    assert bar[0] == (0, 2 * 6) and bar[-1] == (5 * 6, 5 * 6)  # the bar counts tiles, splits add their quarters
+    assert all(a[0] <= b[0] for a, b in zip(bar, bar[1:], strict=False))
     for year in study.years:
         name = f"{study.prefix(year)}.tif"
         assert np.array_equal(_read(plain.downloads / name), _read(study.downloads / name))
@@ -512,3 +515,16 @@ def test_tiles_that_disagree_across_runs_are_dropped_at_assembly_and_fetched_ane
     assert again.exit_code == 0, again.lines
     for year in study.years:
         assert _read(study.downloads / f"{study.prefix(year)}.tif").shape[0] == 1
+
+
+def test_refused_credentials_while_fetching_are_one_line_and_keep_the_tiles_in(tmp_path, emulator):
+    path, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2002")
+    emulator.inject("POST", r"image:computePixels", status=401, times=1_000,
+                    message="Request had invalid authentication credentials.")
+    result = runner.invoke(app, ["download", str(path)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output  # AuthError's code, as for the batch route
+    assert "credentials were refused" in lines[0] and "earthengine authenticate" in lines[0]
+    assert "emulator-" not in result.output  # no token
+    emulator.router.faults.clear()
+    assert runner.invoke(app, ["download", str(path)]).exit_code == 0
