@@ -879,6 +879,7 @@ def demo(
 @app.command(epilog=(
     "Examples: eetrend emulator --port 8765 --speed 10\n\n"
     "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
+    "\n\neetrend emulator --asset projects/my-project/assets/annual_ndvi:2000..2020:NDVI"
 ))
 def emulator(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
@@ -902,6 +903,11 @@ def emulator(
     duplicate_folder: Annotated[list[str] | None, typer.Option(
         "--duplicate-folder", metavar="NAME[:COUNT]",
         help="COUNT more Drive folders with this name (Drive allows duplicates). Repeatable.")] = None,
+    asset: Annotated[list[str] | None, typer.Option(
+        "--asset", metavar="ID:YEARS:BAND",
+        help="An ImageCollection asset of one image per year with band BAND, for [composite] collection, e.g. "
+             "projects/my-project/assets/annual_ndvi:2000..2020:NDVI (a year listed twice gets two images). "
+             "Repeatable.")] = None,
 ) -> None:
     """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
 
@@ -914,6 +920,7 @@ def emulator(
         import time
 
         from pipeline.emulator import Emulator
+        from pipeline.emulator.assets import AssetSpecError, parse_asset_spec
         from pipeline.emulator.faults import FaultPlan, FaultSpecError
         from pipeline.errors import UsageError
 
@@ -921,10 +928,14 @@ def emulator(
             plan = FaultPlan.parse(http_errors=http_errors or (), fail_tasks=fail_tasks or (), queue_limit=queue_limit,
                                    media_faults=media_fault or (), slow_media=slow_media,
                                    duplicate_folders=duplicate_folder or ())
-        except FaultSpecError as exc:
+            collections = [parse_asset_spec(spec) for spec in asset or ()]
+        except (FaultSpecError, AssetSpecError) as exc:
             raise UsageError(str(exc)) from None
         with Emulator(port=port, speed=speed) as emu:
             plan.apply(emu)
+            for asset_id, years, band in collections:
+                emu.earthengine.assets.add_collection(asset_id, years, band)
+                typer.echo(f"  asset: {asset_id}, {len(years)} image(s) with band {band}")
             typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
             for line in plan.describe():
                 typer.echo(f"  fault: {line}")

@@ -38,6 +38,13 @@ SHARD_SIZE = 256  # Earth Engine's default shardSize; fileDimensions must be a m
 MAX_PIXELS_LIMIT = 2**63 - 1  # maxPixels is an Int64Value
 LANDSAT_PIXEL = 30.0
 PREFIX_FIELDS = ("study", "index", "reducer", "year")
+FUNCTION_SPEC = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*")
+ASSET_ID = re.compile(r"(projects/[^/\s]+/assets|users/[^/\s]+)(/[A-Za-z0-9_-]+)+")
+BAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+#: Keys that choose the user's own composites instead of the recipe.
+OWN_SOURCE_KEYS = ("function", "collection")
+#: Keys of the built-in Landsat recipe (meaningless for the user's own composites).
+RECIPE_KEYS = ("sensors", "index", "reducer", "percentile", "months", "mask", "harmonize", "saturation", "expression")
 
 
 class Index(str, Enum):
@@ -147,7 +154,118 @@ class CompositeSection(_Section):
                                                "OLS; off by default, as Google's tutorial calls it unnecessary "
                                                "for Collection 2 surface reflectance.")
     saturation: bool = Field(False, description="Also mask pixels whose index bands are saturated (QA_RADSAT).")
-    count_band: bool = Field(False, description="Export a second band: the clear scenes behind each pixel.")
+    count_band: bool | str = Field(False, description="Export a second band: the clear scenes behind each pixel "
+                                                       "(true for the recipe; with function or collection, the name "
+                                                       "of the band holding the count).")
+    expression: str | None = Field(None, description="An index formula instead of index, on blue, green, red, "
+                                                      "nir, swir1, swir2 (reflectance 0-1), e.g. "
+                                                      "'(nir - red) / (nir + red + 0.16)'; needs name.")
+    name: str | None = Field(None, description="What the composite is called in file names, task descriptions and "
+                                               "reports; required with expression (default: the index, the band, "
+                                               "or the function's name).")
+    function: str | None = Field(None, description="Your own composite: 'file.py:function' (the file relative to the "
+                                                   "config), called as function(year, region) for each year; it "
+                                                   "returns an ee.Image.")
+    collection: str | None = Field(None, description="Your own composite: an ImageCollection asset holding one "
+                                                     "image per year, e.g. 'projects/p/assets/annual_ndvi'.")
+    band: str | None = Field(None, description="With function or collection: the band to fit (default: the "
+                                               "image's first band).")
+    year_property: str | None = Field(None, description="With collection: the image property that holds the year "
+                                                        "(default: the year of system:time_start, in UTC).")
+
+    @property
+    def source(self) -> Literal["recipe", "function", "collection"]:
+        """Where each year's image comes from: eetrend's Landsat recipe or the user's own."""
+        if self.function is not None:
+            return "function"
+        return "collection" if self.collection is not None else "recipe"
+
+    @property
+    def label(self) -> str:
+        """The composite's name in file names, task descriptions and reports."""
+        if self.name is not None:
+            return self.name
+        if self.source == "recipe":
+            return self.index.value
+        if self.band is not None:
+            return self.band
+        if self.function is not None:
+            return self.function.rpartition(":")[2]
+        return self.collection.rstrip("/").rpartition("/")[2]
+
+    @property
+    def summary(self) -> str:
+        """Where the annual values come from, for titles: 'annual max composites', 'images of <asset>'."""
+        if self.function is not None:
+            return f"composites of {self.function}"
+        if self.collection is not None:
+            return f"images of {self.collection}"
+        return f"annual {self.reducer.value} composites"
+
+    @property
+    def title(self) -> str:
+        """The annual value, for titles: 'annual max NDVI', 'ndvi of composites.py:annual'."""
+        if self.source == "recipe":
+            return f"annual {self.reducer.value} {self.label}"
+        return f"{self.label} of {self.function or self.collection}"
+
+    @property
+    def formula(self):
+        """The checked index formula (:class:`~pipeline.earthengine.formula.Formula`), or None."""
+        from .earthengine.formula import parse_formula
+
+        return None if self.expression is None else parse_formula(self.expression)
+
+    @field_validator("expression")
+    @classmethod
+    def _formula(cls, value: str | None) -> str | None:
+        from .earthengine.formula import FormulaError, parse_formula
+
+        if value is not None:
+            try:
+                parse_formula(value)
+            except FormulaError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CompositeSection:
+        own = [key for key in OWN_SOURCE_KEYS if getattr(self, key) is not None]
+        if len(own) > 1:
+            raise ValueError("give one source of composites: function or collection, not both (or neither, for "
+                             "the built-in Landsat recipe)")
+        if own:
+            recipe = [key for key in RECIPE_KEYS if key in self.model_fields_set]
+            if recipe:
+                raise ValueError(f"{own[0]} makes your own composites, so the recipe's key(s) {', '.join(recipe)} "
+                                 f"do not apply; remove them, or remove {own[0]} to use the recipe")
+            if self.count_band is True:
+                raise ValueError(f"with {own[0]}, name the band that holds the clear-scene count, e.g. "
+                                 "count_band = 'clear_count' (count_band = true is for the built-in recipe)")
+            if self.year_property is not None and own[0] != "collection":
+                raise ValueError("year_property is only used with collection")
+            if self.function is not None and not FUNCTION_SPEC.fullmatch(self.function):
+                raise ValueError(f"function = '{self.function}' must be 'file.py:function_name', e.g. "
+                                 "'composites.py:annual'")
+            if self.collection is not None:
+                _check_asset_id(self.collection)
+        else:
+            extra = [key for key in ("band", "year_property") if getattr(self, key) is not None]
+            if extra:
+                raise ValueError(f"{extra[0]} is only used with function or collection (your own composites)")
+            if isinstance(self.count_band, str):
+                raise ValueError(f"count_band = '{self.count_band}' names a band, which only function or collection "
+                                 "composites have; for the recipe write count_band = true")
+        if self.expression is not None:
+            if "index" in self.model_fields_set:
+                raise ValueError("give index or expression, not both: expression is your own index formula")
+            if self.name is None:
+                raise ValueError("expression needs name = '<what the index is called>', e.g. name = 'OSAVI'")
+        for key in ("name", "band", "count_band", "year_property"):
+            value = getattr(self, key)
+            if isinstance(value, str) and not BAND_NAME.fullmatch(value):
+                raise ValueError(f"{key} = '{value}': use 1-64 letters, digits, '_' or '-', starting with a letter")
+        return self
 
     @model_validator(mode="after")
     def _percentile(self) -> CompositeSection:
@@ -160,6 +278,20 @@ class CompositeSection(_Section):
         if self.months is not None and not all(1 <= m <= 12 for m in self.months):
             raise ValueError("months must be two month numbers 1-12, e.g. [6, 8]")
         return self
+
+
+def _check_asset_id(asset_id: str) -> None:
+    """An ImageCollection asset id the client will send as meant (ee turns a malformed one into a legacy id)."""
+    from ee import _cloud_api_utils
+
+    if not ASSET_ID.fullmatch(asset_id):
+        raise ValueError(f"collection = '{asset_id}' is not an asset id; write it as "
+                         "'projects/<cloud project>/assets/<collection>'")
+    if asset_id.startswith("projects/") and not re.match(_cloud_api_utils.ASSET_NAME_PATTERN, asset_id):
+        project = asset_id.split("/")[1]
+        raise ValueError(f"collection = '{asset_id}': '{project}' is not a Cloud project id (6-30 lowercase "
+                         "letters, digits and hyphens, starting with a letter), so Earth Engine would look for "
+                         "another asset; write the project id that holds the collection")
 
 
 class ExportSection(_Section):
@@ -376,6 +508,8 @@ class Study:
         self.downloads = self._path(config.paths.downloads, root / "downloads")
         self.outputs = self._path(config.paths.outputs, root / "outputs")
         self.state = self._path(config.paths.state, root / "state")
+        #: The digest of each year's serialized expression, for the user's own composites (set before a sync).
+        self.expression_digests: dict[int, str] = {}
 
     @property
     def name(self) -> str:
@@ -398,7 +532,7 @@ class Study:
         """The export's file name prefix for ``year`` (a string stands in for the year, e.g. in a pattern)."""
         c = self.config
         return c.export.prefix.format(
-            study=c.study.name, index=c.composite.index.value, reducer=c.composite.reducer.value, year=year
+            study=c.study.name, index=c.composite.label, reducer=c.composite.reducer.value, year=year
         )
 
     def crs_transform(self) -> list[float] | None:
@@ -435,20 +569,30 @@ class Study:
 
     def description(self, year: int) -> str:
         """The task description Earth Engine shows: at most 100 of ``[A-Za-z0-9.,:;_-]``."""
-        text = f"eetrend_{self.name}_{self.config.composite.index.value}_{year}"
+        text = f"eetrend_{self.name}_{self.config.composite.label}_{year}"
         text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", text)
         return text[:95] + f"_{year}" if len(text) > 100 else text
 
     def output_settings(self, year: int) -> dict[str, Any]:
         """The settings that decide a year's exported pixels (used for the fingerprint and diffs)."""
-        composite = self.config.composite.model_dump(mode="json")
-        composite["sensors"] = [s.value for s in sensors_for_year(self.config.composite.sensors, year)]
+        section = self.config.composite
+        if section.source != "recipe":
+            # What Earth Engine receives decides the pixels: the year's serialized expression, by its digest
+            # (sources.expression_digests sets it once the user's code has run).
+            composite = {"source": section.source, "expression": self.expression_digests.get(year)}
+            return {"region": self.region_settings, "composite": composite}
+        composite = section.model_dump(mode="json", exclude={*OWN_SOURCE_KEYS, "band", "year_property"})
+        composite["sensors"] = [s.value for s in sensors_for_year(section.sensors, year)]
         if not composite["count_band"]:
             del composite["count_band"]  # studies made before the count band keep their fingerprints
-        return {"region": self._region_settings, "composite": composite}
+        if section.expression is None:
+            del composite["expression"], composite["name"]  # studies made before formulas keep their fingerprints
+        else:
+            del composite["index"]  # the formula replaces it
+        return {"region": self.region_settings, "composite": composite}
 
     @functools.cached_property
-    def _region_settings(self) -> dict[str, Any]:
+    def region_settings(self) -> dict[str, Any]:
         """The region as it enters the fingerprints; a GeoJSON file by its digest (read once)."""
         region = self.config.region.model_dump(mode="json")
         region["landsat_grid"] = self.config.region.on_landsat_grid  # the effective grid, set or by default
@@ -499,6 +643,10 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     _check_region_and_paths(study, source)
     if config.region.geojson is not None:
         _check_geojson(study.resolve(config.region.geojson), source)
+    if config.composite.function is not None:
+        from .earthengine.user_function import check_function_file
+
+        check_function_file(study)
     if config.earthengine.key_file is not None and config.earthengine.auth != "service_account":
         raise ConfigError(f"{source}: earthengine.key_file is set but auth is '{config.earthengine.auth}'; "
                           "set auth = 'service_account' or remove key_file")

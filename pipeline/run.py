@@ -228,12 +228,11 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
         from .engine.formats import convert
 
         convert(outputs["trend"], outputs[trend.format], trend.format, overwrite=True)
-    index = study.config.composite.index.value
+    composite = study.config.composite
     band = "sen_slope" if trend.method == "sen" else "slope"
     started = time.perf_counter()
-    plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{index} per year",
-               title=f"{study.name}: {band.replace('_', ' ')} of annual {study.config.composite.reducer.value} "
-                     f"{index}, {format_years(study.years)}")
+    plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{composite.label} per year",
+               title=f"{study.name}: {band.replace('_', ' ')} of {composite.title}, {format_years(study.years)}")
     return {**run.timings, "plot": time.perf_counter() - started}, {**report(options), "fdr_result": run.fdr}
 
 

@@ -39,6 +39,7 @@ from ..years import format_years
 from . import client as ee_api
 from . import manifest as m
 from .manifest import Manifest, YearRecord
+from .sources import expression_digests, record_source, year_image
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
          cancel: Callable[[str], None] | None = None) -> list[int]:
     """Make the manifest hold every year of the config; returns the years restarted by ``force``."""
     records = manifest.years()
+    settled = all(year in records and records[year].state in (m.COMPLETED, *m.ACTIVE) for year in study.years)
+    study.expression_digests = expression_digests(study, manifest, rebuild=force or resubmit or not settled)
     changed: dict[int, list[str]] = {}
     current: dict[int, dict[str, Any]] = {}
     for year in study.years:
@@ -136,6 +139,7 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
             "pixels; run `eetrend export CONFIG --force` to export those years anew (their tasks are cancelled), "
             "or undo the change"
         )
+    record_source(study, manifest)
     for year in changed:
         record = manifest.year(year)
         assert record is not None
@@ -202,7 +206,6 @@ def apply_operation(study: Study, manifest: Manifest, record: YearRecord,
 def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: ExportReport) -> bool:
     """Submit one year; False when Earth Engine's queue is full (stop submitting)."""
     from .recipes import region
-    from .sources import year_image
 
     year = record.year
     # A new attempt after a failed or cancelled one (not a resumed SUBMITTING row, not a --force restart).

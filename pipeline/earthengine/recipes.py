@@ -64,10 +64,16 @@ QA_BITS = {
 }
 
 
-def saturation_bits(collection: Collection, index: Index) -> int:
-    """QA_RADSAT bits of the index's bands for this sensor (bit n-1 flags band n saturated)."""
+def index_bands(composite: CompositeSection) -> tuple[str, ...]:
+    """The reflectance bands (COMMON_BANDS names) the composite's index reads: a formula's, or the index's."""
+    formula = composite.formula
+    return formula.bands if formula is not None else INDEX_BANDS[composite.index]
+
+
+def saturation_bits(collection: Collection, bands: tuple[str, ...]) -> int:
+    """QA_RADSAT bits of these reflectance bands for this sensor (bit n-1 flags band n saturated)."""
     bits = 0
-    for name in INDEX_BANDS[index]:
+    for name in bands:
         band = collection.bands[COMMON_BANDS.index(name)]  # e.g. SR_B4
         bits |= 1 << (int(band.removeprefix("SR_B")) - 1)
     return bits
@@ -107,7 +113,7 @@ def annual_composite(study: Study, year: int, area: ee.Geometry | None = None) -
         prepared = scenes.map(_scene_preparer(collection, composite))
         merged = prepared if merged is None else merged.merge(prepared)
     reduced = _reduce(merged, composite)
-    name = composite.index.value
+    name = composite.label
     image = reduced.rename([name]).toFloat()
     if composite.count_band:
         image = with_count_band(image, merged)
@@ -135,7 +141,8 @@ def _scene_preparer(collection: Collection, composite: CompositeSection):
         flags.discard(MaskFlag.cirrus)  # TM/ETM+ have no cirrus band; the bit is never set
     bitmask = sum(1 << QA_BITS[flag] for flag in flags)
     harmonize = composite.harmonize and collection.sensor in (Sensor.TM, Sensor.ETM)
-    saturated = saturation_bits(collection, composite.index) if composite.saturation else 0
+    saturated = saturation_bits(collection, index_bands(composite)) if composite.saturation else 0
+    formula = composite.formula
 
     def prepare(scene: ee.Image) -> ee.Image:
         scene = ee.Image(scene)
@@ -147,7 +154,11 @@ def _scene_preparer(collection: Collection, composite: CompositeSection):
         clear = scene.select("QA_PIXEL").bitwiseAnd(bitmask).eq(0)
         if saturated:
             clear = clear.And(scene.select("QA_RADSAT").bitwiseAnd(saturated).eq(0))
-        index = spectral_index(reflectance.rename(list(COMMON_BANDS)), composite.index)
+        reflectance = reflectance.rename(list(COMMON_BANDS))
+        if formula is not None:
+            index = ee.Image(formula.build(reflectance)).rename([composite.label])
+        else:
+            index = spectral_index(reflectance, composite.index)
         return index.updateMask(clear).copyProperties(scene, ["system:time_start"])
 
     return prepare

@@ -1,8 +1,9 @@
 """The Earth Engine side of the emulator: REST v1 as ``earthengine-api`` calls it.
 
-Served: the discovery document, the algorithm list, ``image:export``, operations
-get / list (newest first, with page tokens) / cancel, a ``value:compute`` that evaluates
-constants, and an OAuth token endpoint. Operations move PENDING -> RUNNING ->
+Served: the discovery document, the algorithm list (the ee wheel's 991 real
+signatures), ``image:export``, operations get / list (newest first, with page tokens) /
+cancel, a ``value:compute`` that evaluates constants, asset look-ups and listings
+(:mod:`.assets`), and an OAuth token endpoint. Operations move PENDING -> RUNNING ->
 SUCCEEDED on the emulator's clock, with progress from 0 to 1; a cancelled one passes
 through CANCELLING. Each behaviour's source is in docs/FIDELITY.md.
 
@@ -32,6 +33,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
+from .assets import AssetService
 from .clock import Clock
 from .discovery import discovery_document
 from .expression import ExportGrid, export_grid
@@ -130,6 +132,7 @@ class EarthEngineService:
         router.add("GET", rf"/{v}/projects/([^/]+)/operations", self._authorized(self._list))
         router.add("GET", rf"/{v}/(projects/[^/]+/operations/[^/:]+)", self._authorized(self._get))
         router.add("POST", rf"/{v}/(projects/[^/]+/operations/[^/:]+):cancel", self._authorized(self._cancel))
+        self.assets = AssetService(router, self._authorized, version)
 
     # -- controls for tests and the demo -------------------------------------------------
     def fail_tasks(self, match: str, message: str, times: int = 1) -> TaskFault:
@@ -427,12 +430,19 @@ _ALGORITHMS: bytes | None = None
 
 
 def _algorithms_bytes() -> bytes:
+    """The algorithm list: the 991 real signatures the ``earthengine-api`` wheel ships (``ee/tests/algorithms.json``).
+
+    Serving the real list lets any user code build its expression exactly as against the
+    real service (argument names, defaults, ``ee.Image`` methods); a hand-made subset would
+    refuse or mis-serialize whatever it left out.
+    """
     global _ALGORITHMS
     if _ALGORITHMS is None:
-        folder = resources.files(__package__)
-        data = json.loads(folder.joinpath("algorithms.json").read_text(encoding="utf-8"))
-        more = json.loads(folder.joinpath("algorithms_export.json").read_text(encoding="utf-8"))
-        known = {a["name"] for a in data["algorithms"]}
-        data["algorithms"] += [a for a in more["algorithms"] if a["name"] not in known]
-        _ALGORITHMS = json.dumps(data).encode()
+        listing = resources.files("ee").joinpath("tests", "algorithms.json")
+        try:
+            text = listing.read_text(encoding="utf-8")
+        except (FileNotFoundError, OSError) as exc:
+            raise RuntimeError(f"the earthengine-api package holds no ee/tests/algorithms.json ({exc}); the emulator "
+                               "serves that list: reinstall earthengine-api") from None
+        _ALGORITHMS = json.dumps(json.loads(text)).encode()
     return _ALGORITHMS

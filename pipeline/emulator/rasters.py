@@ -65,9 +65,11 @@ class RasterFactory:
         return ExportGrid(crs, transform, self.cols, self.rows, inside, False, None, True)
 
     def files(self, year: int, prefix: str, grid: ExportGrid, tile: tuple[int, int] | None,
-              nodata: float | None, count_band: bool = False) -> list[tuple[str, bytes]]:
-        """(file name, GeoTIFF bytes) of one year's export on ``grid``; ``count_band`` adds the clear-scene
-        counts as band 2 (0 where no scene was clear, the export's fill outside the region)."""
+              nodata: float | None, bands: list[str] | None = None) -> list[tuple[str, bytes]]:
+        """(file name, GeoTIFF bytes) of one year's export on ``grid``, its bands described by ``bands`` (the
+        image's band names, when known). A second band holds the clear-scene counts (0 where no scene was
+        clear, the export's fill outside the region)."""
+        count_band = bands is not None and len(bands) > 1
         self.grid = grid
         values, masked = self._exported(year, grid)
         fill = nodata if nodata is not None else 0.0
@@ -79,13 +81,14 @@ class RasterFactory:
             values = np.stack([values, counts])
         rows_total, cols_total = values.shape[-2:]
         if tile is None or (tile[0] >= rows_total and tile[1] >= cols_total):
-            return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata))]
+            return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata, bands))]
         rows, cols = tile
         parts = []
         for row in range(0, rows_total, rows):
             for col in range(0, cols_total, cols):
                 block = values[..., row:row + rows, col:col + cols]
-                parts.append((f"{prefix}-{row:010d}-{col:010d}.tif", _geotiff(block, grid, row, col, year, nodata)))
+                name = f"{prefix}-{row:010d}-{col:010d}.tif"
+                parts.append((name, _geotiff(block, grid, row, col, year, nodata, bands)))
         return parts
 
     def _exported(self, year: int, grid: ExportGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +118,8 @@ def clear_counts(year: int, layer: np.ndarray, seed: int = 7) -> np.ndarray:
     return np.where(np.isnan(layer), 0, counts).astype(np.float32)
 
 
-def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, nodata: float | None) -> bytes:
+def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, nodata: float | None,
+             bands: list[str] | None) -> bytes:
     if data.ndim == 2:
         data = data[None]
     a, b, c, d, e, f = grid.transform
@@ -128,7 +132,7 @@ def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, 
     with MemoryFile() as memory:
         with memory.open(**profile) as dataset:
             dataset.write(data.astype(np.float32))
-            dataset.set_band_description(1, f"composite {year}")
-            if data.shape[0] > 1:
-                dataset.set_band_description(2, "clear_count")
+            names = bands if bands is not None else [f"composite {year}", "clear_count"]
+            for number, name in enumerate(names[:data.shape[0]], start=1):
+                dataset.set_band_description(number, name)  # Earth Engine names each band in its exports
         return memory.read()
