@@ -557,6 +557,33 @@ def plot_pixel_command(
 ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]
 
 
+@app.command(epilog="Example: eetrend check configs/example.toml")
+def check(config: ConfigArg) -> None:
+    """Check a study config without running it: one line per problem, exit 2 if any; no request is sent.
+
+    Checks the keys and values, every year against the sensors that flew, the fit options
+    against the method and the composite, the region, the folders, the credentials files,
+    the function file's syntax, the packages an output format needs and the notification
+    secrets' variables. export, run and download make the same checks before their first request.
+    """
+    with _errors():
+        from pipeline.checks import config_problems, study_problems
+
+        study, problems = config_problems(config)
+        if study is not None:
+            problems = [f"{study.source}: {problem}" for problem in study_problems(study)]
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        if problems:
+            raise typer.Exit(2)
+        from pipeline.years import format_years
+
+        typer.echo(f"{study.source}: no problem found ({len(study.years)} years, {format_years(study.years)}; "
+                   f"{study.config.composite.title}); nothing was sent to Earth Engine")
+        for year in sorted(study.later):
+            typer.echo(study.later_note(year))
+
+
 @app.command(epilog="Example: eetrend export configs/example.toml --queue-wait 600")
 def export(
     config: ConfigArg,

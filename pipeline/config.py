@@ -38,6 +38,9 @@ SHARD_SIZE = 256  # Earth Engine's default shardSize; fileDimensions must be a m
 MAX_PIXELS_LIMIT = 2**63 - 1  # maxPixels is an Int64Value
 LANDSAT_PIXEL = 30.0
 PREFIX_FIELDS = ("study", "index", "reducer", "year")
+#: Default days between the end of a year's season and its export: Landsat 8's scenes reach Tier 1 or 2 in 3-10
+#: days and their Level-2 products about a day later (USGS), and Earth Engine ingests them after that.
+SETTLE_DAYS = 14
 FUNCTION_SPEC = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*")
 ASSET_ID = re.compile(r"(projects/[^/\s]+/assets|users/[^/\s]+)(/[A-Za-z0-9_-]+)+")
 BAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -81,6 +84,9 @@ class StudySection(_Section):
     name: str = Field(description="Letters, digits, '-' and '_'; used in task names and file names.")
     years: str | list[int] = Field(description="'1995..2015', '1995-2015', '1995..current' or a list of years.")
     exclude_years: list[int] = []
+    settle_days: int = Field(SETTLE_DAYS, ge=0, le=366, description="Days after a year's season ends before it is "
+                                                                   "exported, so its last scenes have reached Earth "
+                                                                   "Engine (Landsat Collection 2 Level-2 processing).")
 
     @field_validator("name")
     @classmethod
@@ -148,7 +154,9 @@ class CompositeSection(_Section):
     index: Index = Index.NDVI
     reducer: Reducer = Reducer.max
     percentile: Annotated[float, Field(ge=0, le=100)] | None = None
-    months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8].")
+    months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8]; "
+                                                             "[11, 2] crosses the New Year: November of the year "
+                                                             "before to February, named for the year it ends in.")
     mask: list[MaskFlag] = [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow]
     harmonize: bool = Field(False, description="Adjust TM/ETM+ reflectance to OLI with Roy et al. (2016), Table 2 "
                                                "OLS; off by default, as Google's tutorial calls it unnecessary "
@@ -503,7 +511,12 @@ class Study:
         self.config = config
         self.source = source
         self.base = source.parent
-        self.years = _resolve_years(config.study, today or dt.date.today())
+        self.today = today or current_date()
+        wanted = _resolve_years(config.study, self.today)
+        #: The study's years whose season has ended (plus settle_days): the years exported and fitted.
+        self.years = [year for year in wanted if self.available_on(year) <= self.today]
+        #: The other years of the config, with the day each may be exported.
+        self.later = {year: self.available_on(year) for year in wanted if year not in self.years}
         root = Path("data") / config.study.name
         self.downloads = self._path(config.paths.downloads, root / "downloads")
         self.outputs = self._path(config.paths.outputs, root / "outputs")
@@ -514,6 +527,38 @@ class Study:
     @property
     def name(self) -> str:
         return self.config.study.name
+
+    def season(self, year: int) -> tuple[dt.date, dt.date]:
+        """The dates a year's composite covers, [first day, day after the last): its months, or the whole year.
+
+        A season across the New Year (``months = [11, 2]``) runs from 1 November of the year
+        before to the end of February, and is named for the year it ends in. Only the recipe
+        knows its season; the user's own composites cover their calendar year as far as
+        eetrend can tell.
+        """
+        composite = self.config.composite
+        months = composite.months if composite.source == "recipe" else None
+        if months is None:
+            return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+        first, last = months
+        start = dt.date(year - 1 if first > last else year, first, 1)
+        end = dt.date(year + 1, 1, 1) if last == 12 else dt.date(year, last + 1, 1)
+        return start, end
+
+    def season_years(self, year: int) -> tuple[int, ...]:
+        """The calendar years a year's season touches: (year,) or, across the New Year, (year - 1, year)."""
+        start, end = self.season(year)
+        return tuple(range(start.year, (end - dt.timedelta(days=1)).year + 1))
+
+    def available_on(self, year: int) -> dt.date:
+        """The first day a year may be exported: its season's end plus ``settle_days``."""
+        return self.season(year)[1] + dt.timedelta(days=self.config.study.settle_days)
+
+    def later_note(self, year: int) -> str:
+        """Why a year of the config is not exported yet, and when it will be."""
+        last = self.season(year)[1] - dt.timedelta(days=1)
+        return (f"{year} is not exported yet: its season ends {last.isoformat()}, and it is exported from "
+                f"{self.later[year].isoformat()} (study.settle_days = {self.config.study.settle_days})")
 
     @property
     def manifest_path(self) -> Path:
@@ -582,7 +627,10 @@ class Study:
             composite = {"source": section.source, "expression": self.expression_digests.get(year)}
             return {"region": self.region_settings, "composite": composite}
         composite = section.model_dump(mode="json", exclude={*OWN_SOURCE_KEYS, "band", "year_property"})
-        composite["sensors"] = [s.value for s in sensors_for_year(section.sensors, year)]
+        flown = {s for y in self.season_years(year) for s in sensors_for_year(section.sensors, y)}
+        composite["sensors"] = [s.value for s in Sensor if s in flown]  # a fixed order
+        if len(self.season_years(year)) > 1:
+            composite["season"] = "across the New Year"  # the dates differ from those of calendarRange before
         if not composite["count_band"]:
             del composite["count_band"]  # studies made before the count band keep their fingerprints
         if section.expression is None:
@@ -615,11 +663,27 @@ class Study:
             },
         }
 
+    def fit_options(self):
+        """The :class:`~pipeline.engine.trend.FitOptions` of ``[trend]`` (band 2 holds the counts, if any)."""
+        from .engine.trend import FitOptions
+
+        trend = self.config.trend
+        return FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
+                          confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
+                          changepoint=trend.changepoint, min_fraction=trend.min_fraction,
+                          edge_years=trend.edge_years, count_band=2 if self.config.composite.count_band else None,
+                          min_count=trend.min_count)
+
     def output_fingerprint(self, year: int) -> str:
         return fingerprint(self.output_settings(year))
 
     def request_fingerprint(self, year: int) -> str:
         return fingerprint(self.request_settings(year))
+
+
+def current_date() -> dt.date:
+    """Today, as a study's years see it (the one place a test fakes the calendar)."""
+    return dt.date.today()
 
 
 def load_study(path: str | Path, today: dt.date | None = None) -> Study:
@@ -638,7 +702,9 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_explain(exc, raw)}") from None
+        error = ConfigError(f"{source}: {_explain(exc, raw)}")
+        error.problems = [f"{source}: {_explain_one(e)}" for e in exc.errors()]  # every one, for eetrend check
+        raise error from None
     study = Study(config, source.resolve(), today)
     _check_region_and_paths(study, source)
     if config.region.geojson is not None:
@@ -686,8 +752,14 @@ def _resolve_years(section: StudySection, today: dt.date) -> list[int]:
 
 
 def _explain(exc: ValidationError, raw: dict[str, Any]) -> str:
-    """One line for the first validation problem: key path, what is wrong, the fix."""
-    error = exc.errors()[0]
+    """One line for the first validation problem (key path, what is wrong, the fix), counting the others."""
+    errors = exc.errors()
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return _explain_one(errors[0]) + more
+
+
+def _explain_one(error: Any) -> str:
+    """One validation problem as one line: key path, what is wrong, the fix."""
     location = [str(part) for part in error["loc"]]
     key = ".".join(location)
     if error["type"] == "extra_forbidden":
@@ -698,8 +770,7 @@ def _explain(exc: ValidationError, raw: dict[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{key}: required key is missing; see configs/example.toml"
     message = error["msg"].removeprefix("Value error, ")
-    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return f"{key or 'config'}: {message}{more}"
+    return f"{key or 'config'}: {message}"
 
 
 def _known_keys(location: list[str]) -> list[str]:

@@ -66,6 +66,9 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
               sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None,
               fit_progress: Callable[[int, int], None] | None = None) -> RunResult:
     """One run of the whole pipeline for ``study`` (see the module docstring)."""
+    from .checks import require_runnable
+
+    require_runnable(study)
     result = RunResult(EXIT_WAITING)
     started = time.monotonic()
     notes: list[str] = []
@@ -93,6 +96,10 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
             result.lines.append(f"submitted {len(result.submitted)} export task(s): {format_years(result.submitted)}")
         if exported.restarted:
             result.lines.append(f"restarted because the config changed: {format_years(exported.restarted)}")
+        if exported.early:
+            result.lines.append(f"exported again, since their last export was made before their season ended: "
+                                f"{format_years(exported.early)}")
+        result.lines += exported.later
         if exported.waiting_for_queue:
             result.lines.append(f"Earth Engine's queue is full; {format_years(exported.waiting_for_queue)} will be "
                                 "submitted by a later run")
@@ -207,15 +214,12 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
          fit_progress: Callable[[int, int], None] | None) -> tuple[dict[str, float], dict[str, Any]]:
     from .engine.formats import require_format
     from .engine.statistics import report
-    from .engine.trend import FitOptions, trend_rasters
+    from .engine.trend import trend_rasters
     from .reporting.plots import plot_raster
 
     trend = study.config.trend
     require_format(trend.format)
-    options = FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
-                         confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
-                         changepoint=trend.changepoint, min_fraction=trend.min_fraction, edge_years=trend.edge_years,
-                         count_band=2 if study.config.composite.count_band else None, min_count=trend.min_count)
+    options = study.fit_options()
     ensure_folder(outputs["trend"].parent, "paths.outputs")
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.earthengine.client import EXPORT_NODATA
+from pipeline.emulator.conformance import check
 from pipeline.emulator.expression import band_names, decode
 from pipeline.run import output_paths
 
@@ -128,6 +129,7 @@ def test_a_sentinel2_function_study_runs_to_the_end_with_the_users_expression(em
         assert year.descriptions == ("ndvi", "clear_count") and year.nodata == EXPORT_NODATA
     assert downloaded[0].name == "test-study_ndvi_2016.tif"
 
+    assert check(emulator.router.requests) == []  # every request is one Earth Engine would accept
     requests = len(emulator.router.log)
     third = _cli("run", path)
     assert third.exit_code == 0 and "complete and up to date" in third.output
@@ -224,6 +226,8 @@ def test_a_collection_asset_study_runs_to_the_end(emulator, make_study):
     emulator.earthengine.finish_all()
     assert _cli("run", path).exit_code == 0
     assert output_paths(study)["trend"].exists()
+    assert check(emulator.router.requests) == []
+    assert emulator.count("GET", r"/v1/projects/my-project/assets/annual_ndvi:listAssets$") == 3  # 7 images, 3 a page
 
 
 def test_the_year_property_chooses_the_images(emulator, make_study):

@@ -264,6 +264,9 @@ def _fetch_range(request: Any, remote: RemoteFile, start: int, end: int, sleep: 
 def download_study(study: Study, *, delete_remote: bool | None = None, chunk_size: int = CHUNK_SIZE,
                    sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None) -> DownloadReport:
     """Download every finished year not yet on disk (see the module docstring)."""
+    from ..checks import require_runnable
+
+    require_runnable(study)
     delete = study.config.export.delete_remote if delete_remote is None else delete_remote
     report = DownloadReport()
     remove_stale_temporaries(study.downloads, recursive=True)

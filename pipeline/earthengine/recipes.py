@@ -97,19 +97,20 @@ def annual_composite(study: Study, year: int, area: ee.Geometry | None = None) -
     import ee
 
     composite = study.config.composite
-    collections = collections_for_year(composite.sensors, year)
+    collections = season_collections(study, year)
     if not collections:
         from ..errors import ConfigError
 
         flown = ", ".join(s.value for s in composite.sensors)
         raise ConfigError(f"composite.sensors: none of {flown} flew in {year}; add a sensor or exclude the year")
     area = area if area is not None else region(study)
-    start, end = ee.Date(f"{year}-01-01"), ee.Date(f"{year + 1}-01-01")
+    # The season's own dates: a season across the New Year is one period (calendarRange inside the
+    # calendar year would join the ends of two different seasons).
+    first, after = study.season(year)
+    start, end = ee.Date(first.isoformat()), ee.Date(after.isoformat())
     merged = None
     for collection in collections:
         scenes = ee.ImageCollection(collection.asset).filterBounds(area).filterDate(start, end)
-        if composite.months is not None:
-            scenes = scenes.filter(ee.Filter.calendarRange(composite.months[0], composite.months[1], "month"))
         prepared = scenes.map(_scene_preparer(collection, composite))
         merged = prepared if merged is None else merged.merge(prepared)
     reduced = _reduce(merged, composite)
@@ -118,6 +119,15 @@ def annual_composite(study: Study, year: int, area: ee.Geometry | None = None) -
     if composite.count_band:
         image = with_count_band(image, merged)
     return image.clip(area).set({"year": year, "eetrend:index": name})
+
+
+def season_collections(study: Study, year: int) -> list[Collection]:
+    """The Collection 2 collections of the sensors that flew during the year's season."""
+    found: dict[str, Collection] = {}
+    for calendar_year in study.season_years(year):
+        for collection in collections_for_year(study.config.composite.sensors, calendar_year):
+            found.setdefault(collection.asset, collection)
+    return list(found.values())
 
 
 COUNT_BAND = "clear_count"
