@@ -962,10 +962,11 @@ def emulator(
             plan.apply(emu)
             for asset_id, years, band in collections:
                 emu.earthengine.assets.add_collection(asset_id, years, band)
-                typer.echo(f"  asset: {asset_id}, {len(years)} image(s) with band {band}")
             typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
             for line in plan.describe():
                 typer.echo(f"  fault: {line}")
+            for asset_id, years, band in collections:
+                typer.echo(f"  asset: {asset_id}, {len(years)} image(s) with band {band}")
             while True:  # Ctrl-C, SIGTERM or SIGHUP end it: one line, exit 128 + the signal
                 time.sleep(3600)
 
