@@ -143,11 +143,15 @@ def test_editing_the_function_for_one_year_names_it_and_force_reexports_it_alone
     SCALE = {}
 
     def annual(year, region):
+        with open(__file__ + ".calls", "a") as calls:
+            calls.write(f"{year}\n")
         scenes = ee.ImageCollection("MODIS/061/MOD13Q1").filterDate(f"{year}-01-01", f"{year + 1}-01-01")
         return scenes.select("NDVI").max().multiply(SCALE.get(year, 0.0001))
     '''
     path, study = _study(make_study, tmp_path, 'function = "composites.py:annual"', code, years="2001..2005")
     assert _cli("export", path).exit_code == 0
+    calls = (tmp_path / "composites.py.calls").read_text().split()
+    assert sorted(calls) == [str(y) for y in range(2001, 2006)]  # once a year: the fingerprint's build is reused
     emulator.earthengine.finish_all()
     assert _cli("run", path).exit_code == 0
     before = emulator.earthengine.export_requests

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from typing import TYPE_CHECKING
 
 from ..config import fingerprint
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 #: Manifest key: what the expression digests were last computed from (see :func:`expression_digests`).
 SOURCE_KEY = "composite_source"
+_BUILT: weakref.WeakKeyDictionary[Study, dict[int, ee.Image]] = weakref.WeakKeyDictionary()
 
 
 def year_image(study: Study, year: int, area: ee.Geometry | None = None) -> ee.Image:
@@ -41,18 +43,21 @@ def year_image(study: Study, year: int, area: ee.Geometry | None = None) -> ee.I
     composite = study.config.composite
     if composite.source == "recipe":
         return annual_composite(study, year, area)
-    area = area if area is not None else region(study)
-    if composite.source == "function":
-        from .user_function import year_image as user_image
+    built = _BUILT.setdefault(study, {})
+    if year not in built:  # the user's function runs once per year and process (it may itself make requests)
+        area = area if area is not None else region(study)
+        if composite.source == "function":
+            from .user_function import year_image as user_image
 
-        image = user_image(study, year, area)
-    else:
-        import ee
+            image = user_image(study, year, area)
+        else:
+            import ee
 
-        from .collection_asset import year_images
+            from .collection_asset import year_images
 
-        image = ee.Image(year_images(study)[year])
-    return _as_composite(study, image, year, area)
+            image = ee.Image(year_images(study)[year])
+        built[year] = _as_composite(study, image, year, area)
+    return built[year]
 
 
 def _as_composite(study: Study, image: ee.Image, year: int, area: ee.Geometry) -> ee.Image:
