@@ -144,7 +144,7 @@ def test_editing_the_function_for_one_year_names_it_and_force_reexports_it_alone
 
     def annual(year, region):
         with open(__file__ + ".calls", "a") as calls:
-            calls.write(f"{year}\n")
+            calls.write(f"{year}\\n")
         scenes = ee.ImageCollection("MODIS/061/MOD13Q1").filterDate(f"{year}-01-01", f"{year + 1}-01-01")
         return scenes.select("NDVI").max().multiply(SCALE.get(year, 0.0001))
     '''
