@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,25 +25,9 @@ from pipeline.run import output_paths
 
 runner = CliRunner()
 
-SENTINEL2 = '''
-import ee
-
-
-def annual(year, region):
-    """Summer NDVI of Sentinel-2, cloud-masked with Cloud Score+."""
-    scenes = (ee.ImageCollection("COPERNICUS/S2_SR_HARMONIZED")
-              .filterBounds(region)
-              .filterDate(f"{year}-06-01", f"{year}-09-01"))
-    scores = ee.ImageCollection("GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED")
-
-    def ndvi(scene):
-        scene = ee.Image(scene)
-        clear = scene.select("cs_cdf").gte(0.6)
-        return scene.normalizedDifference(["B8", "B4"]).rename("ndvi").updateMask(clear)
-
-    masked = scenes.linkCollection(scores, ["cs_cdf"]).map(ndvi)
-    return masked.max().addBands(masked.count().rename("n_clear"))
-'''
+EXAMPLES = Path(__file__).resolve().parents[1] / "configs"
+#: The shipped example: summer Sentinel-2 NDVI masked with Cloud Score+, and its clear-scene count.
+SENTINEL2 = (EXAMPLES / "composites" / "sentinel2_ndvi.py").read_text()
 
 
 def _exports(emulator) -> list[dict]:
@@ -98,7 +83,7 @@ def _one_line_error(result, code: int = 2) -> str:
 
 def test_a_sentinel2_function_study_runs_to_the_end_with_the_users_expression(emulator, make_study, tmp_path):
     path, study = _study(make_study, tmp_path, 'function = "composites.py:annual"\nband = "ndvi"\n'
-                         'count_band = "n_clear"', SENTINEL2, years="2016..2021")
+                         'count_band = "clear_count"', SENTINEL2, years="2016..2021")
     first = _cli("run", path)
     assert first.exit_code == 75, first.output
     bodies = _exports(emulator)
@@ -405,13 +390,11 @@ def test_bad_emulator_asset_specs_are_one_line(spec):
 @pytest.mark.parametrize("name", ["sentinel2", "modis", "asset"])
 def test_the_example_configs_load_and_their_functions_build_images(make_study, name):
     """configs/: each example loads; a function example's code builds a two-band image (value, count)."""
-    from pathlib import Path
-
     from pipeline.config import load_study
     from pipeline.earthengine import client as ee_api
     from pipeline.earthengine.sources import serialized, year_image
 
-    example = load_study(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml")
+    example = load_study(EXAMPLES / f"{name}.toml")
     composite = example.config.composite
     assert composite.source == ("collection" if name == "asset" else "function")
     if composite.source != "function":
