@@ -557,6 +557,33 @@ def plot_pixel_command(
 ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]
 
 
+@app.command(epilog="Example: eetrend check configs/example.toml")
+def check(config: ConfigArg) -> None:
+    """Check a study config without running it: one line per problem, exit 2 if any; no request is sent.
+
+    Checks the keys and values, every year against the sensors that flew, the fit options
+    against the method and the composite, the region, the folders, the credentials files,
+    the function file's syntax, the packages an output format needs and the notification
+    secrets' variables. export, run and download make the same checks before their first request.
+    """
+    with _errors():
+        from pipeline.checks import config_problems, study_problems
+
+        study, problems = config_problems(config)
+        if study is not None:
+            problems = [f"{study.source}: {problem}" for problem in study_problems(study)]
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        if problems:
+            raise typer.Exit(2)
+        from pipeline.years import format_years
+
+        typer.echo(f"{study.source}: no problem found ({len(study.years)} years, {format_years(study.years)}; "
+                   f"{study.config.composite.title}); nothing was sent to Earth Engine")
+        for year in sorted(study.later):
+            typer.echo(study.later_note(year))
+
+
 @app.command(epilog="Example: eetrend export configs/example.toml --queue-wait 600")
 def export(
     config: ConfigArg,
@@ -892,6 +919,7 @@ def demo(
     "Examples: eetrend emulator --port 8765 --speed 10\n\n"
     "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
     "\n\neetrend emulator --slow-pixels 0.5 --fail-pixels-above 200000 --http-errors 429:3:computePixels"
+    "\n\neetrend emulator --asset projects/my-project/assets/annual_ndvi:2000..2020:NDVI"
 ))
 def emulator(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
@@ -919,6 +947,11 @@ def emulator(
     fail_pixels_above: Annotated[int | None, typer.Option(
         metavar="N", help="computePixels requests over N pixels answer 'User memory limit exceeded.' (the direct "
                           "route splits them).")] = None,
+    asset: Annotated[list[str] | None, typer.Option(
+        "--asset", metavar="ID:YEARS:BAND",
+        help="An ImageCollection asset of one image per year with band BAND, for [composite] collection, e.g. "
+             "projects/my-project/assets/annual_ndvi:2000..2020:NDVI (a year listed twice gets two images). "
+             "Repeatable.")] = None,
 ) -> None:
     """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
 
@@ -931,6 +964,7 @@ def emulator(
         import time
 
         from pipeline.emulator import Emulator
+        from pipeline.emulator.assets import AssetSpecError, parse_asset_spec
         from pipeline.emulator.faults import FaultPlan, FaultSpecError
         from pipeline.errors import UsageError
 
@@ -939,13 +973,18 @@ def emulator(
                                    media_faults=media_fault or (), slow_media=slow_media,
                                    duplicate_folders=duplicate_folder or (), slow_pixels=slow_pixels,
                                    fail_pixels_above=fail_pixels_above)
-        except FaultSpecError as exc:
+            collections = [parse_asset_spec(spec) for spec in asset or ()]
+        except (FaultSpecError, AssetSpecError) as exc:
             raise UsageError(str(exc)) from None
         with Emulator(port=port, speed=speed) as emu:
             plan.apply(emu)
+            for asset_id, years, band in collections:
+                emu.earthengine.assets.add_collection(asset_id, years, band)
             typer.echo(f"Earth Engine emulator on {emu.url} (tasks run {speed:g}x real time); Ctrl-C stops it")
             for line in plan.describe():
                 typer.echo(f"  fault: {line}")
+            for asset_id, years, band in collections:
+                typer.echo(f"  asset: {asset_id}, {len(years)} image(s) with band {band}")
             while True:  # Ctrl-C, SIGTERM or SIGHUP end it: one line, exit 128 + the signal
                 time.sleep(3600)
 

@@ -39,6 +39,16 @@ SHARD_SIZE = 256  # Earth Engine's default shardSize; fileDimensions must be a m
 MAX_PIXELS_LIMIT = 2**63 - 1  # maxPixels is an Int64Value
 LANDSAT_PIXEL = 30.0
 PREFIX_FIELDS = ("study", "index", "reducer", "year")
+#: Default days between the end of a year's season and its export: Landsat 8's scenes reach Tier 1 or 2 in 3-10
+#: days and their Level-2 products about a day later (USGS), and Earth Engine ingests them after that.
+SETTLE_DAYS = 14
+FUNCTION_SPEC = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*")
+ASSET_ID = re.compile(r"(projects/[^/\s]+/assets|users/[^/\s]+)(/[A-Za-z0-9_-]+)+")
+BAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+#: Keys that choose the user's own composites instead of the recipe.
+OWN_SOURCE_KEYS = ("function", "collection")
+#: Keys of the built-in Landsat recipe (meaningless for the user's own composites).
+RECIPE_KEYS = ("sensors", "index", "reducer", "percentile", "months", "mask", "harmonize", "saturation", "expression")
 
 
 class Index(str, Enum):
@@ -75,6 +85,9 @@ class StudySection(_Section):
     name: str = Field(description="Letters, digits, '-' and '_'; used in task names and file names.")
     years: str | list[int] = Field(description="'1995..2015', '1995-2015', '1995..current' or a list of years.")
     exclude_years: list[int] = []
+    settle_days: int = Field(SETTLE_DAYS, ge=0, le=366, description="Days after a year's season ends before it is "
+                                                                   "exported, so its last scenes have reached Earth "
+                                                                   "Engine (Landsat Collection 2 Level-2 processing).")
 
     @field_validator("name")
     @classmethod
@@ -142,13 +155,126 @@ class CompositeSection(_Section):
     index: Index = Index.NDVI
     reducer: Reducer = Reducer.max
     percentile: Annotated[float, Field(ge=0, le=100)] | None = None
-    months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8].")
+    months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8]; "
+                                                             "[11, 2] crosses the New Year: November of the year "
+                                                             "before to February, named for the year it ends in.")
     mask: list[MaskFlag] = [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow]
     harmonize: bool = Field(False, description="Adjust TM/ETM+ reflectance to OLI with Roy et al. (2016), Table 2 "
                                                "OLS; off by default, as Google's tutorial calls it unnecessary "
                                                "for Collection 2 surface reflectance.")
     saturation: bool = Field(False, description="Also mask pixels whose index bands are saturated (QA_RADSAT).")
-    count_band: bool = Field(False, description="Export a second band: the clear scenes behind each pixel.")
+    count_band: bool | str = Field(False, description="Export a second band: the clear scenes behind each pixel "
+                                                       "(true for the recipe; with function or collection, the name "
+                                                       "of the band holding the count).")
+    expression: str | None = Field(None, description="An index formula instead of index, on blue, green, red, "
+                                                      "nir, swir1, swir2 (reflectance 0-1), e.g. "
+                                                      "'(nir - red) / (nir + red + 0.16)'; needs name.")
+    name: str | None = Field(None, description="What the composite is called in file names, task descriptions and "
+                                               "reports; required with expression (default: the index, the band, "
+                                               "or the function's name).")
+    function: str | None = Field(None, description="Your own composite: 'file.py:function' (the file relative to the "
+                                                   "config), called as function(year, region) for each year; it "
+                                                   "returns an ee.Image.")
+    collection: str | None = Field(None, description="Your own composite: an ImageCollection asset holding one "
+                                                     "image per year, e.g. 'projects/p/assets/annual_ndvi'.")
+    band: str | None = Field(None, description="With function or collection: the band to fit (default: the "
+                                               "image's first band).")
+    year_property: str | None = Field(None, description="With collection: the image property that holds the year "
+                                                        "(default: the year of system:time_start, in UTC).")
+
+    @property
+    def source(self) -> Literal["recipe", "function", "collection"]:
+        """Where each year's image comes from: eetrend's Landsat recipe or the user's own."""
+        if self.function is not None:
+            return "function"
+        return "collection" if self.collection is not None else "recipe"
+
+    @property
+    def label(self) -> str:
+        """The composite's name in file names, task descriptions and reports."""
+        if self.name is not None:
+            return self.name
+        if self.source == "recipe":
+            return self.index.value
+        if self.band is not None:
+            return self.band
+        if self.function is not None:
+            return self.function.rpartition(":")[2]
+        return self.collection.rstrip("/").rpartition("/")[2]
+
+    @property
+    def summary(self) -> str:
+        """Where the annual values come from, for titles: 'annual max composites', 'images of <asset>'."""
+        if self.function is not None:
+            return f"composites of {self.function}"
+        if self.collection is not None:
+            return f"images of {self.collection}"
+        return f"annual {self.reducer.value} composites"
+
+    @property
+    def title(self) -> str:
+        """The annual value, for titles: 'annual max NDVI', 'ndvi of composites.py:annual'."""
+        if self.source == "recipe":
+            return f"annual {self.reducer.value} {self.label}"
+        return f"{self.label} of {self.function or self.collection}"
+
+    @property
+    def formula(self):
+        """The checked index formula (:class:`~pipeline.earthengine.formula.Formula`), or None."""
+        from .earthengine.formula import parse_formula
+
+        return None if self.expression is None else parse_formula(self.expression)
+
+    @field_validator("expression")
+    @classmethod
+    def _formula(cls, value: str | None) -> str | None:
+        from .earthengine.formula import FormulaError, parse_formula
+
+        if value is not None:
+            try:
+                parse_formula(value)
+            except FormulaError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CompositeSection:
+        own = [key for key in OWN_SOURCE_KEYS if getattr(self, key) is not None]
+        if len(own) > 1:
+            raise ValueError("give one source of composites: function or collection, not both (or neither, for "
+                             "the built-in Landsat recipe)")
+        if own:
+            recipe = [key for key in RECIPE_KEYS if key in self.model_fields_set]
+            if recipe:
+                raise ValueError(f"{own[0]} makes your own composites, so the recipe's key(s) {', '.join(recipe)} "
+                                 f"do not apply; remove them, or remove {own[0]} to use the recipe")
+            if self.count_band is True:
+                raise ValueError(f"with {own[0]}, name the band that holds the clear-scene count, e.g. "
+                                 "count_band = 'clear_count' (count_band = true is for the built-in recipe)")
+            if self.year_property is not None and own[0] != "collection":
+                raise ValueError("year_property is only used with collection")
+            if self.function is not None and not FUNCTION_SPEC.fullmatch(self.function):
+                raise ValueError(f"function = '{self.function}' must be 'file.py:function_name', e.g. "
+                                 "'composites.py:annual'")
+            if self.collection is not None:
+                _check_asset_id(self.collection)
+        else:
+            extra = [key for key in ("band", "year_property") if getattr(self, key) is not None]
+            if extra:
+                raise ValueError(f"{extra[0]} is only used with function or collection (your own composites)")
+            if isinstance(self.count_band, str):
+                raise ValueError(f"count_band = '{self.count_band}' names a band, which only function or collection "
+                                 "composites have; for the recipe write count_band = true")
+        if self.expression is not None:
+            if "index" in self.model_fields_set:
+                raise ValueError("give index or expression, not both: expression is your own index formula")
+            if self.name is None:
+                raise ValueError("expression needs name = '<what the index is called>', e.g. name = 'OSAVI'")
+        for key in ("name", "band", "count_band", "year_property"):
+            value = getattr(self, key)
+            if isinstance(value, str) and not BAND_NAME.fullmatch(value):
+                raise ValueError(f"{key} = '{value}': use 1-64 letters, digits, '_' or '-', starting with a letter")
+        return self
 
     @model_validator(mode="after")
     def _percentile(self) -> CompositeSection:
@@ -183,6 +309,18 @@ def default_direct_tile(bands: int) -> int:
     """The default tile side: a quarter of the request limit, aligned to the output's 256-pixel blocks."""
     side = math.isqrt(DIRECT_MAX_BYTES // DIRECT_HEADROOM // (bands * DIRECT_BYTES_PER_PIXEL))
     return max(side // SHARD_SIZE * SHARD_SIZE, SHARD_SIZE)
+def _check_asset_id(asset_id: str) -> None:
+    """An ImageCollection asset id the client will send as meant (ee turns a malformed one into a legacy id)."""
+    from ee import _cloud_api_utils
+
+    if not ASSET_ID.fullmatch(asset_id):
+        raise ValueError(f"collection = '{asset_id}' is not an asset id; write it as "
+                         "'projects/<cloud project>/assets/<collection>'")
+    if asset_id.startswith("projects/") and not re.match(_cloud_api_utils.ASSET_NAME_PATTERN, asset_id):
+        project = asset_id.split("/")[1]
+        raise ValueError(f"collection = '{asset_id}': '{project}' is not a Cloud project id (6-30 lowercase "
+                         "letters, digits and hyphens, starting with a letter), so Earth Engine would look for "
+                         "another asset; write the project id that holds the collection")
 
 
 class ExportSection(_Section):
@@ -430,15 +568,54 @@ class Study:
         self.config = config
         self.source = source
         self.base = source.parent
-        self.years = _resolve_years(config.study, today or dt.date.today())
+        self.today = today or current_date()
+        wanted = _resolve_years(config.study, self.today)
+        #: The study's years whose season has ended (plus settle_days): the years exported and fitted.
+        self.years = [year for year in wanted if self.available_on(year) <= self.today]
+        #: The other years of the config, with the day each may be exported.
+        self.later = {year: self.available_on(year) for year in wanted if year not in self.years}
         root = Path("data") / config.study.name
         self.downloads = self._path(config.paths.downloads, root / "downloads")
         self.outputs = self._path(config.paths.outputs, root / "outputs")
         self.state = self._path(config.paths.state, root / "state")
+        #: The digest of each year's serialized expression, for the user's own composites (set before a sync).
+        self.expression_digests: dict[int, str] = {}
 
     @property
     def name(self) -> str:
         return self.config.study.name
+
+    def season(self, year: int) -> tuple[dt.date, dt.date]:
+        """The dates a year's composite covers, [first day, day after the last): its months, or the whole year.
+
+        A season across the New Year (``months = [11, 2]``) runs from 1 November of the year
+        before to the end of February, and is named for the year it ends in. Only the recipe
+        knows its season; the user's own composites cover their calendar year as far as
+        eetrend can tell.
+        """
+        composite = self.config.composite
+        months = composite.months if composite.source == "recipe" else None
+        if months is None:
+            return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+        first, last = months
+        start = dt.date(year - 1 if first > last else year, first, 1)
+        end = dt.date(year + 1, 1, 1) if last == 12 else dt.date(year, last + 1, 1)
+        return start, end
+
+    def season_years(self, year: int) -> tuple[int, ...]:
+        """The calendar years a year's season touches: (year,) or, across the New Year, (year - 1, year)."""
+        start, end = self.season(year)
+        return tuple(range(start.year, (end - dt.timedelta(days=1)).year + 1))
+
+    def available_on(self, year: int) -> dt.date:
+        """The first day a year may be exported: its season's end plus ``settle_days``."""
+        return self.season(year)[1] + dt.timedelta(days=self.config.study.settle_days)
+
+    def later_note(self, year: int) -> str:
+        """Why a year of the config is not exported yet, and when it will be."""
+        last = self.season(year)[1] - dt.timedelta(days=1)
+        return (f"{year} is not exported yet: its season ends {last.isoformat()}, and it is exported from "
+                f"{self.later[year].isoformat()} (study.settle_days = {self.config.study.settle_days})")
 
     @property
     def manifest_path(self) -> Path:
@@ -457,7 +634,7 @@ class Study:
         """The export's file name prefix for ``year`` (a string stands in for the year, e.g. in a pattern)."""
         c = self.config
         return c.export.prefix.format(
-            study=c.study.name, index=c.composite.index.value, reducer=c.composite.reducer.value, year=year
+            study=c.study.name, index=c.composite.label, reducer=c.composite.reducer.value, year=year
         )
 
     def crs_transform(self) -> list[float] | None:
@@ -494,20 +671,33 @@ class Study:
 
     def description(self, year: int) -> str:
         """The task description Earth Engine shows: at most 100 of ``[A-Za-z0-9.,:;_-]``."""
-        text = f"eetrend_{self.name}_{self.config.composite.index.value}_{year}"
+        text = f"eetrend_{self.name}_{self.config.composite.label}_{year}"
         text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", text)
         return text[:95] + f"_{year}" if len(text) > 100 else text
 
     def output_settings(self, year: int) -> dict[str, Any]:
         """The settings that decide a year's exported pixels (used for the fingerprint and diffs)."""
-        composite = self.config.composite.model_dump(mode="json")
-        composite["sensors"] = [s.value for s in sensors_for_year(self.config.composite.sensors, year)]
+        section = self.config.composite
+        if section.source != "recipe":
+            # What Earth Engine receives decides the pixels: the year's serialized expression, by its digest
+            # (sources.expression_digests sets it once the user's code has run).
+            composite = {"source": section.source, "expression": self.expression_digests.get(year)}
+            return {"region": self.region_settings, "composite": composite}
+        composite = section.model_dump(mode="json", exclude={*OWN_SOURCE_KEYS, "band", "year_property"})
+        flown = {s for y in self.season_years(year) for s in sensors_for_year(section.sensors, y)}
+        composite["sensors"] = [s.value for s in Sensor if s in flown]  # a fixed order
+        if len(self.season_years(year)) > 1:
+            composite["season"] = "across the New Year"  # the dates differ from those of calendarRange before
         if not composite["count_band"]:
             del composite["count_band"]  # studies made before the count band keep their fingerprints
-        return {"region": self._region_settings, "composite": composite}
+        if section.expression is None:
+            del composite["expression"], composite["name"]  # studies made before formulas keep their fingerprints
+        else:
+            del composite["index"]  # the formula replaces it
+        return {"region": self.region_settings, "composite": composite}
 
     @functools.cached_property
-    def _region_settings(self) -> dict[str, Any]:
+    def region_settings(self) -> dict[str, Any]:
         """The region as it enters the fingerprints; a GeoJSON file by its digest (read once)."""
         region = self.config.region.model_dump(mode="json")
         region["landsat_grid"] = self.config.region.on_landsat_grid  # the effective grid, set or by default
@@ -537,12 +727,27 @@ class Study:
         """The side of a direct route's tiles: as configured, else the default for the study's bands."""
         given = self.config.export.direct_tile
         return given if given is not None else default_direct_tile(2 if self.config.composite.count_band else 1)
+    def fit_options(self):
+        """The :class:`~pipeline.engine.trend.FitOptions` of ``[trend]`` (band 2 holds the counts, if any)."""
+        from .engine.trend import FitOptions
+
+        trend = self.config.trend
+        return FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
+                          confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
+                          changepoint=trend.changepoint, min_fraction=trend.min_fraction,
+                          edge_years=trend.edge_years, count_band=2 if self.config.composite.count_band else None,
+                          min_count=trend.min_count)
 
     def output_fingerprint(self, year: int) -> str:
         return fingerprint(self.output_settings(year))
 
     def request_fingerprint(self, year: int) -> str:
         return fingerprint(self.request_settings(year))
+
+
+def current_date() -> dt.date:
+    """Today, as a study's years see it (the one place a test fakes the calendar)."""
+    return dt.date.today()
 
 
 def load_study(path: str | Path, today: dt.date | None = None) -> Study:
@@ -561,11 +766,17 @@ def load_study(path: str | Path, today: dt.date | None = None) -> Study:
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_explain(exc, raw)}") from None
+        error = ConfigError(f"{source}: {_explain(exc, raw)}")
+        error.problems = [f"{source}: {_explain_one(e)}" for e in exc.errors()]  # every one, for eetrend check
+        raise error from None
     study = Study(config, source.resolve(), today)
     _check_region_and_paths(study, source)
     if config.region.geojson is not None:
         _check_geojson(study.resolve(config.region.geojson), source)
+    if config.composite.function is not None:
+        from .earthengine.user_function import check_function_file
+
+        check_function_file(study)
     if config.earthengine.key_file is not None and config.earthengine.auth != "service_account":
         raise ConfigError(f"{source}: earthengine.key_file is set but auth is '{config.earthengine.auth}'; "
                           "set auth = 'service_account' or remove key_file")
@@ -605,8 +816,14 @@ def _resolve_years(section: StudySection, today: dt.date) -> list[int]:
 
 
 def _explain(exc: ValidationError, raw: dict[str, Any]) -> str:
-    """One line for the first validation problem: key path, what is wrong, the fix."""
-    error = exc.errors()[0]
+    """One line for the first validation problem (key path, what is wrong, the fix), counting the others."""
+    errors = exc.errors()
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return _explain_one(errors[0]) + more
+
+
+def _explain_one(error: Any) -> str:
+    """One validation problem as one line: key path, what is wrong, the fix."""
     location = [str(part) for part in error["loc"]]
     key = ".".join(location)
     if error["type"] == "extra_forbidden":
@@ -617,8 +834,7 @@ def _explain(exc: ValidationError, raw: dict[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{key}: required key is missing; see configs/example.toml"
     message = error["msg"].removeprefix("Value error, ")
-    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return f"{key or 'config'}: {message}{more}"
+    return f"{key or 'config'}: {message}"
 
 
 def _known_keys(location: list[str]) -> list[str]:

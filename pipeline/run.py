@@ -70,6 +70,9 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
 
     ``tile_progress`` (tiles done, total) follows a direct study's computePixels tiles.
     """
+    from .checks import require_runnable
+
+    require_runnable(study)
     result = RunResult(EXIT_WAITING)
     started = time.monotonic()
     notes: list[str] = []
@@ -97,6 +100,10 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
             result.lines.append(f"submitted {len(result.submitted)} export task(s): {format_years(result.submitted)}")
         if exported.restarted:
             result.lines.append(f"restarted because the config changed: {format_years(exported.restarted)}")
+        if exported.early:
+            result.lines.append(f"exported again, since their last export was made before their season ended: "
+                                f"{format_years(exported.early)}")
+        result.lines += exported.later
         if exported.waiting_for_queue:
             result.lines.append(f"Earth Engine's queue is full; {format_years(exported.waiting_for_queue)} will be "
                                 "submitted by a later run")
@@ -211,15 +218,12 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
          fit_progress: Callable[[int, int], None] | None) -> tuple[dict[str, float], dict[str, Any]]:
     from .engine.formats import require_format
     from .engine.statistics import report
-    from .engine.trend import FitOptions, trend_rasters
+    from .engine.trend import trend_rasters
     from .reporting.plots import plot_raster
 
     trend = study.config.trend
     require_format(trend.format)
-    options = FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
-                         confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
-                         changepoint=trend.changepoint, min_fraction=trend.min_fraction, edge_years=trend.edge_years,
-                         count_band=2 if study.config.composite.count_band else None, min_count=trend.min_count)
+    options = study.fit_options()
     ensure_folder(outputs["trend"].parent, "paths.outputs")
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),
@@ -232,12 +236,11 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
         from .engine.formats import convert
 
         convert(outputs["trend"], outputs[trend.format], trend.format, overwrite=True)
-    index = study.config.composite.index.value
+    composite = study.config.composite
     band = "sen_slope" if trend.method == "sen" else "slope"
     started = time.perf_counter()
-    plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{index} per year",
-               title=f"{study.name}: {band.replace('_', ' ')} of annual {study.config.composite.reducer.value} "
-                     f"{index}, {format_years(study.years)}")
+    plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{composite.label} per year",
+               title=f"{study.name}: {band.replace('_', ' ')} of {composite.title}, {format_years(study.years)}")
     return {**run.timings, "plot": time.perf_counter() - started}, {**report(options), "fdr_result": run.fdr}
 
 

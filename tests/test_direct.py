@@ -223,12 +223,12 @@ def test_a_tile_still_too_large_at_the_floor_makes_its_year_need_attention_with_
 def test_429_bursts_on_computepixels_are_retried_and_the_study_completes(tmp_path, emulator, http_sleeps):
     emulator.inject("POST", r"image:computePixels", status=429, times=9, reason="rateLimitExceeded",
                     message="Too many concurrent requests.")
-    _, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2001")
+    _, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2002")
     sleeps: list[float] = []
     from pipeline.earthengine.downloads import download_study
 
     report = download_study(study, sleep=sleeps.append)
-    assert not report.failed and sorted(report.datasets) == [2000, 2001]
+    assert not report.failed and sorted(report.datasets) == [2000, 2001, 2002]
     assert http_sleeps and sleeps == [1.0]  # ee retried 5 times, then eetrend once more after 1 s
 
 
@@ -269,19 +269,19 @@ def test_a_killed_download_subprocess_resumes_without_asking_for_finished_tiles(
 
 
 def test_status_shows_tiles_per_year_and_json_counts_them(tmp_path, emulator):
-    path, study = _direct(tmp_path, emulator, tile=256, years="2000..2001")
+    path, study = _direct(tmp_path, emulator, tile=256, years="2000..2002")
     before = runner.invoke(app, ["status", str(path)])
     assert before.exit_code == 0 and "0/2" in before.output and not study.state.exists()
     assert runner.invoke(app, ["download", str(path)]).exit_code == 0
     table = runner.invoke(app, ["status", str(path)])
     assert table.exit_code == 0 and "tiles" in table.output and "2/2" in table.output
     payload = json.loads(runner.invoke(app, ["status", str(path), "--json"]).output)
-    assert [y["tiles"] for y in payload["years"]] == [{"done": 2, "total": 2}] * 2
+    assert [y["tiles"] for y in payload["years"]] == [{"done": 2, "total": 2}] * 3
     exported = runner.invoke(app, ["export", str(path)])
     assert exported.exit_code == 0 and "nothing to submit" in exported.output
     assert "2 tile(s)" in exported.output
     again = runner.invoke(app, ["download", str(path)])
-    assert "already downloaded and verified: 2000-2001" in again.output
+    assert "already downloaded and verified: 2000-2002" in again.output
 
 
 def test_a_manifest_from_before_the_direct_route_opens_and_gains_its_table(tmp_path):
@@ -442,8 +442,8 @@ def test_an_answer_for_another_grid_is_never_kept_and_the_year_needs_attention(t
     monkeypatch.setattr(direct, "BACKOFF_FIRST", 0.0)
     real = emulator.earthengine.pixel_source
 
-    def shifted(year, request, counts):  # one pixel to the east of the window asked for
-        return real(year, dataclasses.replace(request, col=request.col + 1), counts)
+    def shifted(year, request, bands):  # one pixel to the east of the window asked for
+        return real(year, dataclasses.replace(request, col=request.col + 1), bands)
 
     emulator.earthengine.pixel_source = shifted
     _, study = _direct(tmp_path, emulator, tile=256, workers=1, years="2000..2002")
@@ -503,7 +503,8 @@ def test_tiles_that_disagree_across_runs_are_dropped_at_assembly_and_fetched_ane
     with m.Manifest(study.manifest_path) as manifest:
         assert [t["year"] for t in manifest.tiles()] == [2000]  # one tile of 2000 is in, with one band
     real = emulator.earthengine.pixel_source
-    emulator.earthengine.pixel_source = lambda year, request, counts: real(year, request, counts or year == 2000)
+    emulator.earthengine.pixel_source = lambda year, request, bands: real(
+        year, request, ["NDVI", "clear_count"] if year == 2000 else bands)
     first = run_study(study)  # 2000's other tile comes back with two bands
     assert first.exit_code == 1
     assert first.problems == ["2000 needs attention: download failed: assembling test-study_NDVI_2000.tif: tile "

@@ -29,9 +29,10 @@ def test_emulator_listens_on_loopback_only(emulator):
 def test_initialise_fetches_discovery_and_algorithms_from_the_emulator(emulator, session):
     assert emulator.count("GET", r"^/\$discovery/rest$") >= 1
     assert emulator.count("GET", r"^/v1/projects/test-project/algorithms$") == 1
-    # The signatures are the emulator's: the recipes' algorithms are there, others are not.
+    # The signatures are the ee wheel's real list: the recipes' algorithms and any user code's are there.
     assert ee.ApiFunction.lookup("Image.normalizedDifference") is not None
-    assert ee.ApiFunction.lookup("Number.add") is None
+    assert ee.ApiFunction.lookup("Image.linkCollection") is not None and ee.ApiFunction.lookup("Number.add")
+    assert ee.ApiFunction.lookup("Image.noSuchAlgorithm") is None
 
 
 def test_value_compute_returns_constants(emulator, session):

@@ -195,12 +195,31 @@ def test_each_year_loads_the_sensors_that_flew_and_only_its_dates(connected, yea
     assert not [n for n, _ in calls if n == "Filter.calendarRange"]  # no season configured
 
 
+@pytest.mark.parametrize(
+    ("months", "year", "dates", "assets"),
+    [
+        ("[11, 2]", 2004, ["2003-11-01", "2004-03-01"], ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LT05/C02/T1_L2"]),
+        ("[12, 1]", 2000, ["1999-12-01", "2000-02-01"], ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LT05/C02/T1_L2"]),
+        # TM's last images are from November 2011: the 2012 season from November 2011 holds them
+        ("[11, 3]", 2012, ["2011-11-01", "2012-04-01"], ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LT05/C02/T1_L2"]),
+        ("[1, 12]", 2004, ["2004-01-01", "2005-01-01"], ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LT05/C02/T1_L2"]),
+        ("[9, 9]", 2004, ["2004-09-01", "2004-10-01"], ["LANDSAT/LE07/C02/T1_L2", "LANDSAT/LT05/C02/T1_L2"]),
+    ],
+)
+def test_a_season_is_one_period_named_for_the_year_it_ends_in(connected, months, year, dates, assets):
+    study = connected(years="1999..2015", composite=f"months = {months}\nsensors = [\"TM\", \"ETM+\"]")
+    calls = _invocations(_expression(study, year))
+    assert sorted({a["value"]["constantValue"] for n, a in calls if n == "Date"}) == dates
+    assert sorted(a["id"]["constantValue"] for n, a in calls if n == "ImageCollection.load") == sorted(assets)
+    assert not [n for n, _ in calls if n == "Filter.calendarRange"]
+
+
 def test_season_reducer_and_final_band(connected):
     study = connected(composite='months = [6, 8]\nreducer = "percentile"\npercentile = 90\nindex = "EVI"')
     calls = _invocations(_expression(study, 2003))
-    (season,) = [a for n, a in calls if n == "Filter.calendarRange"]
-    assert (season["start"]["constantValue"], season["end"]["constantValue"], season["field"]["constantValue"]) == (
-        6, 8, "month")
+    dates = sorted({a["value"]["constantValue"] for n, a in calls if n == "Date"})
+    assert dates == ["2003-06-01", "2003-09-01"]  # June to August: the season's own dates
+    assert not [n for n, _ in calls if n == "Filter.calendarRange"]
     (percentile,) = [a for n, a in calls if n == "Reducer.percentile"]
     assert percentile["percentiles"]["constantValue"] == [90]
     names = [n for n, _ in calls]

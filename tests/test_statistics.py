@@ -245,7 +245,7 @@ def test_emulator_count_band_is_plausible() -> None:
     for year in (1995, 2005):
         factory = RasterFactory()
         grid = factory.fallback_grid("EPSG:32632", 30.0)
-        ((name, content),) = factory.files(year, f"s_{year}", grid, None, -9999.0, count_band=True)
+        ((name, content),) = factory.files(year, f"s_{year}", grid, None, -9999.0, bands=["NDVI", "clear_count"])
         with MemoryFile(content) as memory, memory.open() as ds:
             value, counts = ds.read()
             assert ds.descriptions[1] == "clear_count"
@@ -265,7 +265,7 @@ def test_plot_pixel_draws_the_counts_under_the_series(tmp_path) -> None:
     for year in range(2000, 2010):
         factory = RasterFactory()
         grid = factory.fallback_grid("EPSG:32632", 30.0)
-        for name, content in factory.files(year, f"s_{year}", grid, None, -9999.0, count_band=True):
+        for name, content in factory.files(year, f"s_{year}", grid, None, -9999.0, bands=["NDVI", "clear_count"]):
             (tmp_path / name).write_bytes(content)
     plot_pixel(tmp_path, 500_300, 4_999_700, tmp_path / "plain.png")
     plot_pixel(tmp_path, 500_300, 4_999_700, tmp_path / "counts.png", count_band=2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import stat
 import uuid
@@ -145,6 +146,32 @@ def load_credentials(study: Study) -> Any:
     if section.auth == "service_account":
         return _service_account(study.resolve(section.key_file), token_uri)
     return _stored_user(section.credentials_file and study.resolve(section.credentials_file), token_uri)
+
+
+def credential_problem(study: Study) -> str | None:
+    """What is wrong with the credentials the config asks for, read locally (nothing is sent), or None.
+
+    Application-default credentials are looked for only where they are files (the
+    GOOGLE_APPLICATION_CREDENTIALS variable, gcloud's file): asking a metadata server
+    would be a request.
+    """
+    section = study.config.earthengine
+    if section.auth == "user" and section.credentials_file is None:
+        import ee
+
+        stored = Path(ee.oauth.get_credentials_path())
+        if not stored.exists():
+            gcloud = Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
+            adc = [Path(p) for p in (os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"),) if p]
+            if any(p.is_file() for p in [*adc, gcloud / "application_default_credentials.json"]):
+                return None
+            return (f"earthengine.auth = 'user': no stored Earth Engine credentials at {stored}; run: earthengine "
+                    "authenticate (or set earthengine.auth = 'service_account' and key_file)")
+    try:
+        load_credentials(study)
+    except AuthError as exc:
+        return str(exc)
+    return None
 
 
 def _service_account(path: Path, token_uri: str | None) -> Any:

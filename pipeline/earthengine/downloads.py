@@ -269,6 +269,9 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
     With ``export.destination = "direct"`` the years are fetched through computePixels instead
     (:func:`.direct.fetch_study`); ``tile_progress`` then counts tiles (done, total).
     """
+    from ..checks import require_runnable
+
+    require_runnable(study)
     if study.config.export.destination == "direct":
         from .direct import fetch_study
 

@@ -39,6 +39,7 @@ from ..years import format_years
 from . import client as ee_api
 from . import manifest as m
 from .manifest import Manifest, YearRecord
+from .sources import expression_digests, record_source, year_image
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class ExportReport:
     adopted: list[int] = field(default_factory=list)
     slc_off: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    early: list[int] = field(default_factory=list)
+    later: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = list(self.notes)
@@ -76,6 +79,10 @@ class ExportReport:
             out.append(f"restarted because the config changed (--force): {format_years(self.restarted)}")
         if self.redone:
             out.append(f"exported again as asked (--redo): {format_years(self.redone)}")
+        if self.early:
+            out.append(f"exported again, since their last export was made before their season ended: "
+                       f"{format_years(self.early)}")
+        out += self.later
         if self.adopted:
             out.append(f"Earth Engine already held the task (requestId seen before), found by its description: "
                        f"{format_years(self.adopted)}")
@@ -111,6 +118,8 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
          cancel: Callable[[str], None] | None = None) -> list[int]:
     """Make the manifest hold every year of the config; returns the years restarted by ``force``."""
     records = manifest.years()
+    settled = all(year in records and records[year].state in (m.COMPLETED, *m.ACTIVE) for year in study.years)
+    study.expression_digests = expression_digests(study, manifest, rebuild=force or resubmit or not settled)
     changed: dict[int, list[str]] = {}
     current: dict[int, dict[str, Any]] = {}
     for year in study.years:
@@ -137,6 +146,7 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
             "pixels; run `eetrend export CONFIG --force` to export those years anew (their tasks are cancelled), "
             "or undo the change"
         )
+    record_source(study, manifest)
     for year in changed:
         record = manifest.year(year)
         assert record is not None
@@ -146,6 +156,32 @@ def sync(study: Study, manifest: Manifest, *, force: bool = False, resubmit: boo
         manifest.forget_downloads(year)
         manifest.update(year, state=m.PENDING, failures=0, destination_uris=[], progress=0.0, **current[year])
     return sorted(changed)
+
+
+def restart_early_exports(study: Study, manifest: Manifest, cancel: Callable[[str], None] | None = None) -> list[int]:
+    """Export again each year whose last export was made before its season ended (plus settle_days).
+
+    Such an export holds a partial season (made mid-season, or before eetrend waited for a
+    year to end); since a year is never exported twice otherwise, its real season would
+    never be fetched. Its files are forgotten and a new attempt (a new requestId) is queued.
+    """
+    restarted = []
+    for year in study.years:
+        record = manifest.year(year)
+        if record is None or not record.created or record.state in (m.FAILED, m.CANCELLED):
+            continue
+        made = record.created[:10]
+        if made >= study.available_on(year).isoformat():
+            continue
+        log.warning("%s: its export of %s was made before its season ended (it may be exported from %s); "
+                    "exporting it again", year, made, study.available_on(year).isoformat())
+        if record.task and record.state in m.ACTIVE and cancel is not None:
+            ee_api.connect(study)
+            cancel(record.task)
+        manifest.forget_downloads(year)
+        manifest.update(year, state=m.PENDING, failures=0, destination_uris=[], progress=0.0)
+        restarted.append(year)
+    return restarted
 
 
 # -- refresh: Earth Engine's view of live tasks ---------------------------------------------------
@@ -203,12 +239,14 @@ def apply_operation(study: Study, manifest: Manifest, record: YearRecord,
 def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: ExportReport) -> bool:
     """Submit one year; False when Earth Engine's queue is full (stop submitting)."""
     from .recipes import region
-    from .sources import year_image
 
     year = record.year
     # A new attempt after a failed or cancelled one (not a resumed SUBMITTING row, not a --force restart).
     retry = record.state == m.PENDING and record.attempts > 0 and year not in report.restarted \
-        and year not in report.redone
+        and year not in report.redone and year not in report.early
+    ee_api.connect(study)
+    area = region(study)  # one geometry for the clip and the export (a GeoJSON region is read once)
+    image = year_image(study, year, area)  # first: a year refused here leaves its row as it was
     if record.state == m.PENDING:
         attempt = record.attempts + 1
         record = manifest.update(
@@ -216,9 +254,6 @@ def _submit_one(study: Study, manifest: Manifest, record: YearRecord, report: Ex
             request_id=ee_api.request_id(study.name, year, record.request_fingerprint, attempt),
             task=None, progress=0.0, created=None, started=None, ended=None, updated=None, destination_uris=[],
         )
-    ee_api.connect(study)
-    area = region(study)  # one geometry for the clip and the export (a GeoJSON region is read once)
-    image = year_image(study, year, area)
     try:
         operation = ee_api.export_image(study, year, image, record.request_id, area)
     except EetrendError:
@@ -283,6 +318,10 @@ def redo_years(study: Study, manifest: Manifest, years: Iterable[int],
                cancel: Callable[[str], None] | None = None) -> list[int]:
     """Make ``years`` export again: cancel a live task, forget their downloads, new attempt (new requestId)."""
     wanted = sorted(set(years))
+    early = [y for y in wanted if y in study.later]
+    if early:
+        raise UsageError(f"--redo {format_years(early)}: {study.later_note(early[0])}; a partial season is never "
+                         "exported")
     unknown = [y for y in wanted if y not in study.years]
     if unknown:
         raise UsageError(f"--redo {format_years(unknown)}: not years of study '{study.name}' "
@@ -305,11 +344,14 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
     """Submit one export per year that needs one (see the module docstring)."""
     if not (queue_wait >= 0 and math.isfinite(queue_wait)):
         raise UsageError(f"--queue-wait is {queue_wait}; give seconds to wait, 0 or more")
+    from ..checks import require_runnable
     from .landsat import slc_off_years
 
+    require_runnable(study)  # nothing knowable now may fail hours later, at fit time
     report = ExportReport()
     with open_manifest(study) as manifest:
         report.restarted = sync(study, manifest, force=force, resubmit=resubmit, cancel=_cancel_quietly)
+        report.later = [study.later_note(year) for year in sorted(study.later)]
         if redo:
             report.redone = redo_years(study, manifest, redo, cancel=_cancel_quietly)
         if study.config.export.destination == "direct":  # no task: download fetches the years itself
@@ -324,6 +366,7 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
             log.warning("%s: only Landsat 7 after its scan-line corrector failure (2003) covers this year; its "
                         "composite has striped gaps", year)
         refresh(study, manifest)
+        report.early = restart_early_exports(study, manifest, cancel=_cancel_quietly)  # needs the tasks' times
         waited, delay = 0.0, QUEUE_BACKOFF_FIRST
         while True:
             waiting = _submit_all(study, manifest, report)

@@ -64,10 +64,16 @@ QA_BITS = {
 }
 
 
-def saturation_bits(collection: Collection, index: Index) -> int:
-    """QA_RADSAT bits of the index's bands for this sensor (bit n-1 flags band n saturated)."""
+def index_bands(composite: CompositeSection) -> tuple[str, ...]:
+    """The reflectance bands (COMMON_BANDS names) the composite's index reads: a formula's, or the index's."""
+    formula = composite.formula
+    return formula.bands if formula is not None else INDEX_BANDS[composite.index]
+
+
+def saturation_bits(collection: Collection, bands: tuple[str, ...]) -> int:
+    """QA_RADSAT bits of these reflectance bands for this sensor (bit n-1 flags band n saturated)."""
     bits = 0
-    for name in INDEX_BANDS[index]:
+    for name in bands:
         band = collection.bands[COMMON_BANDS.index(name)]  # e.g. SR_B4
         bits |= 1 << (int(band.removeprefix("SR_B")) - 1)
     return bits
@@ -91,27 +97,37 @@ def annual_composite(study: Study, year: int, area: ee.Geometry | None = None) -
     import ee
 
     composite = study.config.composite
-    collections = collections_for_year(composite.sensors, year)
+    collections = season_collections(study, year)
     if not collections:
         from ..errors import ConfigError
 
         flown = ", ".join(s.value for s in composite.sensors)
         raise ConfigError(f"composite.sensors: none of {flown} flew in {year}; add a sensor or exclude the year")
     area = area if area is not None else region(study)
-    start, end = ee.Date(f"{year}-01-01"), ee.Date(f"{year + 1}-01-01")
+    # The season's own dates: a season across the New Year is one period (calendarRange inside the
+    # calendar year would join the ends of two different seasons).
+    first, after = study.season(year)
+    start, end = ee.Date(first.isoformat()), ee.Date(after.isoformat())
     merged = None
     for collection in collections:
         scenes = ee.ImageCollection(collection.asset).filterBounds(area).filterDate(start, end)
-        if composite.months is not None:
-            scenes = scenes.filter(ee.Filter.calendarRange(composite.months[0], composite.months[1], "month"))
         prepared = scenes.map(_scene_preparer(collection, composite))
         merged = prepared if merged is None else merged.merge(prepared)
     reduced = _reduce(merged, composite)
-    name = composite.index.value
+    name = composite.label
     image = reduced.rename([name]).toFloat()
     if composite.count_band:
         image = with_count_band(image, merged)
     return image.clip(area).set({"year": year, "eetrend:index": name})
+
+
+def season_collections(study: Study, year: int) -> list[Collection]:
+    """The Collection 2 collections of the sensors that flew during the year's season."""
+    found: dict[str, Collection] = {}
+    for calendar_year in study.season_years(year):
+        for collection in collections_for_year(study.config.composite.sensors, calendar_year):
+            found.setdefault(collection.asset, collection)
+    return list(found.values())
 
 
 COUNT_BAND = "clear_count"
@@ -135,7 +151,8 @@ def _scene_preparer(collection: Collection, composite: CompositeSection):
         flags.discard(MaskFlag.cirrus)  # TM/ETM+ have no cirrus band; the bit is never set
     bitmask = sum(1 << QA_BITS[flag] for flag in flags)
     harmonize = composite.harmonize and collection.sensor in (Sensor.TM, Sensor.ETM)
-    saturated = saturation_bits(collection, composite.index) if composite.saturation else 0
+    saturated = saturation_bits(collection, index_bands(composite)) if composite.saturation else 0
+    formula = composite.formula
 
     def prepare(scene: ee.Image) -> ee.Image:
         scene = ee.Image(scene)
@@ -147,7 +164,11 @@ def _scene_preparer(collection: Collection, composite: CompositeSection):
         clear = scene.select("QA_PIXEL").bitwiseAnd(bitmask).eq(0)
         if saturated:
             clear = clear.And(scene.select("QA_RADSAT").bitwiseAnd(saturated).eq(0))
-        index = spectral_index(reflectance.rename(list(COMMON_BANDS)), composite.index)
+        reflectance = reflectance.rename(list(COMMON_BANDS))
+        if formula is not None:
+            index = ee.Image(formula.build(reflectance)).rename([composite.label])
+        else:
+            index = spectral_index(reflectance, composite.index)
         return index.updateMask(clear).copyProperties(scene, ["system:time_start"])
 
     return prepare

@@ -75,10 +75,13 @@ def print_table(study: Study, rows: list[YearRecord], file=None) -> None:
     for record in rows:
         counts[record.state] = counts.get(record.state, 0) + 1
     console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
+    for year in sorted(study.later):
+        console.print(study.later_note(year), markup=False)
 
 
 def print_json(study: Study, rows: list[YearRecord], file=None) -> None:
-    payload = {"study": study.name, "years": [record.as_json() for record in rows]}
+    payload = {"study": study.name, "years": [record.as_json() for record in rows],
+               "later": [{"year": year, "exported_from": day.isoformat()} for year, day in sorted(study.later.items())]}
     tiles = _tiles(study)
     for item, record in zip(payload["years"], rows, strict=True):
         item["fix"] = permanent_fix(record.last_error) if record.last_error else None

@@ -42,7 +42,7 @@ class Emulator:
         self.storage = StorageService(self.router, self.clock)
         self.rasters = rasters or RasterFactory()
         self._writer = ExportWriter(self.earthengine, self.drive, self.storage, self.rasters)
-        self.earthengine.pixel_source = lambda year, request, counts: self.rasters.pixels(year, request, counts)
+        self.earthengine.pixel_source = lambda year, request, bands: self.rasters.pixels(year, request, bands)
         # Files of finished exports appear in Drive or the bucket whether or not anyone polled the task.
         self.router.before_request.append(self.earthengine.sweep)
         self._port = port

@@ -22,6 +22,11 @@ class Clock:
             running = (time.monotonic() - self._real_start) * self.speed if self.speed else 0.0
             return self._base + self._offset + running
 
+    def set(self, when: float) -> None:
+        """Jump to ``when`` (seconds since the epoch); the clock goes on from there at its speed."""
+        with self._lock:
+            self._base, self._offset, self._real_start = when, 0.0, time.monotonic()
+
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += seconds

@@ -40,6 +40,7 @@ from .http import Recorded
 STANDARD = {"alt", "fields", "key", "prettyPrint", "quotaUser", "$.xgafv", "access_token", "callback",
             "oauth_token", "uploadType", "upload_protocol", "userIp"}
 EE_LIST = STANDARD | {"pageSize", "pageToken", "filter"}
+ASSET_LIST = {"pageSize", "pageToken", "filter", "view"}  # projects.assets.listAssets
 DRIVE_LIST = STANDARD | {"corpora", "driveId", "includeItemsFromAllDrives", "includeLabels",
                          "includePermissionsForView", "orderBy", "pageSize", "pageToken", "q", "spaces",
                          "supportsAllDrives", "supportsTeamDrives", "includeTeamDriveItems", "teamDriveId"}
@@ -135,6 +136,10 @@ def _earthengine(request: Recorded, bodies: dict[str, bytes]) -> list[str]:
         return _expect(request, "POST") + _params(request, STANDARD) + _export(request, bodies)
     if rest == "image:computePixels":
         return _expect(request, "POST") + _params(request, STANDARD) + _pixels(request)
+    if re.fullmatch(r"assets/[A-Za-z0-9_/-]+:listAssets", rest):  # projects.assets.listAssets
+        return _expect(request, "GET") + _params(request, STANDARD | ASSET_LIST)
+    if re.fullmatch(r"assets/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", rest):  # projects.assets.get
+        return _expect(request, "GET") + _params(request, STANDARD)
     return [f"eetrend calls no such Earth Engine method: {rest}"]
 
 

@@ -57,9 +57,29 @@ def discovery_document(version: str = "v1") -> dict[str, Any]:
             "nextPageToken": {"type": "string"},
         },
     }
+    asset = {"name": _param("path", required=True, pattern="^projects/[^/]+/assets/.*$")}
+    asset_listing = {
+        "parent": _param("path", required=True, pattern="^projects/[^/]+/assets/.*$"),
+        "pageSize": _param("query", kind="integer"),
+        "pageToken": _param("query"),
+        "filter": _param("query"),
+        "view": _param("query"),
+    }
+    assets_response = {
+        "type": "object",
+        "properties": {"assets": {"type": "array", "items": _ANY_OBJECT}, "nextPageToken": {"type": "string"}},
+    }
     resources = {
         "projects": {
             "resources": {
+                "assets": {
+                    "methods": {
+                        "get": _method("projects.assets.get", "GET", f"{version}/{{+name}}", asset, body=False),
+                        "listAssets": _method("projects.assets.listAssets", "GET",
+                                              f"{version}/{{+parent}}:listAssets", asset_listing, body=False,
+                                              response=assets_response),
+                    }
+                },
                 "algorithms": {
                     "methods": {
                         "list": _method("projects.algorithms.list", "GET", f"{version}/{{+parent}}/algorithms",

@@ -1,8 +1,9 @@
 """The Earth Engine side of the emulator: REST v1 as ``earthengine-api`` calls it.
 
-Served: the discovery document, the algorithm list, ``image:export``, operations
-get / list (newest first, with page tokens) / cancel, a ``value:compute`` that evaluates
-constants, and an OAuth token endpoint. Operations move PENDING -> RUNNING ->
+Served: the discovery document, the algorithm list (the ee wheel's 991 real
+signatures), ``image:export``, operations get / list (newest first, with page tokens) /
+cancel, a ``value:compute`` that evaluates constants, asset look-ups and listings
+(:mod:`.assets`), and an OAuth token endpoint. Operations move PENDING -> RUNNING ->
 SUCCEEDED on the emulator's clock, with progress from 0 to 1; a cancelled one passes
 through CANCELLING. Each behaviour's source is in docs/FIDELITY.md.
 
@@ -40,9 +41,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
+from .assets import AssetService
 from .clock import Clock
 from .discovery import discovery_document
-from .expression import ExportGrid, PixelsRequest, export_grid, pixels_request
+from .expression import ExportGrid, PixelsRequest, band_names, export_grid, pixels_request
 from .http import Request, Response, Router, bearer_required
 
 DESCRIPTION = re.compile(r"[A-Za-z0-9.,:;_-]{1,100}")
@@ -143,7 +145,7 @@ class EarthEngineService:
         self.fallback_grid: tuple[str, float] = ("EPSG:4326", 30.0)
         self.on_succeeded: list[Callable[[Operation], None]] = []
         # computePixels: the pixels (set by the Emulator), its quota, faults, and what tests check
-        self.pixel_source: Callable[[int, PixelsRequest, bool], bytes] | None = None
+        self.pixel_source: Callable[[int, PixelsRequest, list[str] | None], bytes] | None = None
         self.pixels_concurrency = PIXELS_CONCURRENCY
         self.pixels_delay = 0.0  # seconds each answer waits (--slow-pixels)
         self.fail_pixels_above: int | None = None  # requests over this many pixels: "User memory limit exceeded."
@@ -163,6 +165,7 @@ class EarthEngineService:
         router.add("GET", rf"/{v}/projects/([^/]+)/operations", self._authorized(self._list))
         router.add("GET", rf"/{v}/(projects/[^/]+/operations/[^/:]+)", self._authorized(self._get))
         router.add("POST", rf"/{v}/(projects/[^/]+/operations/[^/:]+):cancel", self._authorized(self._cancel))
+        self.assets = AssetService(router, self._authorized, version)
 
     # -- controls for tests and the demo -------------------------------------------------
     def fail_tasks(self, match: str, message: str, times: int = 1) -> TaskFault:
@@ -300,8 +303,8 @@ class EarthEngineService:
         if problem:
             return Response.error(400, problem)
         located = pixels_request(body["expression"], body["grid"])
-        count_band = "clear_count" in json.dumps(body["expression"])  # the recipe's with_count_band
-        bands = len(body["bandIds"]) if body.get("bandIds") else (2 if count_band else 1)
+        names = band_names(body["expression"])  # as an export's files name their bands
+        bands = len(body["bandIds"]) if body.get("bandIds") else (len(names) if names else 1)
         size = located.height * located.width * bands * (4 + 1)  # float32 plus Earth Engine's mask byte
         if max(located.height, located.width) > PIXELS_MAX_SIDE:
             return Response.error(400, f"Request dimensions ({located.width}x{located.height}) must be at most "
@@ -327,7 +330,7 @@ class EarthEngineService:
                 return Response.error(400, MEMORY_LIMIT)
             if located.year is None or self.pixel_source is None:
                 return Response.error(400, "The eetrend emulator cannot tell which year this image is.")
-            content = self.pixel_source(located.year, located, count_band)
+            content = self.pixel_source(located.year, located, names)
             with self._lock:
                 self.pixels_windows.append((located.year, located.row, located.col, located.height, located.width))
             return Response(200, content, {"Content-Type": "image/tiff"})
@@ -535,12 +538,19 @@ _ALGORITHMS: bytes | None = None
 
 
 def _algorithms_bytes() -> bytes:
+    """The algorithm list: the 991 real signatures the ``earthengine-api`` wheel ships (``ee/tests/algorithms.json``).
+
+    Serving the real list lets any user code build its expression exactly as against the
+    real service (argument names, defaults, ``ee.Image`` methods); a hand-made subset would
+    refuse or mis-serialize whatever it left out.
+    """
     global _ALGORITHMS
     if _ALGORITHMS is None:
-        folder = resources.files(__package__)
-        data = json.loads(folder.joinpath("algorithms.json").read_text(encoding="utf-8"))
-        more = json.loads(folder.joinpath("algorithms_export.json").read_text(encoding="utf-8"))
-        known = {a["name"] for a in data["algorithms"]}
-        data["algorithms"] += [a for a in more["algorithms"] if a["name"] not in known]
-        _ALGORITHMS = json.dumps(data).encode()
+        listing = resources.files("ee").joinpath("tests", "algorithms.json")
+        try:
+            text = listing.read_text(encoding="utf-8")
+        except (FileNotFoundError, OSError) as exc:
+            raise RuntimeError(f"the earthengine-api package holds no ee/tests/algorithms.json ({exc}); the emulator "
+                               "serves that list: reinstall earthengine-api") from None
+        _ALGORITHMS = json.dumps(json.loads(text)).encode()
     return _ALGORITHMS

@@ -259,3 +259,37 @@ def export_grid(expression: dict[str, Any], fallback: tuple[str, float]) -> Expo
     transform, width, height = Affine(*grid.transform), grid.width, grid.height
     inside = _inside(projected_region, height, width, transform)
     return ExportGrid(crs, tuple(transform)[:6], width, height, inside, clip, unmask_value, same_footprint)
+
+
+#: The argument that carries the image through a call that keeps its bands (clip, unmask, set, reproject...).
+_PASS_THROUGH = ("input", "image", "object", "value")  # Element.set: "value" is the property
+
+
+def band_names(expression: dict[str, Any]) -> list[str] | None:
+    """The band names of the image an expression computes, where the chain of calls tells them; else None.
+
+    Read from the outermost ``Image.select`` (its ``newNames``, else its named selectors),
+    ``Image.rename`` or ``Image.addBands`` along the chain; calls that keep the bands
+    (``clip``, ``unmask``, ``toFloat``, ``set``, ``reproject``...) are passed through.
+    """
+    return _names(decode(expression))
+
+
+def _names(value: Any) -> list[str] | None:
+    if not isinstance(value, Call):
+        return None
+    args = value.args
+    if value.name == "Image.rename":
+        return [str(n) for n in args.get("names", [])] or None
+    if value.name == "Image.select":
+        names = args.get("newNames") or args.get("bandSelectors")
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return list(names)
+        return None
+    if value.name == "Image.addBands":
+        first, second = _names(args.get("dstImg")), _names(args.get("srcImg"))
+        return first + second if first is not None and second is not None else None
+    for key in _PASS_THROUGH:
+        if key in args:
+            return _names(args[key])
+    return None

@@ -69,26 +69,30 @@ class RasterFactory:
         return ExportGrid(crs, transform, self.cols, self.rows, inside, False, None, True)
 
     def files(self, year: int, prefix: str, grid: ExportGrid, tile: tuple[int, int] | None,
-              nodata: float | None, count_band: bool = False) -> list[tuple[str, bytes]]:
-        """(file name, GeoTIFF bytes) of one year's export on ``grid``; ``count_band`` adds the clear-scene
-        counts as band 2 (0 where no scene was clear, the export's fill outside the region)."""
+              nodata: float | None, bands: list[str] | None = None) -> list[tuple[str, bytes]]:
+        """(file name, GeoTIFF bytes) of one year's export on ``grid``, its bands described by ``bands`` (the
+        image's band names, when known). A second band holds the clear-scene counts (0 where no scene was
+        clear, the export's fill outside the region)."""
+        count_band = bands is not None and len(bands) > 1
         self.grid = grid
         values = self._bands(year, grid, nodata if nodata is not None else 0.0, count_band)
         rows_total, cols_total = values.shape[-2:]
         if tile is None or (tile[0] >= rows_total and tile[1] >= cols_total):
-            return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata))]
+            return [(f"{prefix}.tif", _geotiff(values, grid, 0, 0, year, nodata, bands))]
         rows, cols = tile
         parts = []
         for row in range(0, rows_total, rows):
             for col in range(0, cols_total, cols):
                 block = values[..., row:row + rows, col:col + cols]
-                parts.append((f"{prefix}-{row:010d}-{col:010d}.tif", _geotiff(block, grid, row, col, year, nodata)))
+                name = f"{prefix}-{row:010d}-{col:010d}.tif"
+                parts.append((name, _geotiff(block, grid, row, col, year, nodata, bands)))
         return parts
 
-    def pixels(self, year: int, request: PixelsRequest, count_band: bool = False) -> bytes:
+    def pixels(self, year: int, request: PixelsRequest, bands: list[str] | None = None) -> bytes:
         """The GeoTIFF ``image:computePixels`` answers for ``request``: the window's values exactly as a batch
-        export of the same image writes them there; masked pixels as 0 (a computePixels answer declares no
-        no-data value), no nodata tag."""
+        export of the same image writes them there, its bands described by ``bands`` as an export's are;
+        masked pixels as 0 (a computePixels answer declares no no-data value), no nodata tag."""
+        count_band = bands is not None and len(bands) > 1
         full = request.full
         key = (year, full.crs, full.transform, full.width, full.height, full.unmask_value, full.same_footprint,
                count_band)
@@ -108,7 +112,7 @@ class RasterFactory:
         if rows.start < rows.stop and cols.start < cols.stop:
             top, left = rows.start - request.row, cols.start - request.col
             window[:, top:top + rows.stop - rows.start, left:left + cols.stop - cols.start] = values[:, rows, cols]
-        return _geotiff(window, full, request.row, request.col, year, None)
+        return _geotiff(window, full, request.row, request.col, year, None, bands)
 
     def _bands(self, year: int, grid: ExportGrid, fill: float, count_band: bool,
                count_outside: float | None = None) -> np.ndarray:
@@ -157,7 +161,8 @@ def clear_counts(year: int, layer: np.ndarray, seed: int = 7) -> np.ndarray:
     return np.where(np.isnan(layer), 0, counts).astype(np.float32)
 
 
-def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, nodata: float | None) -> bytes:
+def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, nodata: float | None,
+             bands: list[str] | None) -> bytes:
     if data.ndim == 2:
         data = data[None]
     a, b, c, d, e, f = grid.transform
@@ -170,7 +175,7 @@ def _geotiff(data: np.ndarray, grid: ExportGrid, row: int, col: int, year: int, 
     with MemoryFile() as memory:
         with memory.open(**profile) as dataset:
             dataset.write(data.astype(np.float32))
-            dataset.set_band_description(1, f"composite {year}")
-            if data.shape[0] > 1:
-                dataset.set_band_description(2, "clear_count")
+            names = bands if bands is not None else [f"composite {year}", "clear_count"]
+            for number, name in enumerate(names[:data.shape[0]], start=1):
+                dataset.set_band_description(number, name)  # Earth Engine names each band in its exports
         return memory.read()

@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 from .clock import Clock
 from .earthengine import EarthEngineService, Operation, declared_nodata
+from .expression import band_names
 from .http import Request, Response, Router, bearer_required
 from .rasters import RasterFactory
 
@@ -418,18 +419,18 @@ class ExportWriter:
         dims = options.get("geoTiffOptions", {}).get("tileDimensions")
         tile = (int(dims["height"]), int(dims["width"])) if dims else None
         nodata = declared_nodata(body)
-        counts = "clear_count" in str(body.get("expression", {}))  # the recipe's with_count_band
+        bands = band_names(body.get("expression", {}))
         if "driveDestination" in options:
             destination = options["driveDestination"]
             prefix = destination.get("filenamePrefix") or operation.description
             folder_id = self.drive.folder_for_export(destination.get("folder"))
             operation.extra["drive_folder_id"] = folder_id
-            for name, content in self.rasters.files(year, prefix, grid, tile, nodata, counts):
+            for name, content in self.rasters.files(year, prefix, grid, tile, nodata, bands):
                 self.drive.add_file(folder_id or ROOT_ID, name, content)
         else:
             destination = options["cloudStorageDestination"]
             prefix = destination.get("filenamePrefix") or operation.description
-            for name, content in self.rasters.files(year, prefix, grid, tile, nodata, counts):
+            for name, content in self.rasters.files(year, prefix, grid, tile, nodata, bands):
                 self.storage.add_object(destination["bucket"], name, content)
 
 

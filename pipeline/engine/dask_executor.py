@@ -113,8 +113,10 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
                 cluster.adapt(minimum_jobs=settings.slurm.minimum_jobs, maximum_jobs=settings.slurm.maximum_jobs)
                 client = Client(cluster)
             else:
+                # The scheduler serves HTTP (health, metrics) even without a dashboard, on 8787 unless told:
+                # a free port instead, or a second cluster on the machine warns "Port 8787 is already in use".
                 cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
                 client = Client(cluster)
         yield client
     finally:

@@ -109,9 +109,8 @@ def report_study(study, html_path: str | Path | None = None, *, memory_budget: i
     if not trend.exists():
         raise InputError(f"{trend} does not exist yet; run the study first: eetrend run {study.source}")
     c = study.config
-    source = ReportSource(trend, f"{study.name}: {c.composite.index.value} trend, "
-                                 f"annual {c.composite.reducer.value} composites", c.composite.index.value,
-                          study=study)
+    source = ReportSource(trend, f"{study.name}: {c.composite.label} trend, {c.composite.summary}",
+                          c.composite.label, study=study)
     source.region, source.region_note = _study_region(study, trend)
     source.layers, source.per_year, source.inputs_note = _study_inputs(study, trend)
     source.config_text = redact_urls(study.source.read_text(encoding="utf-8"))
