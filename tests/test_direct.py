@@ -529,3 +529,34 @@ def test_refused_credentials_while_fetching_are_one_line_and_keep_the_tiles_in(t
     assert "emulator-" not in result.output  # no token
     emulator.router.faults.clear()
     assert runner.invoke(app, ["download", str(path)]).exit_code == 0
+
+
+def test_a_users_own_function_composite_comes_the_same_through_both_routes(tmp_path, emulator):
+    from pipeline.emulator.conformance import check
+
+    code = (Path(__file__).resolve().parents[1] / "configs" / "composites" / "sentinel2_ndvi.py").read_text()
+    composite = 'function = "composites.py:annual"\nband = "ndvi"\ncount_band = "clear_count"'
+    for folder in ("drive", "direct"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "composites.py").write_text(code)
+    _, drive = _study(tmp_path, emulator, "drive", years="2016..2019", composite=composite)
+    export_study(drive)
+    emulator.earthengine.finish_all()
+    assert run_study(drive).exit_code == 0
+    _, fetched = _direct(tmp_path, emulator, years="2016..2019", composite=composite)
+    by_direct = run_study(fetched)
+    assert by_direct.exit_code == 0, by_direct.lines
+    for year in fetched.years:
+        name = f"{fetched.prefix(year)}.tif"
+        with rasterio.open(drive.downloads / name) as a, rasterio.open(fetched.downloads / name) as b:
+            assert a.descriptions == b.descriptions == ("ndvi", "clear_count")
+            assert np.array_equal(a.read(), b.read())
+    with rasterio.open(output_of(drive)) as a, rasterio.open(output_of(fetched)) as b:
+        assert np.array_equal(a.read(), b.read(), equal_nan=True)
+    assert check(emulator.router.requests) == []
+
+
+def output_of(study) -> Path:
+    from pipeline.run import output_paths
+
+    return output_paths(study)["trend"]
