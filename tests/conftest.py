@@ -202,6 +202,11 @@ def emulator(http_sleeps):
         yield emu
 
 
+#: A two-year study fits with min_years = 2 only (the default 3 would leave every pixel NaN, which
+#: ``eetrend check`` and every command refuse): the extra table the plumbing tests' two-year studies carry.
+TWO_YEARS = "[trend]\nmin_years = 2"
+
+
 def study_toml(
     emu_url: str,
     *,

@@ -13,6 +13,7 @@ from cli import app
 from pipeline.earthengine import client as ee_api
 from pipeline.earthengine.exports import export_study
 from pipeline.errors import AuthError
+from tests.conftest import TWO_YEARS
 
 runner = CliRunner()
 REFRESH_TOKEN = "1//0secret-refresh-token-do-not-print"
@@ -40,14 +41,14 @@ def _sa_config(emulator, key="key.json"):
 
 def test_service_account_key_signs_in_through_the_token_endpoint(emulator, make_study, tmp_path):
     _service_account_key(tmp_path / "key.json")
-    path, study = make_study(years="2000..2001", earthengine=_sa_config(emulator))
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, earthengine=_sa_config(emulator))
     assert export_study(study).submitted == [2000, 2001]
     assert emulator.count("POST", r"^/token$") == 1
 
 
 def test_a_world_readable_key_gets_a_warning(emulator, make_study, tmp_path, caplog):
     pem = _service_account_key(tmp_path / "key.json", mode=0o644)
-    path, study = make_study(years="2000..2001", earthengine=_sa_config(emulator))
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, earthengine=_sa_config(emulator))
     with caplog.at_level(logging.WARNING):
         ee_api.connect(study)
     assert "readable by other users; run: chmod 600" in caplog.text
@@ -84,7 +85,7 @@ def _user_credentials(tmp_path, refresh_token=REFRESH_TOKEN):
 
 def test_stored_user_credentials_are_refreshed_at_the_token_endpoint(emulator, make_study, tmp_path):
     _user_credentials(tmp_path)
-    path, study = make_study(years="2000..2001", earthengine=(
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, earthengine=(
         f'auth = "user"\ncredentials_file = "credentials"\ntoken_uri = "{emulator.token_uri}"'))
     assert export_study(study).submitted == [2000, 2001]
     assert emulator.count("POST", r"^/token$") == 1
@@ -110,7 +111,7 @@ def test_a_revoked_refresh_token_is_one_line_and_never_printed(emulator, make_st
 
 
 def test_credentials_revoked_mid_run_stop_the_run_with_the_fix(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     emulator.clock.advance(10)
     emulator.earthengine.revoked = True

@@ -22,6 +22,7 @@ from pipeline.earthengine import client as ee_api
 from pipeline.earthengine.exports import cancel_study, export_study
 from pipeline.emulator.conformance import check
 from pipeline.run import run_study
+from tests.conftest import TWO_YEARS
 
 
 def _finish(study, emulator):
@@ -145,7 +146,7 @@ def test_the_checker_names_a_request_id_repeated_with_another_body(emulator, ses
 
 
 def test_recorded_requests_keep_no_token(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     assert emulator.router.requests
     assert all(r.headers.get("authorization") in (None, "<present>") for r in emulator.router.requests)

@@ -17,6 +17,7 @@ from pipeline.earthengine.exports import export_study
 from pipeline.earthengine.manifest import Manifest
 from pipeline.earthengine.remote import belongs_to, is_safe_name
 from pipeline.engine.sample import sample_layer
+from tests.conftest import TWO_YEARS
 
 runner = CliRunner()
 
@@ -120,7 +121,7 @@ def test_a_missing_tile_is_named_and_nothing_is_left_under_a_final_name(emulator
 
 @pytest.mark.parametrize("kind", ["truncate", "corrupt", "no_content_range", "drop"])
 def test_spoiled_bodies_are_fetched_again_and_verified(emulator, finished, kind):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     fault = emulator.drive.media.fault(kind, "NDVI_2001", times=2)
     report = download_study(study, chunk_size=4096, sleep=lambda s: None)
     assert not report.failed, report.failed
@@ -131,7 +132,7 @@ def test_spoiled_bodies_are_fetched_again_and_verified(emulator, finished, kind)
 
 
 def test_a_body_that_never_verifies_fails_the_year_and_leaves_nothing(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     emulator.drive.media.fault("corrupt", "NDVI_2000", times=1000)
     report = download_study(study, chunk_size=1 << 20)
     assert "failed verification 3 times (md5 differs" in report.failed[2000]
@@ -141,7 +142,7 @@ def test_a_body_that_never_verifies_fails_the_year_and_leaves_nothing(emulator, 
 
 
 def test_rate_limits_and_server_errors_are_retried_with_backoff(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     emulator.inject("GET", r"/drive/v3/files/[^/]+$", status=403, times=2, reason="userRateLimitExceeded",
                     message="User Rate Limit Exceeded")
     emulator.inject("GET", r"/drive/v3/files/[^/]+$", status=503, times=2)
@@ -152,7 +153,7 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(emulator, finish
 
 
 def test_a_permission_error_is_reported_per_file_with_the_fix(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     emulator.inject("GET", r"/drive/v3/files/[^/]+$", status=403, times=1, message="The user does not have access")
     report = download_study(study, sleep=lambda s: None)
     assert "permission denied (403)" in report.failed[2000] and "read access" in report.failed[2000]
@@ -160,7 +161,7 @@ def test_a_permission_error_is_reported_per_file_with_the_fix(emulator, finished
 
 
 def test_an_interrupted_download_resumes_from_the_bytes_on_disk(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     received = []
 
     def stop_half_way(n, size):
@@ -196,7 +197,7 @@ HOSTILE = ["../../test-study_NDVI_2000.tif", "/etc/test-study_NDVI_2000.tif", "t
 
 
 def test_hostile_remote_names_never_write_outside_the_downloads_folder(emulator, finished, tmp_path):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     folder_id = _drive_file(emulator, "test-study_NDVI_2000.tif").parents[0]
     for name in HOSTILE:
         emulator.drive.add_file(folder_id, name, b"owned")
@@ -225,7 +226,7 @@ def test_only_names_of_the_export_belong_to_it():
 
 
 def test_without_a_folder_id_every_folder_of_the_name_is_searched(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     from pipeline.earthengine.exports import study_status
 
     assert {r.state for r in study_status(study)} == {m.COMPLETED}
@@ -246,7 +247,7 @@ def test_without_a_folder_id_every_folder_of_the_name_is_searched(emulator, fini
 
 
 def test_a_duplicate_file_name_takes_the_newer_copy_and_says_so(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     original = _drive_file(emulator, "test-study_NDVI_2000.tif")
     emulator.clock.advance(60)
     newer_id = emulator.drive.add_file(original.parents[0], original.name, original.content[:-1] + b"\x00")
@@ -257,7 +258,7 @@ def test_a_duplicate_file_name_takes_the_newer_copy_and_says_so(emulator, finish
 
 
 def test_delete_remote_deletes_only_after_verifying(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     emulator.drive.media.fault("corrupt", "NDVI_2001", times=1000)
     result = runner.invoke(app, ["download", str(path), "--delete-remote"])
     assert result.exit_code == 1
@@ -296,7 +297,7 @@ def test_a_service_account_exporting_to_drive_is_warned(emulator, make_study, tm
     from tests.test_auth import _sa_config, _service_account_key
 
     _service_account_key(tmp_path / "key.json")
-    path, study = make_study(years="2000..2001", earthengine=_sa_config(emulator))
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, earthengine=_sa_config(emulator))
     export_study(study)
     emulator.earthengine.finish_all()
     download_study(study)
@@ -304,7 +305,7 @@ def test_a_service_account_exporting_to_drive_is_warned(emulator, make_study, tm
 
 
 def test_download_cli_reports_json_free_summary(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     result = runner.invoke(app, ["download", str(path)])
     assert result.exit_code == 0
     assert "downloaded and verified 2 file(s)" in result.output and "ready for the trend: 2000-2001" in result.output
@@ -313,7 +314,7 @@ def test_download_cli_reports_json_free_summary(emulator, finished):
 
 
 def test_a_file_gone_from_drive_is_reported_with_the_fix(emulator, finished):
-    path, study = finished(years="2000..2001")
+    path, study = finished(years="2000..2001", extra=TWO_YEARS)
     emulator.inject("GET", r"/drive/v3/files/[^/]+$", status=404, times=1, message="File not found.")
     report = download_study(study)
     assert "gone from the remote (404)" in report.failed[2000] and "export the year again" in report.failed[2000]

@@ -14,6 +14,7 @@ from pipeline.earthengine import manifest as m
 from pipeline.earthengine.exports import export_study, study_status
 from pipeline.earthengine.manifest import Manifest
 from pipeline.errors import ConfigChangedError, UsageError
+from tests.conftest import TWO_YEARS
 
 runner = CliRunner()
 YEARS = list(range(1995, 2016))
@@ -265,7 +266,7 @@ def test_cli_export_prints_a_summary_and_status_needs_no_network_with_cached(emu
 
 
 def test_status_of_a_study_never_exported_creates_no_state(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     result = runner.invoke(app, ["status", str(path), "--json"])
     assert result.exit_code == 0
     assert [y["state"] for y in json.loads(result.output)["years"]] == ["NOT_SUBMITTED"] * 2

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.earthengine import manifest as m
 from pipeline.run import output_paths
-from tests.conftest import study_lock_held_by_another_thread
+from tests.conftest import TWO_YEARS, study_lock_held_by_another_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -343,7 +343,7 @@ def test_verify_rehashes_even_a_file_whose_mtime_was_kept(emulator, complete):
 
 
 def test_a_damaged_file_whose_remote_copy_was_deleted_names_the_year_and_the_redo(emulator, make_study):
-    path, study = make_study(years="2000..2001", extra='[trend]\nmethod = "ols"')
+    path, study = make_study(years="2000..2001", extra='[trend]\nmin_years = 2\nmethod = "ols"')
     assert runner.invoke(app, ["run", str(path)]).exit_code == 75
     emulator.earthengine.finish_all()
     assert runner.invoke(app, ["download", str(path), "--delete-remote"]).exit_code == 0
@@ -358,7 +358,7 @@ def test_a_damaged_file_whose_remote_copy_was_deleted_names_the_year_and_the_red
 
 
 def test_verify_before_any_download_says_so_and_creates_nothing(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     result = runner.invoke(app, ["verify", str(path)])
     assert result.exit_code == 0 and "no downloaded file is recorded" in result.output
     assert not study.state.exists()
@@ -382,7 +382,7 @@ def test_log_file_lines_are_written_once_and_not_echoed_to_stderr(emulator, comp
 
 
 def test_quiet_run_prints_nothing_when_all_is_well_and_only_the_problem_otherwise(emulator, make_study, tmp_path):
-    path, study = make_study(years="2000..2001", extra='[trend]\nmethod = "ols"',
+    path, study = make_study(years="2000..2001", extra='[trend]\nmin_years = 2\nmethod = "ols"',
                              export='folder = "eetrend_test"\nmax_attempts = 1')
     emulator.earthengine.fail_tasks("2001", "Internal error: emulated.")
     first = eetrend("run", str(path), "-q")
@@ -521,7 +521,7 @@ def test_a_signal_raised_where_python_ignores_exceptions_still_stops_the_command
 
 
 def test_quiet_export_and_download_print_only_their_failures(emulator, make_study):
-    path, study = make_study(years="2000..2001", export='folder = "eetrend_test"\nmax_attempts = 1')
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, export='folder = "eetrend_test"\nmax_attempts = 1')
     quiet = runner.invoke(app, ["export", str(path), "-q"])
     assert quiet.exit_code == 0 and quiet.output == ""
     emulator.earthengine.finish_all()

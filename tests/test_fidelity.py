@@ -29,6 +29,7 @@ from pipeline.earthengine.exports import export_study
 from pipeline.earthengine.manifest import Manifest
 from pipeline.errors import AuthError, ConfigError
 from pipeline.run import output_paths, run_study
+from tests.conftest import TWO_YEARS
 
 runner = CliRunner()
 
@@ -86,7 +87,7 @@ def test_an_export_that_forgets_to_declare_no_data_is_caught_by_the_fit(emulator
 
 
 def test_the_emulator_writes_masked_pixels_as_zero_when_nothing_is_declared(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     ee_api.connect(study)
     from pipeline.earthengine.recipes import annual_composite, region
 
@@ -117,7 +118,8 @@ def _projected_bounds(bbox, crs):
 @pytest.mark.parametrize(("landsat_grid", "corner"), [("", 15.0), ("landsat_grid = false", 0.0)])
 def test_the_downloaded_file_follows_the_region_on_the_requested_grid(emulator, make_study, landsat_grid, corner):
     bbox = [10.0, 46.0, 10.05, 46.03]
-    path, study = make_study(years="2000..2001", region=f'bbox = {bbox}\ncrs = "EPSG:32632"\nscale = 30\n'
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS,
+                             region=f'bbox = {bbox}\ncrs = "EPSG:32632"\nscale = 30\n'
                                                         f"{landsat_grid}")
     export_study(study)
     emulator.earthengine.finish_all()
@@ -134,7 +136,7 @@ def test_the_downloaded_file_follows_the_region_on_the_requested_grid(emulator, 
 
 
 def test_scale_and_crs_transform_are_exclusive_in_the_request(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     assert study.config.region.on_landsat_grid  # UTM at 30 m: on by default
     export_study(study)
     body = next(r.json() for r in emulator.router.requests if r.path.endswith("image:export"))
@@ -175,7 +177,7 @@ def test_cloud_storage_keeps_a_slash_as_a_path(emulator, make_study):
     (lambda body: body["fileExportOptions"].update(geoTiffOptions={"noData": -9999}), "must be a Number"),
 ])
 def test_the_emulator_refuses_what_earth_engine_refuses(emulator, make_study, change, expected):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     ee_api.connect(study)
     from pipeline.earthengine.recipes import annual_composite
 
@@ -197,7 +199,7 @@ def test_an_export_larger_than_max_pixels_fails_as_too_large_and_is_not_retried(
     import pipeline.geometry_checks as geometry_checks
 
     monkeypatch.setattr(geometry_checks, "check_pixels", lambda *args, **kwargs: None)
-    path, study = make_study(years="2000..2001", export='folder = "f"\nmax_pixels = 1000')
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, export='folder = "f"\nmax_pixels = 1000')
     export_study(study)
     emulator.earthengine.finish_all()
     report = export_study(study)
@@ -209,7 +211,7 @@ def test_an_export_larger_than_max_pixels_fails_as_too_large_and_is_not_retried(
 @pytest.mark.parametrize("answer", ["name", "operation"])
 def test_a_name_only_export_answer_is_a_ready_task(emulator, make_study, answer):
     emulator.earthengine.export_answer = answer
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     assert export_study(study).submitted == [2000, 2001]
     answers = [json.loads(r.body) for r in emulator.router.requests if r.path.endswith("image:export")]
     rows = _rows(study)
@@ -220,7 +222,7 @@ def test_a_name_only_export_answer_is_a_ready_task(emulator, make_study, answer)
 
 
 def test_a_request_id_refused_for_a_different_body_looks_the_task_up(emulator, make_study, monkeypatch):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     real = ee.data.exportImage
     seen = []
 
@@ -243,7 +245,7 @@ def test_a_request_id_refused_for_a_different_body_looks_the_task_up(emulator, m
 
 
 def test_operations_carry_done_stages_and_metadata(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     name = _rows(study)[2000].task
     emulator.clock.advance(emulator.earthengine.queue_seconds + emulator.earthengine.run_seconds * 0.75)
@@ -259,7 +261,7 @@ def test_operations_carry_done_stages_and_metadata(emulator, make_study):
 
 
 def test_drive_answers_only_the_fields_asked_for(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     emulator.earthengine.finish_all()
     service = _drive_service(study)
@@ -280,7 +282,8 @@ def _drive_service(study, credentials=None):
 # -- 3. Drive: shared drives --------------------------------------------------------------------------
 def test_exports_in_a_shared_drive_folder_are_found_and_deleted(emulator, make_study):
     shared = emulator.drive.add_folder("eetrend_shared", shared_drive="0AsharedDriveId")
-    path, study = make_study(years="2000..2001", export='folder = "eetrend_shared"\ndelete_remote = true')
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS,
+                             export='folder = "eetrend_shared"\ndelete_remote = true')
     export_study(study)
     emulator.earthengine.finish_all()
     report = download_study(study)
@@ -301,7 +304,7 @@ def _stored(tmp_path, **extra):
 
 def test_the_stored_quota_project_bills_drive_and_storage_calls(emulator, make_study, tmp_path):
     _stored(tmp_path, project="my-quota-project")
-    path, study = make_study(years="2000..2001", earthengine=(
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, earthengine=(
         f'auth = "user"\ncredentials_file = "credentials"\ntoken_uri = "{emulator.token_uri}"'))
     emulator.drive.require_quota_project = True
     export_study(study)
@@ -315,7 +318,7 @@ def test_drive_refusing_credentials_without_a_quota_project_says_which_api_to_en
                                                                                       monkeypatch):
     import pipeline.earthengine.remote as remote
 
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     emulator.earthengine.finish_all()
     emulator.drive.require_quota_project = True
@@ -332,7 +335,8 @@ def test_without_stored_credentials_application_default_ones_are_used(emulator, 
                                "refresh_token": "1//adc", "quota_project_id": "adc-project"}))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
     monkeypatch.setattr(ee.oauth, "get_credentials_path", lambda: str(tmp_path / "none" / "credentials"))
-    path, study = make_study(years="2000..2001", earthengine=f'auth = "user"\ntoken_uri = "{emulator.token_uri}"')
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS,
+                             earthengine=f'auth = "user"\ntoken_uri = "{emulator.token_uri}"')
     assert export_study(study).submitted == [2000, 2001]
     tokens = [r for r in emulator.router.requests if r.path == "/token"]
     assert tokens and all("refresh_token=1%2F%2Fadc" in token.body.decode() for token in tokens)
@@ -355,7 +359,7 @@ def test_a_service_account_exchanges_its_token_only_at_the_configured_uri(emulat
     from tests.test_auth import _sa_config, _service_account_key
 
     _service_account_key(tmp_path / "key.json")  # the key names Google's token URI; the config overrides it
-    path, study = make_study(years="2000..2001", earthengine=_sa_config(emulator))
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, earthengine=_sa_config(emulator))
     export_study(study)
     (token,) = [r for r in emulator.router.requests if r.path == "/token"]
     from urllib.parse import parse_qs
@@ -370,7 +374,7 @@ def test_a_service_account_exchanges_its_token_only_at_the_configured_uri(emulat
 
 # -- 7. Cloud Storage composite objects ---------------------------------------------------------------
 def test_composite_objects_without_md5_are_verified_by_crc32c(emulator, make_study):
-    path, study = make_study(years="2000..2001", export='destination = "gcs"\nbucket = "bkt"')
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS, export='destination = "gcs"\nbucket = "bkt"')
     export_study(study)
     emulator.earthengine.finish_all()
     bucket = emulator.storage.buckets["bkt"]
@@ -413,7 +417,7 @@ def test_a_year_whose_remote_files_vanished_is_recovered_with_redo(emulator, mak
 
 
 def test_redo_cancels_a_live_task_first(emulator, make_study):
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     first = _rows(study)[2000].task
     report = export_study(study, redo=[2000])
@@ -443,7 +447,8 @@ def test_a_multipolygon_region_masks_the_pixels_between_its_parts(emulator, make
     aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
         for ring in (west, east)]}))
-    path, study = make_study(years="2000..2001", region='geojson = "aoi.geojson"\ncrs = "EPSG:32632"\nscale = 30')
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS,
+                             region='geojson = "aoi.geojson"\ncrs = "EPSG:32632"\nscale = 30')
     export_study(study)
     emulator.earthengine.finish_all()
     download_study(study)
@@ -458,7 +463,7 @@ def test_a_multipolygon_region_masks_the_pixels_between_its_parts(emulator, make
 def test_the_grid_choice_is_part_of_the_pixels_fingerprint(emulator, make_study):
     from pipeline.errors import ConfigChangedError
 
-    path, study = make_study(years="2000..2001")
+    path, study = make_study(years="2000..2001", extra=TWO_YEARS)
     export_study(study)
     region = 'bbox = [10.0, 46.0, 10.116, 46.054]\ncrs = "EPSG:32632"\nscale = 30'
     path.write_text(path.read_text().replace(region, region + "\nlandsat_grid = true"))
