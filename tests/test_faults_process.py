@@ -117,6 +117,51 @@ def test_a_signal_ends_trend_with_one_line_its_exit_code_no_output_and_no_orphan
     assert not output.exists() and temporaries(tmp_path) == []
 
 
+def _moments(count: int) -> list[tuple[signal.Signals, bool, float]]:
+    """(signal, to the whole process group, seconds after the first worker appeared) for ``count`` runs.
+
+    Half land in the pool's first 20 ms (its workers fork and its manager thread starts
+    then), half spread over the fit and its end; the signals and their targets rotate.
+    """
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    start = [0.02 * i / (count // 2) for i in range(count // 2)]
+    fit = [0.02 + 0.8 * i / (count - count // 2) for i in range(count - count // 2)]
+    return [(sigs[i % 3], i % 2 == 1, moment) for i, moment in enumerate(start + fit)]
+
+
+def test_forty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(rasters, tmp_path):
+    """The reported bug: a signal while the pool started ended it with a traceback or a hang, one time in ten."""
+    line = "interrupted ({}); nothing half-written was left under a final name"
+    interrupted = 0
+    for i, (sig, group, moment) in enumerate(_moments(40)):
+        output = tmp_path / f"trend{i}.tif"
+        process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
+                          "--memory-budget", "700MB", "--executor", "process", start_new_session=True)
+        parent = psutil.Process(process.pid)
+        wait_for(lambda: parent.children() or process.poll() is not None, 60, "the pool to start")  # noqa: B023
+        time.sleep(moment)
+        workers = [k.pid for k in parent.children(recursive=True)] if process.poll() is None else []
+        if process.poll() is None:
+            (os.killpg(process.pid, sig) if group else process.send_signal(sig))
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError(f"run {i}: {sig.name} {moment:.3f} s after the pool started: a hang") from None
+        case = f"run {i}: {sig.name} to the {'group' if group else 'process'} {moment:.3f} s in: {err!r}"
+        assert gone(workers), case
+        assert temporaries(tmp_path) == [], case
+        if process.returncode == 0:  # the fit finished before the signal came: a whole output, its summary
+            assert err.startswith(f"wrote {output}: ") and len(err.splitlines()) == 1 and output.exists(), case
+            continue
+        interrupted += 1
+        assert process.returncode == 128 + sig, case
+        assert err.splitlines() == [line.format(sig.name)] and out == "", case
+        assert not output.exists(), case
+    assert interrupted >= 30  # the moments fall inside the fit, not after it
+
+
 def test_workers_of_a_sigkilled_trend_die_and_the_next_trend_removes_its_temporary(rasters, tmp_path):
     output = tmp_path / "trend.tif"
     process, workers = _start_fit(rasters, output)
