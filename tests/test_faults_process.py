@@ -21,8 +21,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+import rasterio
 from typer.testing import CliRunner
 
 from cli import app
@@ -176,6 +178,45 @@ def test_workers_of_a_sigkilled_trend_die_and_the_next_trend_removes_its_tempora
     result = runner.invoke(app, ["trend", str(rasters), "-o", str(output), "--workers", "1", "-q"])
     assert result.exit_code == 0, result.output
     assert output.exists() and not left.exists() and live.exists()
+
+
+def _trend_to(rasters: Path, output: Path, *extra: str) -> subprocess.Popen:
+    return eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2", *extra)
+
+
+def _race(rasters: Path, output: Path, *extra: str, stagger: float = 0.0) -> list[tuple[int, str]]:
+    """Two ``trend`` runs writing one output name at once; their (exit code, stderr)."""
+    first = _trend_to(rasters, output, *extra)
+    time.sleep(stagger)
+    second = _trend_to(rasters, output, *extra)
+    errors = [process.communicate(timeout=120)[1] for process in (first, second)]
+    return [(process.returncode, err) for process, err in zip((first, second), errors, strict=True)]
+
+
+@pytest.mark.parametrize("stagger", [0.0, 0.3], ids=["together", "one-after"])
+def test_two_trends_racing_to_one_name_one_wins_and_the_other_says_so_and_leaves_nothing(rasters, tmp_path, stagger):
+    """The reported bug: both succeeded without --overwrite, and the later silently replaced the first."""
+    output = tmp_path / "trend.tif"
+    results = _race(rasters, output, stagger=stagger)
+    winners = [err for code, err in results if code == 0]
+    losers = [(code, err) for code, err in results if code != 0]
+    assert len(winners) == 1 and len(losers) == 1, results
+    code, err = losers[0]
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {output} ") and "another process" in err and "--overwrite" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trend.tif"]  # no temporary of the loser
+    with rasterio.open(output) as dataset:
+        assert dataset.count == 17 and np.isfinite(dataset.read(1)).mean() > 0.9
+
+
+def test_two_trends_racing_with_overwrite_both_finish_and_one_whole_file_remains(rasters, tmp_path):
+    output = tmp_path / "trend.tif"
+    results = _race(rasters, output, "--overwrite")
+    assert [code for code, _ in results] == [0, 0], results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trend.tif"]
+    with rasterio.open(output) as dataset:
+        assert dataset.count == 17 and np.isfinite(dataset.read(1)).mean() > 0.9
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
