@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -14,7 +15,30 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import typer
+_WORKING = threading.Event()  # set while a command's body runs inside _errors
+
+
+def _signalled_outside_a_command(signum: int, _frame: object) -> None:
+    """A signal before a command has begun its work (or after it ended): nothing to clean up, so one line
+    and 128 + N at once. (Left alone, SIGTERM would end the program silently, and Ctrl-C would be a
+    traceback during the imports or a silent 130 from Typer.) Inside a command, Ctrl-C raises as usual."""
+    if signum == signal.SIGINT and _WORKING.is_set():
+        raise KeyboardInterrupt
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os.write(2, f"interrupted ({signal.Signals(signum).name}); nothing half-written was left under a final "
+                "name\n".encode())
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "eetrend":  # the program, not an import by tests
+    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(_signum, _signalled_outside_a_command)
+
+import typer  # noqa: E402 - after the handlers: importing it is most of the program's start
 
 # GDAL's default block cache is 5 % of RAM per process; eetrend reads each block once,
 # so a small cache keeps every worker's memory flat. A user's own setting wins.
@@ -180,6 +204,7 @@ def _errors():
     from pipeline.errors import EetrendError
 
     undo = signals.install()
+    _WORKING.set()
     try:
         yield
     except EetrendError as exc:
@@ -192,6 +217,7 @@ def _errors():
                    err=True)
         raise typer.Exit(signals.exit_code(exc)) from None
     finally:
+        _WORKING.clear()
         undo()
 
 

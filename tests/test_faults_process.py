@@ -164,6 +164,37 @@ def test_forty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(raste
     assert interrupted >= 30  # the moments fall inside the fit, not after it
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has its own SIGTERM handler yet (Linux: the SigCgt mask of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_signal_while_the_program_starts_ends_it_with_one_line_too(rasters, tmp_path):
+    """From the moment eetrend's code runs (its first lines install the handlers) to the pool's start:
+    the imports, the parsing, the stack being opened. (Before that only the interpreter itself runs.)"""
+    line = "interrupted ({}); nothing half-written was left under a final name"
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for i in range(12):
+        sig, moment = sigs[i % 3], 0.03 * i
+        output = tmp_path / f"trend{i}.tif"
+        process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
+                          "--memory-budget", "700MB", "--executor", "process")
+        wait_for(lambda: _catches_sigterm(process.pid) or process.poll() is not None, 30, "the handlers")  # noqa: B023
+        time.sleep(moment)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=60)
+        case = f"{sig.name} {moment:.2f} s after the handlers: {err!r}"
+        assert process.returncode == 128 + sig and err.splitlines() == [line.format(sig.name)], case
+        assert out == "" and not output.exists(), case
+    assert temporaries(tmp_path) == []
+
+
 def test_workers_of_a_sigkilled_trend_die_and_the_next_trend_removes_its_temporary(rasters, tmp_path):
     output = tmp_path / "trend.tif"
     process, workers = _start_fit(rasters, output)
