@@ -144,8 +144,8 @@ def _stop(pool: ThreadPoolExecutor | ProcessPoolExecutor, failing: bool) -> None
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=True, cancel_futures=True)
             for process in processes:
-                if process.is_alive():
-                    process.terminate()
+                if process.is_alive():  # left by a failed start; workers ignore SIGTERM (signals.worker_init)
+                    process.kill()
                 process.join()
     except KeyboardInterrupt:
         if not failing:
