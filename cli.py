@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -14,7 +15,30 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import typer
+_WORKING = threading.Event()  # set while a command's body runs inside _errors
+
+
+def _signalled_outside_a_command(signum: int, _frame: object) -> None:
+    """A signal before a command has begun its work (or after it ended): nothing to clean up, so one line
+    and 128 + N at once. (Left alone, SIGTERM would end the program silently, and Ctrl-C would be a
+    traceback during the imports or a silent 130 from Typer.) Inside a command, Ctrl-C raises as usual."""
+    if signum == signal.SIGINT and _WORKING.is_set():
+        raise KeyboardInterrupt
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os.write(2, f"interrupted ({signal.Signals(signum).name}); nothing half-written was left under a final "
+                "name\n".encode())
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "eetrend":  # the program, not an import by tests
+    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(_signum, _signalled_outside_a_command)
+
+import typer  # noqa: E402 - after the handlers: importing it is most of the program's start
 
 # GDAL's default block cache is 5 % of RAM per process; eetrend reads each block once,
 # so a small cache keeps every worker's memory flat. A user's own setting wins.
@@ -180,6 +204,7 @@ def _errors():
     from pipeline.errors import EetrendError
 
     undo = signals.install()
+    _WORKING.set()
     try:
         yield
     except EetrendError as exc:
@@ -192,6 +217,7 @@ def _errors():
                    err=True)
         raise typer.Exit(signals.exit_code(exc)) from None
     finally:
+        _WORKING.clear()
         undo()
 
 
@@ -205,10 +231,28 @@ def _quiet_logs(quiet: bool) -> None:
                 handler.setLevel(logging.ERROR)
 
 
+def _seconds(zero: str | None = None):
+    """A parse-time check of an interval, timeout or wait: a finite number of seconds, more than 0, or also 0
+    when ``zero`` says what 0 means. A negative or zero poll interval would be a traceback or a busy loop."""
+    import math
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not math.isfinite(value) or value < 0 or (value == 0 and zero is None):
+            least = "0 or more" if zero is not None else "more than 0"
+            raise typer.BadParameter(f"{value:g} is not a number of seconds; give {least}"
+                                     + (f" (0 {zero})" if zero is not None else ""))
+        return value
+
+    return check
+
+
 WaitLock = Annotated[
     float,
-    typer.Option("--wait-lock", metavar="SECONDS", help="If another eetrend command is working on the study, wait up "
-                 "to this many seconds for it instead of exiting with code 3."),
+    typer.Option("--wait-lock", metavar="SECONDS", callback=_seconds("does not wait"),
+                 help="If another eetrend command is working on the study, wait up to this many seconds for it "
+                 "instead of exiting with code 3."),
 ]
 
 
@@ -288,10 +332,12 @@ def trend(
         str | None, typer.Option(help="Regular expression whose first group is the year in each file name.")
     ] = None,
     band: Annotated[int, typer.Option(help="Band to read from each annual file.")] = 1,
-    min_years: Annotated[int, typer.Option(help="Pixels with fewer valid years are NaN.")] = 3,
+    min_years: Annotated[int, typer.Option(min=2, help="Pixels with fewer valid years are NaN (a p-value "
+                                                       "needs more: see README).")] = 3,
     alpha: Annotated[float, typer.Option(help="Significance level of the trend_class band.")] = 0.05,
     confidence: Annotated[float, typer.Option(help="Confidence level of Sen's slope interval.")] = 0.95,
-    workers: Annotated[int, typer.Option(help="Workers; 0 means one per core, 1 runs in the main thread.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Workers; 0 means one per core, 1 runs in the main "
+                                                 "thread.")] = 0,
     memory_budget: Annotated[
         str,
         typer.Option(
@@ -332,15 +378,15 @@ def trend(
         float, typer.Option(help="A pixel needs valid values in at least this share of the years (0-1).")
     ] = 0.0,
     edge_years: Annotated[
-        int | None, typer.Option(help="A pixel's first and last valid years must be within this many years "
+        int | None, typer.Option(min=0, help="A pixel's first and last valid years must be within this many years "
                                       "of the study's first and last.")
     ] = None,
     count_band: Annotated[
-        int | None, typer.Option(help="Band of each annual file holding its clear-scene count (2 for eetrend's "
+        int | None, typer.Option(min=1, help="Band of each annual file holding its clear-scene count (2 for eetrend's "
                                       "exports); adds obs_mean and obs_slope.")
     ] = None,
     min_count: Annotated[
-        int, typer.Option(help="A year with fewer clear scenes than this is missing for that pixel.")
+        int, typer.Option(min=0, help="A year with fewer clear scenes than this is missing for that pixel.")
     ] = 0,
     dtype_scale: Annotated[
         list[str] | None,
@@ -413,7 +459,7 @@ def index(
     swir2: Annotated[str | None, typer.Option(help="Shortwave-infrared 2 band (default 6).")] = None,
     scale: Annotated[float, typer.Option(help="Multiply every band by this first (e.g. 0.0000275).")] = 1.0,
     offset: Annotated[float, typer.Option(help="Then add this (e.g. -0.2 for Collection 2 reflectance).")] = 0.0,
-    workers: Annotated[int, typer.Option(help="Workers; 0 means one per core, 1 runs in-process.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Workers; 0 means one per core, 1 runs in-process.")] = 0,
     executor: Annotated[
         ExecutorChoice, typer.Option(help="thread (fastest for band math), process, or dask (a Dask cluster).")
     ] = ExecutorChoice.thread,
@@ -534,7 +580,7 @@ def plot_pixel_command(
     years: Annotated[str | None, typer.Option(help="Years to use, or of each band of a multi-band file.")] = None,
     year_pattern: Annotated[str | None, typer.Option(help="Regex whose first group is the year.")] = None,
     count_band: Annotated[
-        int | None, typer.Option(help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
+        int | None, typer.Option(min=1, help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
                                       "as bars under the series.")
     ] = None,
     dtype_scale: Annotated[
@@ -592,7 +638,8 @@ def export(
     ] = False,
     resubmit: Annotated[bool, typer.Option(help="Export cancelled and given-up years again.")] = False,
     queue_wait: Annotated[
-        float, typer.Option(help="When Earth Engine's queue is full, wait up to this many seconds for room.")
+        float, typer.Option(callback=_seconds("does not wait"),
+                            help="When Earth Engine's queue is full, wait up to this many seconds for room.")
     ] = 0.0,
     redo: Annotated[
         str | None, typer.Option(help="Export these years again on purpose (e.g. 2012 or 2001-2003,2012); a live "
@@ -636,7 +683,7 @@ def status(
     watch: Annotated[
         bool, typer.Option(help="Poll until every task has finished, with a progress bar per task.")
     ] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between polls with --watch.")] = 30.0,
+    interval: Annotated[float, typer.Option(callback=_seconds(), help="Seconds between polls with --watch.")] = 30.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON (one object per year) for scripts.")] = False,
     cached: Annotated[bool, typer.Option(help="Show the manifest as it is, without asking Earth Engine.")] = False,
 ) -> None:
@@ -773,8 +820,9 @@ def run(
     config: ConfigArg,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Poll Earth Engine until every year is done "
                                        "(--no-wait, the default, does what can be done now and exits).")] = False,
-    timeout: Annotated[float | None, typer.Option(help="With --wait, give up waiting after this many seconds.")] = None,
-    poll: Annotated[float, typer.Option(help="With --wait, seconds between checks.")] = 60.0,
+    timeout: Annotated[float | None, typer.Option(callback=_seconds(), help="With --wait, give up waiting after "
+                                                  "this many seconds.")] = None,
+    poll: Annotated[float, typer.Option(callback=_seconds(), help="With --wait, seconds between checks.")] = 60.0,
     log_file: Annotated[
         Path | None, typer.Option(help="Also append timestamped lines to this file (each line once).")
     ] = None,
@@ -932,14 +980,15 @@ def emulator(
         "--fail-tasks", metavar="MATCH[:TIMES[:MESSAGE]]",
         help="The next TIMES tasks whose description contains MATCH (a year) end FAILED with MESSAGE, e.g. 2003 or "
              "'2003:1:User memory limit exceeded.'. Repeatable.")] = None,
-    queue_limit: Annotated[int | None, typer.Option(
+    queue_limit: Annotated[int | None, typer.Option(min=1,
         help="At most this many tasks queued or running; more are refused as 'Too many tasks already in the "
              "queue'.")] = None,
     media_fault: Annotated[list[str] | None, typer.Option(
         "--media-fault", metavar="KIND:MATCH[:TIMES]",
         help="Spoil the next TIMES downloads of files whose name contains MATCH; KIND is truncate, corrupt, "
              "no_content_range or drop. Repeatable.")] = None,
-    slow_media: Annotated[float, typer.Option(help="Seconds to wait before every download answer (each chunk).")] = 0.0,
+    slow_media: Annotated[float, typer.Option(callback=_seconds("does not wait"), help="Seconds to wait before "
+                                              "every download answer (each chunk).")] = 0.0,
     duplicate_folder: Annotated[list[str] | None, typer.Option(
         "--duplicate-folder", metavar="NAME[:COUNT]",
         help="COUNT more Drive folders with this name (Drive allows duplicates). Repeatable.")] = None,

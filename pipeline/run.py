@@ -28,6 +28,7 @@ from .config import Study, fingerprint
 from .earthengine import manifest as m
 from .earthengine.downloads import DownloadReport, Progress, download_study
 from .earthengine.exports import ExportReport, export_study, open_manifest
+from .earthengine.exports import _failure_text as failure_text  # the words the run that saw the failure used
 from .files.diskio import STATE_ROOM, ensure_folder
 from .files.leftovers import remove_stale_temporaries
 from .files.outputs import replaced_when_done
@@ -87,7 +88,7 @@ def run_study(study: Study, *, wait: bool = False, timeout: float | None = None,
             result.downloaded += downloaded.downloaded
             downloaded_bytes += downloaded.bytes
             notes += [n for n in downloaded.notes if n not in notes]
-            problems = _problems(exported, downloaded)
+            problems = _problems(study, exported, downloaded)
             waiting = sorted(set(downloaded.waiting) - set(problems))
             if problems or not waiting:
                 break
@@ -147,11 +148,25 @@ def _write_html(study: Study, result: RunResult) -> None:
     result.lines.append(f"report: {path}")
 
 
-def _problems(exported: ExportReport, downloaded: DownloadReport) -> dict[int, str]:
+def _problems(study: Study, exported: ExportReport, downloaded: DownloadReport) -> dict[int, str]:
+    """Each year that needs the user, with what went wrong and the fix that can help.
+
+    A year held back (failed for good, or cancelled) keeps its recorded cause in every run
+    until it succeeds: "User memory limit exceeded" is answered by a smaller computation,
+    which --resubmit alone cannot give.
+    """
     problems = dict(exported.failed)
     problems.update({year: f"download failed: {msg}" for year, msg in downloaded.failed.items()})
-    for year in exported.held:
-        problems.setdefault(year, "its task was cancelled or given up; run: eetrend export CONFIG --resubmit")
+    held = [year for year in exported.held if year not in problems]
+    if held:
+        with open_manifest(study) as manifest:
+            records = manifest.years()
+        for year in held:
+            record = records.get(year)
+            if record is not None and record.state == m.FAILED:
+                problems[year] = failure_text(record)
+            else:
+                problems[year] = "its task was cancelled; run: eetrend export CONFIG --resubmit"
     return problems
 
 

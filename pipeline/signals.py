@@ -100,13 +100,21 @@ def install() -> Callable[[], None]:
     return undo
 
 
+def _interrupt(number: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if number == signal.SIGINT else Terminated(number)
+
+
 @contextmanager
-def deferred() -> Iterator[None]:
+def deferred(*, insist: bool = True) -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then raise as they would have.
 
-    For starting something that can be stopped cleanly only once it has fully started
-    (a Dask cluster interrupted half way cannot be closed). A second signal while
-    waiting raises at once. Main thread only; elsewhere it does nothing.
+    For starting or stopping something that can be stopped cleanly only once it has fully
+    started (a Dask cluster or a process pool interrupted half way cannot be closed).
+    With ``insist`` a second signal while waiting raises at once (a start that may hang);
+    without it every signal waits (a start or shutdown that cannot hang). If the block
+    itself raises, a signal held meanwhile still ends the command: it is raised, chained
+    to the block's error (an interrupt the block raised goes on as it is).
+    Main thread only; elsewhere it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -114,22 +122,31 @@ def deferred() -> Iterator[None]:
     received: list[int] = []
 
     def hold(number: int, _frame: object) -> None:
-        if received:  # asked twice: the user means it, even if the start is stuck
-            raise KeyboardInterrupt if number == signal.SIGINT else Terminated(number)
+        if received and insist:  # asked twice: the user means it, even if the start is stuck
+            raise _interrupt(number)
         received.append(number)
 
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *HANDLED)}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
     for signum in previous:
         signal.signal(signum, hold)
     try:
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    except KeyboardInterrupt:
+        restore()
+        raise
+    except BaseException as error:
+        restore()
         if received:
-            if received[0] == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise Terminated(received[0])
+            raise _interrupt(received[0]) from error
+        raise
+    restore()
+    if received:
+        raise _interrupt(received[0])
 
 
 def die_with_parent(parent: int) -> None:

@@ -240,3 +240,42 @@ def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
     Path(config).write_bytes(b"\xef\xbb\xbf" + Path(config).read_bytes())
     result = runner.invoke(app, ["status", config, "--cached"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["run", "{config}", "--wait", "--poll", "-1"], "--poll"),  # was a traceback
+    (["run", "{config}", "--wait", "--poll", "0"], "--poll"),  # was a tight loop of requests
+    (["run", "{config}", "--wait", "--poll", "nan"], "--poll"),
+    (["run", "{config}", "--wait", "--timeout", "-1"], "--timeout"),
+    (["run", "{config}", "--wait", "--timeout", "0"], "--timeout"),
+    (["run", "{config}", "--wait-lock", "-3"], "--wait-lock"),
+    (["export", "{config}", "--wait-lock", "-0.5"], "--wait-lock"),
+    (["download", "{config}", "--wait-lock", "inf"], "--wait-lock"),
+    (["cancel", "{config}", "--wait-lock", "-1"], "--wait-lock"),
+    (["export", "{config}", "--queue-wait", "-1"], "--queue-wait"),
+    (["status", "{config}", "--watch", "--interval", "0"], "--interval"),
+    (["status", "{config}", "--interval", "-2"], "--interval"),
+    (["trend", "{config}", "-o", "{tmp}/t.tif", "--workers", "-1"], "--workers"),
+    (["index", "{config}", "-o", "{tmp}/i.tif", "--workers", "-2"], "--workers"),
+    (["trend", "{config}", "-o", "{tmp}/t.tif", "--min-years", "1"], "--min-years"),
+    (["trend", "{config}", "-o", "{tmp}/t.tif", "--edge-years", "-1"], "--edge-years"),
+    (["trend", "{config}", "-o", "{tmp}/t.tif", "--count-band", "0"], "--count-band"),
+    (["trend", "{config}", "-o", "{tmp}/t.tif", "--min-count", "-1"], "--min-count"),
+    (["plot-pixel", "{config}", "--xy", "0", "0", "-o", "{tmp}/p.png", "--count-band", "0"], "--count-band"),
+    (["emulator", "--queue-limit", "0"], "--queue-limit"),
+    (["emulator", "--slow-media", "-1"], "--slow-media"),
+])
+def test_intervals_timeouts_waits_and_counts_are_checked_at_parse_time(tmp_path, args, flag):
+    """Before the config is read or anything is sent: exit 2 and one line naming the flag."""
+    config = _config(tmp_path)
+    filled = [a.replace("{config}", config).replace("{tmp}", str(tmp_path)) for a in args]
+    _check(runner.invoke(app, filled), 2, f"'{flag}'", "--help")
+    assert not (tmp_path / "state").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["study.toml"]
+
+
+def test_zero_where_it_means_do_not_wait_and_small_positive_intervals_are_accepted(tmp_path):
+    from cli import _seconds
+
+    assert _seconds("does not wait")(0.0) == 0.0 and _seconds()(0.01) == 0.01 and _seconds()(None) is None
+    result = runner.invoke(app, ["status", _config(tmp_path), "--cached", "--interval", "0.5"])
+    assert result.exit_code == 0, result.output

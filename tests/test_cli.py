@@ -114,3 +114,26 @@ def test_every_command_has_help_with_an_example() -> None:
     for command in ("sample", "trend", "export", "status", "cancel", "download", "run", "demo", "emulator"):
         result = _run(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output, command
+
+
+def test_min_years_two_writes_no_p_value_standard_error_interval_or_class_for_two_point_pixels(tmp_path) -> None:
+    """The reported bug: two valid years gave p = 0, stderr = 0 and a significant trend_class."""
+    folder = tmp_path / "gappy"
+    assert _run("sample", str(folder), "--size", "40x30", "--years", "2000-2004", "--nan-fraction", "0.5",
+                "--seed", "4").exit_code == 0
+    out = tmp_path / "trend.tif"
+    result = _run("trend", str(folder), "-o", str(out), "--method", "both", "--min-years", "2",
+                  "--changepoint", "pettitt", "--workers", "1", "-q")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        band = {name: ds.read(i + 1).astype(np.float64) for i, name in enumerate(ds.descriptions)}
+    n = band["n"]
+    two, four = n == 2, n >= 4
+    assert two.sum() > 100 and (n == 3).sum() > 100 and four.sum() > 50  # all three cases are in the raster
+    assert np.isfinite(band["slope"][two]).all() and np.isfinite(band["sen_slope"][two]).all()  # the line stays
+    for name in ("pvalue", "stderr", "intercept_stderr", "mk_z", "mk_p", "sen_low", "sen_high", "trend_class",
+                 "cp_year", "cp_p"):
+        assert np.isnan(band[name][two]).all(), name
+    assert np.isfinite(band["pvalue"][n == 3]).all() and np.isfinite(band["mk_p"][n == 3]).all()
+    assert np.isnan(band["cp_p"][n == 3]).all() and np.isfinite(band["cp_p"][four]).all()
+    assert np.isin(band["trend_class"][n >= 3], [-1.0, 0.0, 1.0]).all()

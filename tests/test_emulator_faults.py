@@ -121,7 +121,8 @@ def test_a_standalone_emulator_with_fault_flags_makes_run_fail_as_the_tests_do(t
     assert first.exit_code == 1, first.output
     assert "2002 needs attention: download failed: test-study_NDVI_2002.tif failed verification 3 times" in first.output
     assert second.exit_code == 1, second.output
-    assert "2001 needs attention: its task was cancelled or given up" in second.output
+    assert ("2001 needs attention: Internal error. (gave up after 1 failed attempt(s); raise export.max_attempts "
+            "or run `eetrend export CONFIG --resubmit` to try again)") in second.output  # the cause stays visible
     assert process.returncode == 143 and err.strip().endswith("interrupted (SIGTERM); nothing half-written was left "
                                                               "under a final name")  # SIGTERM stops it like Ctrl-C
 

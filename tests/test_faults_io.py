@@ -15,6 +15,7 @@ import os
 import resource
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -542,3 +543,93 @@ def test_a_manifest_on_a_full_disk_is_one_line_and_keeps_its_record(small_disk):
         assert manifest.get("kept") == "yes" and manifest.get("big") is None
     with Manifest(path) as again:  # still readable on the full disk
         assert again.get("kept") == "yes"
+
+
+# -- an output name belongs to one writer ----------------------------------------------------------------
+def _finished_elsewhere(path: Path) -> bytes:
+    """Another process's finished output, appearing under ``path`` while this run writes it."""
+    data = b"another run's finished output"
+    path.write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["refused", "overwrite"])
+def test_an_output_that_appears_while_the_writer_works_is_replaced_only_with_overwrite(tmp_path, overwrite):
+    """The check is made by the rename itself (a hard link fails on an existing name), not only at the start."""
+    from pipeline.engine.sample import sample_grid
+    from pipeline.errors import OutputExistsError
+    from pipeline.files.outputs import RasterWriter
+
+    out = tmp_path / "trend.tif"
+    writer = RasterWriter(out, sample_grid(4, 6), ("slope",), overwrite=overwrite)
+    with nullcontext() if overwrite else pytest.raises(OutputExistsError, match="another process while this run"):
+        with writer:
+            writer.write(rasterio.windows.Window(0, 0, 6, 4), {"slope": np.ones(24)})
+            theirs = _finished_elsewhere(out)
+    if overwrite:
+        with rasterio.open(out) as dataset:
+            assert (dataset.read(1) == 1).all()
+    else:
+        assert out.read_bytes() == theirs
+    assert _temporaries(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["trend.tif"]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_replaced_when_done_without_overwrite_keeps_a_file_that_appeared_meanwhile(tmp_path, monkeypatch, links):
+    from pipeline.errors import OutputExistsError
+    from pipeline.files.outputs import replaced_when_done
+
+    if not links:  # a file system without hard links (some network and FAT mounts)
+        def no_link(*_args, **_kwargs):
+            raise OSError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    out = tmp_path / "report.json"
+    with pytest.raises(OutputExistsError, match="written by another process while this run"):
+        with replaced_when_done(out, overwrite=False) as temporary:
+            temporary.write_text("ours")
+            theirs = _finished_elsewhere(out)
+    assert out.read_bytes() == theirs and _temporaries(tmp_path) == []
+    fresh = tmp_path / "fresh.json"
+    with replaced_when_done(fresh, overwrite=False) as temporary:
+        temporary.write_text("ours")
+    assert fresh.read_text() == "ours" and fresh.stat().st_nlink == 1 and _temporaries(tmp_path) == []
+
+
+def test_a_name_another_live_process_is_writing_is_refused_at_once_unless_overwrite(stack, tmp_path):
+    out = tmp_path / "out" / "trend.tif"
+    out.parent.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out.parent / f".trend.tif.{other.pid}.0badcafe.partial").write_bytes(b"being written")
+        line = _one_clean_line(_invoke("trend", stack, "-o", out, "--workers", "1", "-q"), 2)
+        assert line == (f"error: {out} is being written by another process (pid {other.pid}); wait for it to "
+                        "finish, pass --overwrite to replace its result, or choose another name")
+        assert not out.exists()
+        result = _invoke("trend", stack, "-o", out, "--workers", "1", "-q", "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert out.exists() and (out.parent / f".trend.tif.{other.pid}.0badcafe.partial").exists()  # not touched
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_zarr_store_that_appears_meanwhile_is_not_replaced_without_overwrite(tmp_path):
+    from pipeline.engine.formats import _replace_store
+    from pipeline.errors import OutputExistsError
+
+    out = tmp_path / "trend.zarr"
+
+    def write(temporary: Path) -> None:
+        temporary.mkdir()
+        (temporary / "zarr.json").write_text("ours")
+        out.mkdir()  # another run's store, finished first
+        (out / "zarr.json").write_text("theirs")
+
+    with pytest.raises(OutputExistsError, match="another process while this run"):
+        _replace_store(out, write, overwrite=False)
+    assert (out / "zarr.json").read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["trend.zarr"]
+    fresh = tmp_path / "fresh.zarr"
+    _replace_store(fresh, lambda temporary: (temporary.mkdir(), (temporary / "zarr.json").write_text("ours")),
+                   overwrite=False)
+    assert (fresh / "zarr.json").read_text() == "ours" and _temporaries(tmp_path) == []

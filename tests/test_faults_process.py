@@ -21,8 +21,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+import rasterio
 from typer.testing import CliRunner
 
 from cli import app
@@ -117,6 +119,82 @@ def test_a_signal_ends_trend_with_one_line_its_exit_code_no_output_and_no_orphan
     assert not output.exists() and temporaries(tmp_path) == []
 
 
+def _moments(count: int) -> list[tuple[signal.Signals, bool, float]]:
+    """(signal, to the whole process group, seconds after the first worker appeared) for ``count`` runs.
+
+    Half land in the pool's first 20 ms (its workers fork and its manager thread starts
+    then), half spread over the fit and its end; the signals and their targets rotate.
+    """
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    start = [0.02 * i / (count // 2) for i in range(count // 2)]
+    fit = [0.02 + 0.8 * i / (count - count // 2) for i in range(count - count // 2)]
+    return [(sigs[i % 3], i % 2 == 1, moment) for i, moment in enumerate(start + fit)]
+
+
+def test_forty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(rasters, tmp_path):
+    """The reported bug: a signal while the pool started ended it with a traceback or a hang, one time in ten."""
+    line = "interrupted ({}); nothing half-written was left under a final name"
+    interrupted = 0
+    for i, (sig, group, moment) in enumerate(_moments(40)):
+        output = tmp_path / f"trend{i}.tif"
+        process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
+                          "--memory-budget", "700MB", "--executor", "process", start_new_session=True)
+        parent = psutil.Process(process.pid)
+        wait_for(lambda: parent.children() or process.poll() is not None, 60, "the pool to start")  # noqa: B023
+        time.sleep(moment)
+        workers = [k.pid for k in parent.children(recursive=True)] if process.poll() is None else []
+        if process.poll() is None:
+            (os.killpg(process.pid, sig) if group else process.send_signal(sig))
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError(f"run {i}: {sig.name} {moment:.3f} s after the pool started: a hang") from None
+        case = f"run {i}: {sig.name} to the {'group' if group else 'process'} {moment:.3f} s in: {err!r}"
+        assert gone(workers), case
+        assert temporaries(tmp_path) == [], case
+        if process.returncode == 0:  # the fit finished before the signal came: a whole output, its summary
+            assert err.startswith(f"wrote {output}: ") and len(err.splitlines()) == 1 and output.exists(), case
+            continue
+        interrupted += 1
+        assert process.returncode == 128 + sig, case
+        assert err.splitlines() == [line.format(sig.name)] and out == "", case
+        assert not output.exists(), case
+    assert interrupted >= 30  # the moments fall inside the fit, not after it
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has its own SIGTERM handler yet (Linux: the SigCgt mask of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_signal_while_the_program_starts_ends_it_with_one_line_too(rasters, tmp_path):
+    """From the moment eetrend's code runs (its first lines install the handlers) to the pool's start:
+    the imports, the parsing, the stack being opened. (Before that only the interpreter itself runs.)"""
+    line = "interrupted ({}); nothing half-written was left under a final name"
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for i in range(12):
+        sig, moment = sigs[i % 3], 0.03 * i
+        output = tmp_path / f"trend{i}.tif"
+        process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
+                          "--memory-budget", "700MB", "--executor", "process")
+        wait_for(lambda: _catches_sigterm(process.pid) or process.poll() is not None, 30, "the handlers")  # noqa: B023
+        time.sleep(moment)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=60)
+        case = f"{sig.name} {moment:.2f} s after the handlers: {err!r}"
+        assert process.returncode == 128 + sig and err.splitlines() == [line.format(sig.name)], case
+        assert out == "" and not output.exists(), case
+    assert temporaries(tmp_path) == []
+
+
 def test_workers_of_a_sigkilled_trend_die_and_the_next_trend_removes_its_temporary(rasters, tmp_path):
     output = tmp_path / "trend.tif"
     process, workers = _start_fit(rasters, output)
@@ -131,6 +209,45 @@ def test_workers_of_a_sigkilled_trend_die_and_the_next_trend_removes_its_tempora
     result = runner.invoke(app, ["trend", str(rasters), "-o", str(output), "--workers", "1", "-q"])
     assert result.exit_code == 0, result.output
     assert output.exists() and not left.exists() and live.exists()
+
+
+def _trend_to(rasters: Path, output: Path, *extra: str) -> subprocess.Popen:
+    return eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2", *extra)
+
+
+def _race(rasters: Path, output: Path, *extra: str, stagger: float = 0.0) -> list[tuple[int, str]]:
+    """Two ``trend`` runs writing one output name at once; their (exit code, stderr)."""
+    first = _trend_to(rasters, output, *extra)
+    time.sleep(stagger)
+    second = _trend_to(rasters, output, *extra)
+    errors = [process.communicate(timeout=120)[1] for process in (first, second)]
+    return [(process.returncode, err) for process, err in zip((first, second), errors, strict=True)]
+
+
+@pytest.mark.parametrize("stagger", [0.0, 0.3], ids=["together", "one-after"])
+def test_two_trends_racing_to_one_name_one_wins_and_the_other_says_so_and_leaves_nothing(rasters, tmp_path, stagger):
+    """The reported bug: both succeeded without --overwrite, and the later silently replaced the first."""
+    output = tmp_path / "trend.tif"
+    results = _race(rasters, output, stagger=stagger)
+    winners = [err for code, err in results if code == 0]
+    losers = [(code, err) for code, err in results if code != 0]
+    assert len(winners) == 1 and len(losers) == 1, results
+    code, err = losers[0]
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {output} ") and "another process" in err and "--overwrite" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trend.tif"]  # no temporary of the loser
+    with rasterio.open(output) as dataset:
+        assert dataset.count == 17 and np.isfinite(dataset.read(1)).mean() > 0.9
+
+
+def test_two_trends_racing_with_overwrite_both_finish_and_one_whole_file_remains(rasters, tmp_path):
+    output = tmp_path / "trend.tif"
+    results = _race(rasters, output, "--overwrite")
+    assert [code for code, _ in results] == [0, 0], results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trend.tif"]
+    with rasterio.open(output) as dataset:
+        assert dataset.count == 17 and np.isfinite(dataset.read(1)).mean() > 0.9
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)

@@ -13,6 +13,7 @@ from scipy import stats
 from pipeline import fit
 from pipeline.engine.kernels import ols
 
+UNTESTABLE_WITH_TWO = ("pvalue", "stderr", "intercept_stderr")
 OLS_FIELDS = {
     "slope": "slope",
     "intercept": "intercept",
@@ -48,7 +49,9 @@ def assert_matches_linregress(values: np.ndarray, years: np.ndarray, result: dic
             ref = stats.linregress(years[keep].astype(float), flat[keep, p].astype(float))
         for name, attr in OLS_FIELDS.items():
             got, want = result[name].reshape(-1)[p], getattr(ref, attr)
-            if np.isnan(want):
+            if keep.sum() == 2 and name in UNTESTABLE_WITH_TWO:  # scipy's p = 0 and stderr = 0 would mislead
+                assert np.isnan(got), (p, name, got)
+            elif np.isnan(want):
                 assert np.isnan(got), (p, name, got)
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-9, atol=0, err_msg=f"pixel {p} {name}")
@@ -72,12 +75,21 @@ def test_matches_linregress_with_ties_and_integer_inputs(gappy_values) -> None:
     assert assert_matches_linregress(as_float, years, result) == as_float[0].size
 
 
-def test_min_years_two_matches_scipy_two_point_case() -> None:
+def test_two_points_give_scipys_line_but_no_p_value_standard_error_or_class() -> None:
+    """The reported bug: --min-years 2 wrote p = 0, stderr = 0 and a significant trend_class."""
     years = np.array([2000, 2001, 2005])
-    values = np.array([[1.0, 3.0], [np.nan, np.nan], [2.0, 3.0]])  # a line and a flat pair
+    values = np.array([[1.0, 3.0, 1.0], [np.nan, np.nan, 2.0], [2.0, 3.0, 4.0]])  # a line, a flat pair, 3 points
     result = fit(values, years, min_years=2)
     assert_matches_linregress(values, years, result, min_years=2)
-    assert result["pvalue"][0] == 0.0 and result["pvalue"][1] == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scipy_says = stats.linregress([2000.0, 2005.0], [1.0, 2.0])
+    assert scipy_says.pvalue == 0.0 and scipy_says.stderr == 0.0  # what used to be written
+    assert result["slope"][0] == pytest.approx(scipy_says.slope, rel=1e-12)
+    for name in ("pvalue", "stderr", "intercept_stderr", "trend_class"):
+        assert np.isnan(result[name][:2]).all(), name
+    assert np.isfinite(result["pvalue"][2]) and result["trend_class"][2] in (-1.0, 0.0, 1.0)
+    np.testing.assert_array_equal(result["n"], [2, 2, 3])
 
 
 def test_nist_norris_certified_values() -> None:

@@ -19,6 +19,15 @@ def _close(got: float, want: float, label: str) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=0, err_msg=label)
 
 
+def _interval_clipped(slopes: int, var_s: float, confidence: float) -> bool:
+    """Whether theilslopes clips Sen's ranks to the extreme slopes (its own formula): a series too
+    short for the confidence, whose bounds eetrend leaves NaN."""
+    z = stats.norm.ppf((1.0 - confidence) / 2.0)
+    upper = round((slopes - z * np.sqrt(var_s)) / 2.0)
+    lower = round((slopes + z * np.sqrt(var_s)) / 2.0) - 1
+    return upper > slopes - 1 or lower < 0
+
+
 def assert_matches_references(values: np.ndarray, years: np.ndarray, result, confidence: float = 0.95) -> int:
     flat = values.reshape(values.shape[0], -1)
     fitted = 0
@@ -35,8 +44,11 @@ def assert_matches_references(values: np.ndarray, years: np.ndarray, result, con
         got = {name: result[name].reshape(-1)[p] for name in result}
         _close(got["sen_slope"], theil.slope, f"{p} sen_slope")
         _close(got["sen_intercept"], theil.intercept, f"{p} sen_intercept")
-        _close(got["sen_low"], theil.low_slope, f"{p} sen_low")
-        _close(got["sen_high"], theil.high_slope, f"{p} sen_high")
+        if _interval_clipped(len(y) * (len(y) - 1) // 2, test.var_s, confidence):
+            assert np.isnan(got["sen_low"]) and np.isnan(got["sen_high"]), f"{p}: scipy clipped, eetrend NaN"
+        else:
+            _close(got["sen_low"], theil.low_slope, f"{p} sen_low")
+            _close(got["sen_high"], theil.high_slope, f"{p} sen_high")
         _close(got["mk_s"], test.s, f"{p} mk_s")
         _close(got["mk_var_s"], test.var_s, f"{p} mk_var_s")
         _close(got["mk_z"], test.z, f"{p} mk_z")
@@ -44,6 +56,26 @@ def assert_matches_references(values: np.ndarray, years: np.ndarray, result, con
         _close(got["mk_tau"], test.Tau, f"{p} mk_tau")
         fitted += 1
     return fitted
+
+
+def test_sens_interval_is_nan_where_the_series_is_too_short_for_its_confidence() -> None:
+    """theilslopes clips the ranks to the smallest and largest slope, an interval of lower confidence
+    (1 - 2/n!: 67 % for 3 values, 92 % for 4); 5 values without ties reach 95 %, 4 reach 90 %."""
+    years = np.arange(2000, 2005)
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(5, 40))
+    for n_years, confidence, reachable in ((3, 0.95, False), (4, 0.95, False), (5, 0.95, True),
+                                           (4, 0.90, True), (3, 0.60, True)):
+        result = fit(values[:n_years], years[:n_years], method="sen", confidence=confidence)
+        assert np.isfinite(result["sen_slope"]).all()
+        assert np.isfinite(result["sen_low"]).all() == reachable, (n_years, confidence)
+        assert np.isnan(result["sen_high"]).any() != reachable, (n_years, confidence)
+        assert assert_matches_references(values[:n_years], years[:n_years], result, confidence) == 40
+    # Inside a scene: only the pixels with too few valid years lose their interval.
+    gappy = values.copy()
+    gappy[:2, :10] = np.nan
+    result = fit(gappy, years, method="sen")
+    assert np.isnan(result["sen_low"][:10]).all() and np.isfinite(result["sen_low"][10:]).all()
 
 
 def test_matches_theilslopes_and_original_test_with_gaps(gappy_values) -> None:
@@ -161,3 +193,20 @@ def test_many_pixels_span_several_chunks_with_results_per_pixel() -> None:
             np.testing.assert_array_equal(band[start:stop], part[name], err_msg=name)
     sample = rng.choice(pixels, 40, replace=False)
     assert assert_matches_references(values[:, sample], years, {k: v[sample] for k, v in whole.items()}) == 40
+
+
+def test_two_values_give_s_tau_and_sens_slope_but_no_z_p_or_class() -> None:
+    """With one pair pymannkendall answers p = 1 whatever the values: no test was made, so NaN."""
+    years = np.array([2000, 2003])
+    values = np.array([[1.0, 2.0, 5.0], [2.0, 1.0, 5.0]])
+    result = fit(values, years, method="sen", min_years=2)
+    for p in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            test = mk.original_test(values[:, p])
+        assert test.p == 1.0
+        _close(result["mk_s"][p], test.s, f"{p} mk_s")
+        _close(result["mk_tau"][p], test.Tau, f"{p} mk_tau")
+        _close(result["sen_slope"][p], stats.theilslopes(values[:, p], years).slope, f"{p} sen_slope")
+        for name in ("mk_z", "mk_p", "sen_low", "sen_high", "trend_class"):
+            assert np.isnan(result[name][p]), (p, name)

@@ -248,3 +248,33 @@ def test_a_study_with_counts_and_every_statistic_records_them(emulator, make_stu
     assert statistics["fdr_result"]["tests"] == str(fitted.sum())
     assert statistics["min_fraction"] == 0.5 and statistics["edge_years"] == 2
     assert statistics["changepoint"] == "pettitt"
+
+
+def test_a_year_that_failed_for_good_keeps_its_cause_and_fix_in_every_later_run(emulator, make_study):
+    """The reported bug: 'User memory limit exceeded' became 'cancelled or given up; run --resubmit' next time,
+    which cannot help: the same request fails the same way."""
+    path, study = make_study(years="2000..2002", extra='[trend]\nmethod = "ols"')
+    emulator.earthengine.fail_tasks("_2001", "User memory limit exceeded.")
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 75
+    emulator.earthengine.finish_all()
+    cause = "2001 needs attention: User memory limit exceeded. (not retried: shrink the region, raise region.scale"
+    for attempt in range(3):  # the run that sees the failure, and every run after it
+        result = runner.invoke(app, ["run", str(path)])
+        assert result.exit_code == 1, (attempt, result.output)
+        assert cause in result.output, (attempt, result.output)
+        assert "--resubmit" not in result.output, (attempt, result.output)
+    status = runner.invoke(app, ["status", str(path), "--cached", "--json"])
+    (year,) = [item for item in json.loads(status.output)["years"] if item["year"] == 2001]
+    assert year["state"] == "FAILED" and year["last_error"] == "User memory limit exceeded."
+    assert year["fix"].startswith("shrink the region")
+
+
+def test_a_cancelled_year_still_points_to_resubmit(emulator, make_study):
+    path, study = make_study(years="2000..2001", extra='[trend]\nmethod = "ols"')
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 75
+    assert runner.invoke(app, ["cancel", str(path), "--years", "2001"]).exit_code == 0
+    emulator.earthengine.finish_all()
+    for _ in range(2):
+        result = runner.invoke(app, ["run", str(path)])
+        assert result.exit_code == 1, result.output
+        assert "2001 needs attention: its task was cancelled; run: eetrend export CONFIG --resubmit" in result.output

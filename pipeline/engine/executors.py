@@ -101,16 +101,67 @@ def map_unordered(
             yield fn(*item)
         return
     if threads:
-        pool: ThreadPoolExecutor | ProcessPoolExecutor = ThreadPoolExecutor(max_workers=workers)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
+        pool = ThreadPoolExecutor(max_workers=workers)
+        yield from _map_on_pool(pool, fn, items, max_pending or pending_limit(workers))
+        return
+    from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-                                   initargs=(os.getpid(),))
-    limit = max_pending or pending_limit(workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+                               initargs=(os.getpid(),))  # starts nothing yet: no process, no thread
+    yield from _map_on_pool(pool, fn, items, max_pending or pending_limit(workers))
+
+
+def _start(pool: ProcessPoolExecutor) -> Future:
+    """Start every worker of ``pool`` and its manager thread now (with fork, the first submit starts
+    them all), signals held meanwhile.
+
+    A process pool interrupted while it starts cannot be shut down: one stopped between
+    creating its manager thread and starting it fails to join it ("cannot join thread
+    before it is started"), and one stopped between two forks leaves a worker that no one
+    stops, which the interpreter's exit then waits for forever. A start cannot hang, so
+    every signal waits for it, and is raised once the pool can be stopped.
+    """
+    from ..signals import deferred
+
+    with deferred(insist=False):
+        return pool.submit(int)  # a task that does nothing
+
+
+def _stop(pool: ThreadPoolExecutor | ProcessPoolExecutor, failing: bool) -> None:
+    """Shut ``pool`` down, waiting for its running tasks.
+
+    A process pool's shutdown is not interrupted either, and its workers are all ended,
+    even ones a failed start left behind. A signal held meanwhile is raised after it,
+    unless ``failing``: then the error (or interrupt) already on its way ends the command.
+    """
+    if isinstance(pool, ThreadPoolExecutor):
+        pool.shutdown(wait=True, cancel_futures=True)
+        return
+    from ..signals import deferred
+
+    try:
+        with deferred(insist=False):
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=True, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():  # left by a failed start; workers ignore SIGTERM (signals.worker_init)
+                    process.kill()
+                process.join()
+    except KeyboardInterrupt:
+        if not failing:
+            raise
+
+
+def _map_on_pool(pool: ThreadPoolExecutor | ProcessPoolExecutor, fn: Callable[..., R],
+                 items: Iterable[tuple[Any, ...]], limit: int) -> Iterator[R]:
+    """The body of :func:`map_unordered` on ``pool``: start it, keep ``limit`` tasks in flight, and shut
+    it down at the end, whatever happens from its start on."""
     queue = iter(items)
     pending: set[Future[R]] = set()
+    failing = True
     try:
+        if not isinstance(pool, ThreadPoolExecutor):
+            _start(pool).result()  # a worker that cannot start (its initializer failed) is an error here
         for item in queue:
             pending.add(pool.submit(fn, *item))
             if len(pending) >= limit:
@@ -123,10 +174,11 @@ def map_unordered(
                     pending.add(pool.submit(fn, *item))
                     break
                 yield result
+        failing = False
     finally:
         for future in pending:
             future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool, failing)
 
 
 @contextmanager

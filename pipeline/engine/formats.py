@@ -18,6 +18,7 @@ it is complete (a Zarr store is a folder: it is written beside and renamed).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -94,7 +95,7 @@ def write_via_geotiff(output: str | os.PathLike[str], format: str, overwrite: bo
     try:
         result = write(geotiff)
         started = time.perf_counter()
-        convert(geotiff, out, format, overwrite=True, compress=compress)
+        convert(geotiff, out, format, overwrite=overwrite, compress=compress)
     finally:
         geotiff.unlink(missing_ok=True)
     if hasattr(result, "output"):
@@ -121,9 +122,9 @@ def convert(source: str | os.PathLike[str], output: str | os.PathLike[str], form
     out = check_target(output, format, overwrite)
     require_format(format)
     if format == "zarr":
-        _replace_store(out, lambda tmp: _write_zarr(Path(source), tmp))
+        _replace_store(out, lambda tmp: _write_zarr(Path(source), tmp), overwrite)
         return out
-    with replaced_when_done(out, SUFFIXES[format]) as temporary:
+    with replaced_when_done(out, SUFFIXES[format], overwrite=overwrite) as temporary:
         if format == "gtiff":
             shutil.copyfile(source, temporary)
         elif format == "cog":
@@ -147,12 +148,27 @@ def _write_cog(source: Path, target: Path, compress: str) -> None:
         copy(source, target, driver="COG", **options)
 
 
-def _replace_store(out: Path, write: Callable[[Path], None]) -> None:
-    """Write a folder store beside ``out`` and rename it into place; a failure leaves nothing behind."""
+def _replace_store(out: Path, write: Callable[[Path], None], overwrite: bool = True) -> None:
+    """Write a folder store beside ``out`` and rename it into place; a failure leaves nothing behind.
+
+    Without ``overwrite`` the rename itself refuses a store another process finished meanwhile
+    (renaming a folder onto a folder that is not empty fails).
+    """
     temporary = temporary_path(out, ".zarr")
     try:
         write(temporary)
-        if out.exists():
+        if not overwrite:
+            try:
+                if os.path.lexists(out) and not out.is_dir():
+                    raise FileExistsError(errno.EEXIST, "exists", str(out))
+                os.rename(temporary, out)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise
+                raise OutputExistsError(f"{out} was written by another process while this run was writing it; "
+                                        "nothing was replaced: pass --overwrite to replace it, or choose another "
+                                        "name") from None
+        elif out.exists():
             old = temporary_path(out, ".old")
             os.replace(out, old)
             os.replace(temporary, out)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -347,8 +348,9 @@ def trend_rasters(
             tasks = ((stack, window, options) for window in windows)
             # Decompression may use idle cores (while other workers fit); a user's own setting wins.
             with rasterio.Env(GDAL_NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS")):
-                with task_runner(executor, n_workers, dask) as run_tasks:
-                    for result in run_tasks(fit_window, tasks):
+                with task_runner(executor, n_workers, dask) as run_tasks, \
+                        closing(run_tasks(fit_window, tasks)) as results:  # an error stops the workers now
+                    for result in results:
                         write_started = time.perf_counter()
                         writer.write(result.window, result.bands)
                         timings["write"] += time.perf_counter() - write_started

@@ -73,6 +73,25 @@ def stale_temporaries(folder: Path, name: str | None = None, recursive: bool = F
     return stale
 
 
+def live_writers(folder: Path, name: str) -> list[int]:
+    """Pids of other processes, still running, that write a temporary of the final name ``name`` in ``folder``."""
+    if not folder.is_dir():
+        return []
+    pids = set()
+    for path in folder.glob(".*.partial*"):
+        match = _TEMPORARY.match(path.name)
+        if match is None or match["name"] != name:
+            continue
+        pid = int(match["pid"])
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:  # it was just renamed or removed
+            continue
+        if pid != os.getpid() and pid_alive(pid) and not _started_after(pid, mtime):
+            pids.add(pid)
+    return sorted(pids)
+
+
 def remove_stale_temporaries(folder: Path, name: str | None = None, recursive: bool = False) -> list[Path]:
     """Remove what :func:`stale_temporaries` finds; returns the removed paths."""
     removed = []

@@ -3,6 +3,11 @@
 The file is written under a temporary name in the output folder and renamed over
 the final name only after it was closed without error, so an interrupted run
 never leaves a partial file where a finished one is expected.
+
+An output name belongs to one writer: without ``overwrite`` a run refuses a name that
+exists or that another live process is writing (at the start), and the final step,
+:func:`publish`, links the finished file to its name, which fails if the name appeared
+meanwhile, so of two runs racing to one name exactly one wins and nothing is replaced.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..engine.stack import Grid
 from ..engine.windows import OUTPUT_BLOCK
 from ..errors import OutputExistsError, UsageError
 from .diskio import TiffErrors, existing_ancestor, fsync_path, is_read_only_mount, verify_geotiff, write_failure
-from .leftovers import remove_stale_temporaries
+from .leftovers import live_writers, remove_stale_temporaries
 
 
 def temporary_path(path: Path, suffix: str = "") -> Path:
@@ -66,10 +71,38 @@ def check_and_sync(path: Path, verify: Callable[[Path], None] | None = None) -> 
             synced.result()  # raises the sync's error, if any, once the check is over
 
 
+def publish(temporary: Path, path: Path, overwrite: bool) -> None:
+    """Give the finished ``temporary`` its final name ``path``; without ``overwrite`` only if the name is free.
+
+    ``os.link`` fails if ``path`` exists, atomically: a file another run finished meanwhile is
+    never replaced (checking first and renaming after would leave a gap between the two).
+    Where the file system has no hard links (some network and FAT mounts) the check and the
+    rename are as close together as they can be.
+    """
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} was written by another process while this run was writing it; nothing "
+                                "was replaced: pass --overwrite to replace it, or choose another name") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV):
+            raise
+        if os.path.lexists(path):
+            raise OutputExistsError(f"{path} was written by another process while this run was writing it; "
+                                    "nothing was replaced: pass --overwrite to replace it, or choose another "
+                                    "name") from None
+        os.replace(temporary, path)
+        return
+    _remove(temporary)
+
+
 @contextmanager
 def replaced_when_done(
     path: Path, suffix: str = "", *, verify: Callable[[Path], None] | None = None,
-    needed: int | Callable[[], int] | None = None, at_most: bool = False,
+    needed: int | Callable[[], int] | None = None, at_most: bool = False, overwrite: bool = True,
 ) -> Iterator[Path]:
     """Yield a temporary path to write; it becomes ``path`` if the block ends without error, else it is removed.
 
@@ -79,6 +112,7 @@ def replaced_when_done(
     ``needed`` (bytes, or a function giving them; ``at_most``: an upper bound) words a full
     disk's message.
     ``suffix`` keeps an extension for writers that choose the format from the name.
+    Without ``overwrite`` an existing ``path`` is never replaced (see :func:`publish`).
     """
     path = Path(path)
     if path.exists() and not path.is_file():
@@ -95,7 +129,7 @@ def replaced_when_done(
                 raise
             _raise_recorded(tiff.messages())
             check_and_sync(temporary, verify)
-            os.replace(temporary, path)
+            publish(temporary, path, overwrite)
             fsync_path(path.parent)
         except OSError as exc:
             size = needed() if callable(needed) else needed
@@ -149,8 +183,9 @@ _LEVELS = {"zstd": {"zstd_level": 1}, "deflate": {"zlevel": 6}, "lzw": {}}
 def check_output(
     path: str | os.PathLike[str], overwrite: bool, inputs: Sequence[str | os.PathLike[str]] = ()
 ) -> Path:
-    """Refuse an output that is one of ``inputs`` (even with ``overwrite``), exists (unless ``overwrite``),
-    has a name too long for the file system, or lies in a folder that is missing or read-only."""
+    """Refuse an output that is one of ``inputs`` (even with ``overwrite``), exists or is being written by
+    another live process (unless ``overwrite``), has a name too long for the file system, or lies in a
+    folder that is missing or read-only."""
     out = Path(path)
     limit = _name_max(out.parent)
     if len(out.name.encode()) > limit:
@@ -174,6 +209,10 @@ def _check_output(out: Path, overwrite: bool, inputs: Sequence[str | os.PathLike
                          "only files: choose another name")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it or choose another name")
+    writers = [] if overwrite else live_writers(out.parent, out.name)
+    if writers:
+        raise OutputExistsError(f"{out} is being written by another process (pid {writers[0]}); wait for it to "
+                                "finish, pass --overwrite to replace its result, or choose another name")
     if not out.parent.exists():
         raise UsageError(f"the folder {out.parent} does not exist; create it first")
     if not out.parent.is_dir():
@@ -215,6 +254,7 @@ class RasterWriter:
         if compress not in COMPRESSIONS:
             raise UsageError(f"--compress {compress!r} is not one of {', '.join(COMPRESSIONS)}")
         self.path = check_output(path, overwrite, inputs)
+        self.overwrite = overwrite
         self.grid = grid
         self.bands = bands
         self.tags = dict(tags or {})
@@ -320,7 +360,7 @@ class RasterWriter:
             _raise_recorded(self._tiff.messages() if self._tiff else [])
             check_and_sync(self._tmp, verify_geotiff)
             self._close_env()
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, self.overwrite)
             self._tmp = None
             fsync_path(self.path.parent)
         except OSError as exc:

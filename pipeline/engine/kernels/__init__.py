@@ -11,7 +11,7 @@ from enum import Enum
 import numpy as np
 
 from .extras import Extras, apply_extras, mask_low_counts
-from .ols import OLS_BANDS, ols
+from .ols import OLS_BANDS, OLS_MIN_TESTED, ols
 from .robust import MK_BANDS, SEN_BANDS, sen_mk
 from .robust import bytes_per_pixel as _sen_bytes_per_pixel
 from .robust import chunk_bytes as _sen_chunk_bytes
@@ -62,12 +62,15 @@ def chunk_overhead(method: Method | str, n_years: int, max_pixels: int | None = 
     return chunk * per_pixel + fixed
 
 
-def trend_class(slope: np.ndarray, pvalue: np.ndarray, alpha: float) -> np.ndarray:
-    """+1 significant increase, -1 significant decrease, 0 none; NaN where not fitted."""
+def trend_class(slope: np.ndarray, pvalue: np.ndarray, alpha: float, tested: np.ndarray | None = None) -> np.ndarray:
+    """+1 significant increase, -1 significant decrease, 0 none; NaN where not fitted, or where
+    ``tested`` is False: a pixel whose test could not be made is not "no trend"."""
     with np.errstate(invalid="ignore"):
         significant = pvalue < alpha
         out = np.where(significant, np.sign(slope), 0.0)
     out[np.isnan(pvalue) & np.isnan(slope)] = np.nan
+    if tested is not None:
+        out[~tested] = np.nan
     return out
 
 
@@ -115,10 +118,12 @@ def fit_pixels(
         if extras != Extras():
             apply_extras(result, chunk, years, extras, alpha=alpha, min_years=min_years,
                          counts=None if counts is None else counts[:, start : start + step])
-        if method is Method.ols:
-            result["trend_class"] = trend_class(result["slope"], result["pvalue"], alpha)
-        else:
-            result["trend_class"] = trend_class(result["sen_slope"], result["mk_p"], alpha)
+        if method is Method.ols:  # a flat series of 3 or more has p NaN (as in scipy) and no trend: 0
+            result["trend_class"] = trend_class(result["slope"], result["pvalue"], alpha,
+                                                tested=result["n"] >= OLS_MIN_TESTED)
+        else:  # the Mann-Kendall p of every variant is NaN exactly where its test could not be made
+            result["trend_class"] = trend_class(result["sen_slope"], result["mk_p"], alpha,
+                                                tested=np.isfinite(result["mk_p"]))
         for name in names:
             out[name][start : start + chunk.shape[1]] = result[name]
     return out

@@ -23,7 +23,9 @@ up to n-1. Without missing years this is pymannkendall's arithmetic, step for st
 with missing years only at the ends of the series it is still pymannkendall on the
 trimmed series. Where an autocorrelation is undefined (a series, or its detrended
 ranks, without any variation) it is taken as 0, so the test falls back to the original
-one instead of returning NaN as pymannkendall does. The Hamed-Rao test needs n >= 3.
+one instead of returning NaN as pymannkendall does. Every test needs 3 values: n >= 3
+valid years, and for the pre-whitened tests 3 pre-whitened values (pymannkendall answers
+p = 1 on 2, whatever they are); short of that its bands are NaN.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from enum import Enum
 import numpy as np
 
 from .robust import MK_BANDS
+
+MODIFIED_MIN_TESTED = 3  # values each modified test runs on: valid years (pre-whitened values for prewhiten, tfpw)
 
 
 class MKTest(str, Enum):
@@ -166,7 +170,9 @@ def modified_mk(
     ``sen_slope``, ``mk_s`` and ``mk_var_s`` are the original test's results for the same
     pixels (from :func:`pipeline.engine.kernels.robust.sen_mk`); ``alpha`` is the level at which
     Hamed-Rao counts an autocorrelation as significant. Returns float64 arrays named as
-    :data:`MK_BANDS`; pixels with fewer than 3 valid years are NaN.
+    :data:`MK_BANDS`; pixels with fewer than :data:`MODIFIED_MIN_TESTED` valid years are
+    NaN, and for ``prewhiten`` and ``tfpw`` those with fewer pre-whitened values (one
+    needs the year before it: 4 consecutive years at least, more where years are missing).
     """
     from scipy.special import ndtr, ndtri
 
@@ -221,7 +227,8 @@ def modified_mk(
                 if test is MKTest.tfpw:
                     whitened[:, j] += (position[:, j] - 1.0) * slope
             out = mk_statistics(whitened)
-    too_few = n < 3
+            n = np.count_nonzero(np.isfinite(whitened), axis=1)  # the test ran on these values only
+    too_few = n < MODIFIED_MIN_TESTED
     for band in out.values():
         band[too_few] = np.nan
     return {name: out[name] for name in MK_BANDS}

@@ -6,7 +6,8 @@ result for a pixel does not depend on the window it was computed in.
 
 Each pixel gets what ``scipy.stats.linregress`` gives on its non-missing values:
 the same formulas, with float64 accumulation and x centred before the sums so
-that years near 2000 do not cancel away the precision.
+that years near 2000 do not cancel away the precision. One exception: through two
+points scipy's p = 0 and standard errors of 0 are NaN here (no residual, no test).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 OLS_BANDS = ("slope", "intercept", "rvalue", "pvalue", "stderr", "intercept_stderr")
 
+OLS_MIN_TESTED = 3  # valid years for pvalue, stderr and intercept_stderr: one residual degree of freedom
 _TINY = 1.0e-20  # scipy's guard against a zero denominator in the t statistic
 
 
@@ -57,7 +59,8 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
     ``values`` is (N, P) with NaN (or any non-finite value) for missing; ``x`` is
     (N,), e.g. the years. Returns float64 arrays of length P named as
     :data:`OLS_BANDS`, plus ``n``. Pixels with fewer than ``min_years`` valid
-    values are NaN (``n`` is kept).
+    values are NaN (``n`` is kept); with two, the line is scipy's but ``pvalue``,
+    ``stderr`` and ``intercept_stderr`` are NaN (see :data:`OLS_MIN_TESTED`).
     """
     from scipy.special import stdtr  # imported here: it costs 0.25 s at start-up
 
@@ -99,11 +102,13 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
         stderr = np.sqrt((1.0 - r**2) * syy / sxx / df)
         intercept_stderr = stderr * np.sqrt(sxx / n + x_mean**2)
 
-        two = n == 2.0  # scipy's special case: an exact line through two points
-        if two.any():
-            pvalue[two] = np.where(syy[two] == 0.0, 1.0, 0.0)
-            stderr[two] = 0.0
-            intercept_stderr[two] = 0.0
+        # Through two points the line is exact and has no residual degree of freedom: scipy
+        # then returns p = 0 (or 1 if flat) and standard errors of 0, which read as a certain
+        # trend. Without a residual there is no test and no standard error: NaN.
+        untestable = n < OLS_MIN_TESTED
+        pvalue[untestable] = np.nan
+        stderr[untestable] = np.nan
+        intercept_stderr[untestable] = np.nan
 
     out = {
         "slope": slope,

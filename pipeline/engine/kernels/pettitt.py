@@ -5,7 +5,8 @@ sim=None)`` on the pixel's series (missing years dropped, as pyhomogeneity does)
 U_k = 2 sum_{i<=k} r_i - k(n+1) over the average ranks r of the n valid values, K =
 max |U_k| (the first k on ties), and the approximate p-value 2 exp(-6K^2/(n^3+n^2)),
 capped at 1. pyhomogeneity's ``cp`` is the 1-based position of the last value before
-the change; ``cp_year`` is that value's year.
+the change; ``cp_year`` is that value's year. Series of fewer than 4 values, whose
+p-value is 1 whatever they hold, are NaN here.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import numpy as np
 from .modified_mk import average_ranks
 
 PETTITT_BANDS = ("cp_year", "cp_p")
+PETTITT_MIN_TESTED = 4  # valid years: with 3 or fewer, 2 exp(-6K^2/(n^3+n^2)) >= 1 whatever the values
 
 
 def pettitt(values: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
     """``cp_year`` and ``cp_p`` for (N, P) ``values`` (NaN missing) on years ``x``.
 
-    Pixels with fewer than 2 valid years are NaN.
+    Pixels with fewer than :data:`PETTITT_MIN_TESTED` valid years are NaN: below it the
+    p-value is 1 (capped) for every series, and a change year with it means nothing.
     """
     x = np.asarray(x, dtype=np.float64)
     rows = np.asarray(values, dtype=np.float64).T
@@ -35,7 +38,7 @@ def pettitt(values: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.minimum(2.0 * np.exp((-6.0 * k**2) / (n**3 + n**2)), 1.0)
     cp_year = x[at]
-    too_few = n < 2
+    too_few = n < PETTITT_MIN_TESTED
     cp_year[too_few] = np.nan
     p[too_few] = np.nan
     return {"cp_year": cp_year, "cp_p": p}

@@ -10,7 +10,10 @@ Pure: arrays in, arrays out. Per pixel it reproduces
   continuity correction, the two-sided p computed as ``2 * (1 - Phi(|z|))``
   exactly as pymannkendall does (so p below about 1e-15 reads as 0), and tau.
 
-Missing years (NaN) are skipped pixel by pixel.
+Missing years (NaN) are skipped pixel by pixel. Two exceptions, where the oracles
+answer what the data cannot support: ``mk_z`` and ``mk_p`` of a two-value series (its
+one pair gives p = 1 whatever the values) and a confidence bound that scipy clips to
+the extreme slopes of a series too short for the confidence asked are NaN.
 
 The one unavoidable cost is ordering each pixel's n(n-1)/2 pairwise slopes; the
 kernel is built so that little else costs as much (``benchmarks/bench_scene.py``
@@ -44,6 +47,7 @@ import numpy as np
 
 SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
+MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives p = 1 whatever the values
 log = logging.getLogger(__name__)
 _compiled: Callable[..., None] | bool | None = None  # see compiled_kernel
 _compiled_lock = threading.Lock()
@@ -228,7 +232,9 @@ def sen_mk(
     ``values`` is (N, P) with NaN for missing; ``x`` is (N,) strictly increasing.
     Returns float64 arrays of length P named as :data:`SEN_BANDS` and
     :data:`MK_BANDS`, plus ``n``; pixels with fewer than ``min_years`` valid
-    values are NaN (``n`` is kept).
+    values are NaN (``n`` is kept). ``mk_z`` and ``mk_p`` need :data:`MK_MIN_TESTED`
+    values, and ``sen_low``/``sen_high`` a series long enough for ``confidence``
+    (see :func:`_interval_reachable`); short of that they are NaN.
 
     The per-pixel work is done by the compiled kernel (:func:`.pair_select.sen_pixels`,
     about twice as fast from 25 years on) where numba is installed, else with
@@ -270,8 +276,9 @@ def sen_mk(
         sen_slope[pairs == 0] = np.nan
         sen_intercept = median_y - sen_slope * median_x
         sen_low, sen_high = picked[2], picked[3]
-        sen_low[~usable] = np.nan
-        sen_high[~usable] = np.nan
+        reachable = _interval_reachable(pairs, tie_free, z_crit)
+        sen_low[~usable | ~reachable] = np.nan
+        sen_high[~usable | ~reachable] = np.nan
 
         s = pairs - tied_pairs - 2.0 * negative  # positive minus negative differences
         var_s = tie_free / 18.0  # pymannkendall's form
@@ -279,6 +286,8 @@ def sen_mk(
         z = np.where(s > 0, (s - 1.0) / root, np.where(s < 0, (s + 1.0) / root, 0.0))
         p = 2.0 * (1.0 - ndtr(np.abs(z)))
         tau = s / (0.5 * n_float * (n_float - 1.0))
+        z[n < MK_MIN_TESTED] = np.nan
+        p[n < MK_MIN_TESTED] = np.nan
 
     out = {
         "sen_slope": sen_slope,
@@ -296,6 +305,21 @@ def sen_mk(
         band[too_few] = np.nan
     out["n"] = n_float
     return out
+
+
+def _interval_reachable(pairs: np.ndarray, tie_free: np.ndarray, z_crit: float) -> np.ndarray:
+    """Whether Sen's interval at this confidence exists among each pixel's pairwise slopes.
+
+    Sen's ranks (eq. 2.6) fall outside the slopes when the series is too short for the
+    confidence asked (95 %: fewer than 5 values without ties); scipy's theilslopes then
+    clips them to the smallest and largest slope, an interval whose real confidence is
+    lower (1 - 2/n!: 67 % with 3 values, 92 % with 4). Such a bound is NaN instead.
+    The arithmetic is the kernels' own, so the two agree at every boundary.
+    """
+    sigma = np.sqrt(1 / 18.0 * tie_free)
+    upper = np.round((pairs - z_crit * sigma) / 2.0)
+    lower = np.round((pairs + z_crit * sigma) / 2.0) - 1
+    return (lower >= 0) & (upper <= pairs - 1)
 
 
 def _sen_by_sorting(values: np.ndarray, x: np.ndarray, z_crit: float) -> tuple[np.ndarray, ...]:
