@@ -328,6 +328,13 @@ def trend(
     changepoint: Annotated[
         ChangepointChoice | None, typer.Option(help="pettitt: add cp_year (last year before the change) and cp_p.")
     ] = None,
+    breaks: Annotated[
+        int, typer.Option(help="Trends with breaks: at most this many breaks per pixel, found as strucchange finds "
+                               "them (see README: Trends with breaks); 0 adds none.")
+    ] = 0,
+    min_segment: Annotated[
+        float, typer.Option(help="With --breaks: the shortest segment, as a share of each pixel's valid years.")
+    ] = 0.15,
     min_fraction: Annotated[
         float, typer.Option(help="A pixel needs valid values in at least this share of the years (0-1).")
     ] = 0.0,
@@ -353,6 +360,7 @@ def trend(
     Bands: slope, intercept, rvalue, pvalue, stderr, intercept_stderr (ols);
     sen_slope, sen_intercept, sen_low, sen_high, mk_s, mk_var_s, mk_z, mk_p,
     mk_tau (sen); then n and trend_class; then cp_year, cp_p (--changepoint),
+    mosum_p, bp_count, bpK_year, segK_slope, segK_p, change_type (--breaks),
     obs_mean, obs_slope (--count-band), p_fdr, trend_class_fdr (--fdr).
     """
     with _errors():
@@ -364,7 +372,8 @@ def trend(
         options = FitOptions(method=method.value, min_years=min_years, confidence=confidence, alpha=alpha,
                              mk_test=mk_test.value, fdr=fdr.value if fdr else None, fdr_q=fdr_q,
                              changepoint=changepoint.value if changepoint else None, min_fraction=min_fraction,
-                             edge_years=edge_years, count_band=count_band, min_count=min_count)
+                             edge_years=edge_years, count_band=count_band, min_count=min_count, breaks=breaks,
+                             min_segment=min_segment)
         with _progress_bar("fitting windows", _show_progress(quiet)) as progress:
             run = trend_rasters(
                 input,

@@ -243,6 +243,8 @@ class TrendSection(_Section):
     fdr: Literal["bh", "by"] | None = None
     fdr_q: float = Field(0.05, gt=0, lt=1)
     changepoint: Literal["pettitt"] | None = None
+    breaks: int = Field(0, ge=0, le=10, description="Trends with breaks: at most this many (0: none).")
+    min_segment: float = Field(0.15, gt=0, lt=0.5, description="Shortest segment, as a share of the valid years.")
     min_fraction: float = Field(0.0, ge=0, le=1)
     edge_years: int | None = Field(None, ge=0)
     min_count: int = Field(0, ge=0, description="Years with fewer clear scenes are missing (needs count_band).")

@@ -215,7 +215,8 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
     options = FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,
                          confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
                          changepoint=trend.changepoint, min_fraction=trend.min_fraction, edge_years=trend.edge_years,
-                         count_band=2 if study.config.composite.count_band else None, min_count=trend.min_count)
+                         count_band=2 if study.config.composite.count_band else None, min_count=trend.min_count,
+                         breaks=trend.breaks, min_segment=trend.min_segment)
     ensure_folder(outputs["trend"].parent, "paths.outputs")
     datasets = [downloaded.datasets[year] for year in study.years]
     run = trend_rasters(datasets, outputs["trend"], years=study.years, year_pattern=year_pattern(study),

@@ -363,3 +363,135 @@ def test_equals_strucchange_on_ties_short_series_and_no_break(tmp_path: Path) ->
     r = run_strucchange(values, years, 2, 0.15, 0.05, tmp_path)
     assert np.isnan(r[-6:-3, 0]).all() and np.isfinite(r[-3:, 0]).all()
     assert assert_equals_strucchange(result, r, values, years, 2) == values.shape[1] - 3
+
+
+# ---- wired into the engine, the API, the config and the command line ---------------------
+
+
+def _stack_with_breaks(make_stack, rows: int = 40, cols: int = 50, n_years: int = 30, seed: int = 12):
+    values, years = series_with_breaks(n_years, rows * cols, seed=seed, gaps=0.04)
+    cube = values.reshape(n_years, rows, cols).astype(np.float32)
+    folder, _, _ = make_stack(cube, [int(y) for y in years], tiled=True)
+    return folder, cube, years
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return {name: ds.read(i + 1) for i, name in enumerate(ds.descriptions)}
+
+
+def test_trend_rasters_writes_the_kernel_bands_for_any_window_worker_and_executor(make_stack, tmp_path) -> None:
+    import sys
+
+    from pipeline.engine.trend import FitOptions, trend_rasters
+
+    folder, cube, years = _stack_with_breaks(make_stack, rows=300, cols=20)  # taller than one 256-row window
+    options = FitOptions(method="ols", breaks=2, min_segment=0.2)
+    expected = fit_breaks(cube.reshape(len(years), -1), years, 2, min_segment=0.2)
+    outputs = []
+    for i, (workers, window_pixels) in enumerate([(1, 1 << 20), (2, 256)]):
+        out = tmp_path / f"t{i}.tif"
+        run = trend_rasters(folder, out, options=options, workers=workers, window_pixels=window_pixels)
+        outputs.append((run.windows, _read(out)))
+    assert len({windows for windows, _ in outputs}) > 1
+    # a process pool in a fresh process, as a user starts it (forking this long-lived test process,
+    # whose GDAL has started its own threads, is not what eetrend does)
+    out = tmp_path / "process.tif"
+    subprocess.run([sys.executable, "-m", "cli", "trend", str(folder), "-o", str(out), "--breaks", "2",
+                    "--min-segment", "0.2", "--workers", "2", "--executor", "process", "--memory-budget", "700MB",
+                    "-q"], cwd=Path(__file__).resolve().parents[1], check=True, timeout=300)
+    outputs.append((0, _read(out)))
+    for _, bands in outputs:
+        for name in break_bands(2):
+            np.testing.assert_array_equal(bands[name].ravel(), expected[name].astype(np.float32), err_msg=name)
+    assert (outputs[0][1]["bp_count"] > 0).sum() > 200
+
+
+def test_dask_gives_the_same_bits(make_stack, tmp_path) -> None:
+    pytest.importorskip("distributed")
+    from pipeline.engine.dask_executor import DaskSettings
+    from pipeline.engine.trend import FitOptions, trend_rasters
+
+    folder, cube, years = _stack_with_breaks(make_stack, rows=20, cols=30)
+    expected = fit_breaks(cube.reshape(len(years), -1), years, 1)
+    out = tmp_path / "dask.tif"
+    trend_rasters(folder, out, options=FitOptions(breaks=1), workers=2, window_pixels=256, executor="dask",
+                  dask=DaskSettings(workers=2))
+    bands = _read(out)
+    for name in break_bands(1):
+        np.testing.assert_array_equal(bands[name].ravel(), expected[name].astype(np.float32), err_msg=name)
+
+
+def test_output_tags_and_units(make_stack, tmp_path) -> None:
+    import rasterio
+
+    from pipeline.engine.trend import FitOptions, trend_rasters
+
+    folder, _, _ = _stack_with_breaks(make_stack, rows=8, cols=8)
+    out = tmp_path / "t.tif"
+    trend_rasters(folder, out, options=FitOptions(method="sen", breaks=1, min_segment=0.25), workers=1)
+    with rasterio.open(out) as ds:
+        tags = ds.tags()
+        assert ds.descriptions[-len(break_bands(1)):] == break_bands(1)
+        assert tags["breaks"].startswith("1:") and tags["min_segment"].startswith("0.25:")
+        assert "8 reversal: decrease to increase" in tags["change_type"]
+        assert ds.units[ds.descriptions.index("seg2_slope")].endswith("per year")
+        assert ds.units[ds.descriptions.index("bp1_year")] == "year"
+
+
+def test_too_few_years_for_any_segment_is_a_usage_error(make_stack, tmp_path) -> None:
+    from pipeline.engine.trend import FitOptions, trend_rasters
+    from pipeline.errors import UsageError
+
+    values, years = series_with_breaks(15, 16, seed=1)
+    folder, _, _ = make_stack(values.reshape(15, 4, 4).astype(np.float32), [int(y) for y in years])
+    with pytest.raises(UsageError, match="raise --min-segment to 0.2"):
+        trend_rasters(folder, tmp_path / "t.tif", options=FitOptions(breaks=1))
+    with pytest.raises(UsageError, match="--min-segment is 0.5"):
+        FitOptions(breaks=1, min_segment=0.5)
+    with pytest.raises(UsageError, match="--breaks is 11"):
+        FitOptions(breaks=11)
+
+
+def test_api_fit_and_the_xarray_route(make_stack) -> None:
+    import pipeline
+
+    values, years = series_with_breaks(30, 12, seed=5)
+    result = pipeline.fit(values.reshape(30, 3, 4), [int(y) for y in years], breaks=2, min_segment=0.2)
+    expected = fit_breaks(values, years, 2, min_segment=0.2)
+    for name in break_bands(2):
+        np.testing.assert_array_equal(result[name].ravel(), expected[name], err_msg=name)
+    xr = pytest.importorskip("xarray")
+    array = xr.DataArray(values.reshape(30, 3, 4), dims=("year", "y", "x"), coords={"year": years.astype(int)})
+    dataset = pipeline.fit(array, breaks=2, min_segment=0.2)
+    np.testing.assert_array_equal(dataset["bp1_year"].values.ravel(), expected["bp1_year"])
+    lazy = pipeline.fit(array.chunk({"x": 2}), breaks=2, min_segment=0.2)
+    np.testing.assert_array_equal(lazy["seg2_slope"].values.ravel(), expected["seg2_slope"])
+
+
+def test_cli_flags_and_config_keys(make_stack, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+    from pipeline.config import TrendSection
+
+    folder, cube, years = _stack_with_breaks(make_stack, rows=10, cols=12)
+    out = tmp_path / "cli.tif"
+    result = CliRunner().invoke(app, ["trend", str(folder), "-o", str(out), "--breaks", "3", "--min-segment", "0.2",
+                                      "--alpha", "0.1", "-q"])
+    assert result.exit_code == 0, result.output
+    expected = fit_breaks(cube.reshape(len(years), -1), years, 3, min_segment=0.2, alpha=0.1)
+    bands = _read(out)
+    for name in break_bands(3):
+        np.testing.assert_array_equal(bands[name].ravel(), expected[name].astype(np.float32), err_msg=name)
+    bad = CliRunner().invoke(app, ["trend", str(folder), "-o", str(tmp_path / "x.tif"), "--breaks", "1",
+                                   "--min-segment", "0.7"])
+    assert bad.exit_code == 2 and "--min-segment is 0.7" in bad.output
+    help_text = CliRunner().invoke(app, ["trend", "--help"], terminal_width=200).output
+    assert "--breaks" in help_text and "--min-segment" in help_text
+    section = TrendSection(breaks=2, min_segment=0.2)
+    assert (section.breaks, section.min_segment) == (2, 0.2)
+    with pytest.raises(ValueError):
+        TrendSection(breaks=1, min_segment=0.6)

@@ -50,7 +50,7 @@ OPTION_TAGS = (("min_years", "--min-years", None), ("alpha", "--alpha", None), (
                ("mk_test", "--mk-test", "original"), ("fdr_method", "--fdr", None), ("fdr_q", "--fdr-q", None),
                ("changepoint", "--changepoint", None), ("min_fraction", "--min-fraction", "0.0"),
                ("edge_years", "--edge-years", "none"), ("count_band", "--count-band", None),
-               ("min_count", "--min-count", "0"))
+               ("min_count", "--min-count", "0"), ("breaks", "--breaks", None), ("min_segment", "--min-segment", None))
 
 
 @dataclass
