@@ -186,12 +186,16 @@ def _sum(a: np.ndarray) -> np.ndarray:
 def _cumulative(t: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Cumulative sums with a leading zero row: entry k sums the first k values."""
     sums = {"t": t, "y": y, "tt": t * t, "ty": t * y, "yy": y * y}
-    out = {}
-    for key, term in sums.items():
-        c = np.zeros((term.shape[0] + 1, term.shape[1]))
-        np.cumsum(term, axis=0, out=c[1:])
-        out[key] = c
-    return out
+    return {key: _running(term) for key, term in sums.items()}
+
+
+def _running(term: np.ndarray) -> np.ndarray:
+    """Running sums along the years with a leading zero row, row by row (the additions of
+    ``np.cumsum``, several times faster on this layout)."""
+    c = np.zeros((term.shape[0] + 1, term.shape[1]))
+    for k, row in enumerate(term):
+        np.add(c[k], row, out=c[k + 1])
+    return c
 
 
 def _segment_rss(c: dict[str, np.ndarray], starts: slice | np.ndarray, end: int) -> np.ndarray:
@@ -268,8 +272,7 @@ def _fit_packed(t: np.ndarray, y: np.ndarray, max_breaks: int, min_segment: floa
         resid = (yc - whole["y_mean"]) - whole["slope"] * (tc - whole["t_mean"])
         centred = resid - _sum(resid) / n
         sigma = np.sqrt(_sum(centred * centred) / (n - N_REGRESSORS))
-        windows = np.zeros((n + 1, pixels))
-        np.cumsum(resid, axis=0, out=windows[1:])
+        windows = _running(resid)
         statistic = np.abs(windows[h:] - windows[: n - h + 1]).max(axis=0) / (sigma * math.sqrt(n))
         mosum_p = mosum_pvalue(statistic, min_segment)
         count = np.where(mosum_p < alpha, count, 0)  # no break unless the MOSUM test rejects (NaN p: an exact line)
