@@ -495,3 +495,25 @@ def test_cli_flags_and_config_keys(make_stack, tmp_path) -> None:
     assert (section.breaks, section.min_segment) == (2, 0.2)
     with pytest.raises(ValueError):
         TrendSection(breaks=1, min_segment=0.6)
+
+
+def test_peak_memory_stays_flat_on_a_raster_four_times_larger(tmp_path) -> None:
+    import sys
+
+    from benchmarks.tree_rss import run_with_peak_rss
+    from pipeline.engine.sample import write_sample
+
+    root = Path(__file__).resolve().parents[1]
+    budget = 384 << 20
+    peaks = {}
+    # both large enough that windows are cut at their preferred size, not finer to share a small raster
+    for label, rows, cols in (("1x", 512, 1024), ("4x", 1024, 2048)):
+        folder = write_sample(tmp_path / label, years=range(1991, 2021), rows=rows, cols=cols, seed=4).folder
+        command = [sys.executable, "-c", "import cli; cli.app()", "trend", str(folder), "-o",
+                   str(tmp_path / f"{label}.tif"), "--breaks", "3", "--memory-budget", "384MB", "--workers", "2"]
+        _wall, peak, code, err = run_with_peak_rss(command, root, keep_stderr=True)
+        assert code == 0, err
+        peaks[label] = peak
+    print({label: f"{peak / 2**20:.0f} MiB" for label, peak in peaks.items()})
+    assert peaks["4x"] <= 1.25 * peaks["1x"], peaks
+    assert max(peaks.values()) <= 1.25 * budget, peaks
