@@ -549,8 +549,14 @@ def plot_pixel_command(
     dtype_scale: Annotated[
         list[str] | None, typer.Option(help="For inputs of mixed data types: DTYPE=SCALE[:OFFSET], as for trend.")
     ] = None,
+    breaks: Annotated[
+        int, typer.Option(help="Draw the segments and breaks of a trend with at most this many breaks, as "
+                               "trend --breaks finds them; 0 draws none.")
+    ] = 0,
+    min_segment: Annotated[float, typer.Option(help="With --breaks: the shortest segment, as for trend.")] = 0.15,
+    alpha: Annotated[float, typer.Option(help="With --breaks: the OLS-MOSUM test's level, as for trend.")] = 0.05,
 ) -> None:
-    """Plot one pixel's yearly values with its OLS and Sen trend lines."""
+    """Plot one pixel's yearly values with its OLS and Sen trend lines (and its segments, with --breaks)."""
     with _errors():
         from pipeline.engine.stack import parse_dtype_scale
         from pipeline.reporting.plots import plot_pixel
@@ -558,9 +564,14 @@ def plot_pixel_command(
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
                            year_pattern=year_pattern, count_band=count_band,
-                           dtype_scale=parse_dtype_scale(dtype_scale or []))
+                           dtype_scale=parse_dtype_scale(dtype_scale or []), breaks=breaks, min_segment=min_segment,
+                           alpha=alpha)
         typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
                    f"(row {found['row']}, col {found['col']})", err=True)
+        if breaks and found["bp_count"] == found["bp_count"]:
+            years_found = ", ".join(f"{found[f'bp{i}_year']:.0f}" for i in range(1, int(found["bp_count"]) + 1))
+            typer.echo(f"{int(found['bp_count'])} break(s)" + (f", after {years_found}" if years_found else "")
+                       + f" (OLS-MOSUM p={found['mosum_p']:.3g})", err=True)
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]

@@ -517,3 +517,28 @@ def test_peak_memory_stays_flat_on_a_raster_four_times_larger(tmp_path) -> None:
     print({label: f"{peak / 2**20:.0f} MiB" for label, peak in peaks.items()})
     assert peaks["4x"] <= 1.25 * peaks["1x"], peaks
     assert max(peaks.values()) <= 1.25 * budget, peaks
+
+
+def test_plot_pixel_draws_the_segments_and_says_where_the_break_is(make_stack, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+    from pipeline.reporting.plots import plot_pixel
+
+    rng = np.random.default_rng(2)
+    years = np.arange(1982, 2022)
+    t = years - 1982.0
+    reversal = 0.5 + np.where(t < 20, 0.03 * t, 0.6 - 0.03 * (t - 20))
+    cube = (reversal[:, None, None] + rng.normal(0, 0.01, (40, 2, 2))).astype(np.float32)
+    cube[5, 0, 0] = np.nan
+    folder, _, _ = make_stack(cube, [int(y) for y in years])
+    found = plot_pixel(folder, 500_015, 4_999_985, tmp_path / "pixel.png", breaks=1, min_segment=0.25)
+    expected = fit_breaks(cube[:, 0, :1].astype(np.float64), years, 1, min_segment=0.25)
+    for name in break_bands(1):
+        np.testing.assert_equal(found[name], expected[name][0], err_msg=name)
+    assert found["bp_count"] == 1 and found["change_type"] == 7
+    assert (tmp_path / "pixel.png").stat().st_size > 10_000
+    result = CliRunner().invoke(app, ["plot-pixel", str(folder), "--xy", "500015", "4999985", "-o",
+                                      str(tmp_path / "cli.png"), "--breaks", "1", "--min-segment", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert f"1 break(s), after {found['bp1_year']:.0f}" in result.output
