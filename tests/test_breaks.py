@@ -542,3 +542,36 @@ def test_plot_pixel_draws_the_segments_and_says_where_the_break_is(make_stack, t
                                       str(tmp_path / "cli.png"), "--breaks", "1", "--min-segment", "0.25"])
     assert result.exit_code == 0, result.output
     assert f"1 break(s), after {found['bp1_year']:.0f}" in result.output
+
+
+def test_report_maps_the_break_year_and_change_type_with_their_areas(make_stack, tmp_path) -> None:
+    import rasterio
+
+    from pipeline.engine.trend import FitOptions, trend_rasters
+    from pipeline.reporting.breaks_report import summarise_breaks
+    from pipeline.reporting.report import report_trend
+
+    rng = np.random.default_rng(4)
+    years = np.arange(1982, 2022)
+    t = years - 1982.0
+    shapes = [0.01 * t, 0.01 * t - 0.3 * (t >= 20), np.where(t < 20, 0.03 * t, 0.6 - 0.03 * (t - 20))]
+    cube = np.stack([shapes[i % 3] for i in range(24 * 30)], axis=1).reshape(40, 24, 30) + 0.5
+    cube = (cube + rng.normal(0, 0.01, cube.shape)).astype(np.float32)
+    cube[:, :2] = np.nan  # two rows never fitted
+    folder, _, _ = make_stack(cube, [int(y) for y in years])
+    trend = tmp_path / "trend.tif"
+    trend_rasters(folder, trend, options=FitOptions(breaks=1, min_segment=0.25), workers=1)
+    with rasterio.open(trend) as ds:
+        kinds = ds.read(ds.descriptions.index("change_type") + 1)
+        counts = ds.read(ds.descriptions.index("bp_count") + 1)
+        first = ds.read(ds.descriptions.index("bp1_year") + 1)
+        pixel = abs(ds.transform.a * ds.transform.e)
+        summary = summarise_breaks(ds, memory_budget=1 << 14)  # several strips
+    assert summary.fitted == pytest.approx(np.isfinite(counts).sum() * pixel)
+    for code in (1, 5, 7):
+        assert summary.by_type[code] == pytest.approx((kinds == code).sum() * pixel) and summary.by_type[code] > 0
+    assert summary.by_count == pytest.approx({0: (counts == 0).sum() * pixel, 1: (counts == 1).sum() * pixel})
+    assert summary.first_years == (np.nanmin(first), np.nanmax(first)) and 1999 <= np.nanmin(first) <= 2001
+    page = report_trend(trend).read_text()
+    assert page.count('<section id="breaks">') == 1 and page.count("data:image/png") >= 3
+    assert "5 interruption: increase with a negative break" in page and "Breaks per pixel" in page
