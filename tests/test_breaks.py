@@ -41,7 +41,8 @@ def _r_available() -> str | None:
     return None
 
 
-needs_r = pytest.mark.skipif(_r_available() is not None, reason=str(_r_available()))
+R_MISSING = _r_available()
+needs_r = pytest.mark.skipif(R_MISSING is not None, reason=str(R_MISSING))
 
 
 # ---- the Python oracle ------------------------------------------------------------------
@@ -508,7 +509,9 @@ def test_peak_memory_stays_flat_on_a_raster_four_times_larger(tmp_path) -> None:
     peaks = {}
     # both large enough that windows are cut at their preferred size, not finer to share a small raster
     for label, rows, cols in (("1x", 512, 1024), ("4x", 1024, 2048)):
-        folder = write_sample(tmp_path / label, years=range(1991, 2021), rows=rows, cols=cols, seed=4).folder
+        # 21 years without gaps: every pixel is fitted (segments of 3 years)
+        folder = write_sample(tmp_path / label, years=range(2000, 2021), rows=rows, cols=cols, nan_fraction=0.0,
+                              seed=4).folder
         command = [sys.executable, "-c", "import cli; cli.app()", "trend", str(folder), "-o",
                    str(tmp_path / f"{label}.tif"), "--breaks", "3", "--memory-budget", "384MB", "--workers", "2"]
         _wall, peak, code, err = run_with_peak_rss(command, root, keep_stderr=True)
@@ -575,3 +578,4 @@ def test_report_maps_the_break_year_and_change_type_with_their_areas(make_stack,
     page = report_trend(trend).read_text()
     assert page.count('<section id="breaks">') == 1 and page.count("data:image/png") >= 3
     assert "5 interruption: increase with a negative break" in page and "Breaks per pixel" in page
+    assert "--breaks 1 --min-segment 0.25" in page  # the command that reproduces the file
