@@ -374,6 +374,13 @@ def trend(
     changepoint: Annotated[
         ChangepointChoice | None, typer.Option(help="pettitt: add cp_year (last year before the change) and cp_p.")
     ] = None,
+    breaks: Annotated[
+        int, typer.Option(help="Trends with breaks: at most this many breaks per pixel, found as strucchange finds "
+                               "them (see README: Trends with breaks); 0 adds none.")
+    ] = 0,
+    min_segment: Annotated[
+        float, typer.Option(help="With --breaks: the shortest segment, as a share of each pixel's valid years.")
+    ] = 0.15,
     min_fraction: Annotated[
         float, typer.Option(help="A pixel needs valid values in at least this share of the years (0-1).")
     ] = 0.0,
@@ -399,6 +406,7 @@ def trend(
     Bands: slope, intercept, rvalue, pvalue, stderr, intercept_stderr (ols);
     sen_slope, sen_intercept, sen_low, sen_high, mk_s, mk_var_s, mk_z, mk_p,
     mk_tau (sen); then n and trend_class; then cp_year, cp_p (--changepoint),
+    mosum_p, bp_count, bpK_year, segK_slope, segK_p, change_type (--breaks),
     obs_mean, obs_slope (--count-band), p_fdr, trend_class_fdr (--fdr).
     """
     with _errors():
@@ -410,7 +418,8 @@ def trend(
         options = FitOptions(method=method.value, min_years=min_years, confidence=confidence, alpha=alpha,
                              mk_test=mk_test.value, fdr=fdr.value if fdr else None, fdr_q=fdr_q,
                              changepoint=changepoint.value if changepoint else None, min_fraction=min_fraction,
-                             edge_years=edge_years, count_band=count_band, min_count=min_count)
+                             edge_years=edge_years, count_band=count_band, min_count=min_count, breaks=breaks,
+                             min_segment=min_segment)
         with _progress_bar("fitting windows", _show_progress(quiet)) as progress:
             run = trend_rasters(
                 input,
@@ -586,8 +595,14 @@ def plot_pixel_command(
     dtype_scale: Annotated[
         list[str] | None, typer.Option(help="For inputs of mixed data types: DTYPE=SCALE[:OFFSET], as for trend.")
     ] = None,
+    breaks: Annotated[
+        int, typer.Option(help="Draw the segments and breaks of a trend with at most this many breaks, as "
+                               "trend --breaks finds them; 0 draws none.")
+    ] = 0,
+    min_segment: Annotated[float, typer.Option(help="With --breaks: the shortest segment, as for trend.")] = 0.15,
+    alpha: Annotated[float, typer.Option(help="With --breaks: the OLS-MOSUM test's level, as for trend.")] = 0.05,
 ) -> None:
-    """Plot one pixel's yearly values with its OLS and Sen trend lines."""
+    """Plot one pixel's yearly values with its OLS and Sen trend lines (and its segments, with --breaks)."""
     with _errors():
         from pipeline.engine.stack import parse_dtype_scale
         from pipeline.reporting.plots import plot_pixel
@@ -595,9 +610,14 @@ def plot_pixel_command(
 
         found = plot_pixel(input, xy[0], xy[1], output, years=parse_years(years) if years else None,
                            year_pattern=year_pattern, count_band=count_band,
-                           dtype_scale=parse_dtype_scale(dtype_scale or []))
+                           dtype_scale=parse_dtype_scale(dtype_scale or []), breaks=breaks, min_segment=min_segment,
+                           alpha=alpha)
         typer.echo(f"wrote {output}: OLS slope {found['slope']:+.5g}, Sen slope {found['sen_slope']:+.5g} per year "
                    f"(row {found['row']}, col {found['col']})", err=True)
+        if breaks and found["bp_count"] == found["bp_count"]:
+            years_found = ", ".join(f"{found[f'bp{i}_year']:.0f}" for i in range(1, int(found["bp_count"]) + 1))
+            typer.echo(f"{int(found['bp_count'])} break(s)" + (f", after {years_found}" if years_found else "")
+                       + f" (OLS-MOSUM p={found['mosum_p']:.3g})", err=True)
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]

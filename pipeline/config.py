@@ -424,6 +424,8 @@ class TrendSection(_Section):
     fdr: Literal["bh", "by"] | None = None
     fdr_q: float = Field(0.05, gt=0, lt=1)
     changepoint: Literal["pettitt"] | None = None
+    breaks: int = Field(0, ge=0, le=10, description="Trends with breaks: at most this many (0: none).")
+    min_segment: float = Field(0.15, gt=0, lt=0.5, description="Shortest segment, as a share of the valid years.")
     min_fraction: float = Field(0.0, ge=0, le=1)
     edge_years: int | None = Field(None, ge=0)
     min_count: int = Field(0, ge=0, description="Years with fewer clear scenes are missing (needs count_band).")
@@ -736,7 +738,7 @@ class Study:
                           confidence=trend.confidence, mk_test=trend.mk_test, fdr=trend.fdr, fdr_q=trend.fdr_q,
                           changepoint=trend.changepoint, min_fraction=trend.min_fraction,
                           edge_years=trend.edge_years, count_band=2 if self.config.composite.count_band else None,
-                          min_count=trend.min_count)
+                          min_count=trend.min_count, breaks=trend.breaks, min_segment=trend.min_segment)
 
     def output_fingerprint(self, year: int) -> str:
         return fingerprint(self.output_settings(year))

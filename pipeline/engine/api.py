@@ -25,6 +25,7 @@ from ..errors import UsageError, YearError
 from ..files.outputs import RasterWriter
 from .kernels import fit_pixels
 from .stack import Grid, close_cached, mask_nodata, open_stack, working_dtype
+from .statistics import check_years
 from .trend import FitOptions
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ def fit(
     edge_years: int | None = None,
     counts: np.ndarray | None = None,
     min_count: int = 0,
+    breaks: int = 0,
+    min_segment: float = 0.15,
 ) -> TrendResult | xr.Dataset:
     """Fit the trend of every pixel of an in-memory stack.
 
@@ -103,7 +106,8 @@ def fit(
     cols) or (years, pixels). NaN and ``nodata`` are missing. ``years`` may come
     in any order; they are matched to the first axis and sorted. ``mk_test``,
     ``changepoint``, ``fdr``/``fdr_q``, ``min_fraction``, ``edge_years`` and
-    ``counts`` (clear scenes, shaped like ``values``)/``min_count`` are those of
+    ``counts`` (clear scenes, shaped like ``values``)/``min_count`` and
+    ``breaks``/``min_segment`` (trends with breaks, as strucchange finds them) are those of
     ``eetrend trend``; with ``fdr`` the adjustment runs over all pixels given.
 
     ``values`` may also be an ``xarray.DataArray`` with a ``year`` or ``time``
@@ -116,12 +120,14 @@ def fit(
     if is_xarray(values):
         return fit_dataarray(values, years, dim=dim, method=method, min_years=min_years, nodata=nodata,
                              confidence=confidence, alpha=alpha, mk_test=mk_test, changepoint=changepoint, fdr=fdr,
-                             fdr_q=fdr_q, min_fraction=min_fraction, edge_years=edge_years, min_count=min_count)
+                             fdr_q=fdr_q, min_fraction=min_fraction, edge_years=edge_years, min_count=min_count,
+                             breaks=breaks, min_segment=min_segment)
     if years is None:
         raise UsageError("give the years of the first axis, e.g. fit(values, [2000, 2001, ...])")
     options = FitOptions(method=method, min_years=min_years, confidence=confidence, alpha=alpha, mk_test=mk_test,
                          changepoint=changepoint, fdr=fdr, fdr_q=fdr_q, min_fraction=min_fraction,
-                         edge_years=edge_years, min_count=0 if counts is not None else min_count)
+                         edge_years=edge_years, min_count=0 if counts is not None else min_count,
+                         breaks=breaks, min_segment=min_segment)
     extras = dataclasses.replace(options.extras, counts=counts is not None, min_count=min_count)
     data = np.asarray(values)
     x = np.asarray(years, dtype=np.float64)
@@ -129,6 +135,7 @@ def fit(
         raise UsageError(f"values have {data.shape[0] if data.ndim else 0} layers but {x.shape[0]} years were given")
     if len(np.unique(x)) != len(x):
         raise YearError("a year appears twice in years; give each layer its own year")
+    check_years(options, len(x))
     order = np.argsort(x, kind="stable")
     flat = data.reshape(data.shape[0], -1)[order]  # a copy: the caller's array is left alone
     values = flat.astype(working_dtype(flat.dtype), copy=False)
@@ -162,7 +169,7 @@ def fit_stack(
     """Read a whole annual stack (folder, glob, files or multi-band file) and fit it in memory.
 
     ``statistics`` are :func:`fit`'s ``mk_test``, ``changepoint``, ``fdr``, ``fdr_q``,
-    ``min_fraction`` and ``edge_years``."""
+    ``min_fraction``, ``edge_years``, ``breaks`` and ``min_segment``."""
     stack = open_stack(inputs, years=years, year_pattern=year_pattern, band=band, min_years=min_years)
     try:
         values = stack.read()

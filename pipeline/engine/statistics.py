@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .fdr import FDR_METHODS, apply_fdr, check_fdr
+from .kernels.breaks import CHANGE_TYPES, MAX_BREAKS, fits, segment_size, working_bytes
 from .kernels.extras import CHANGEPOINTS
 from .kernels.modified_mk import MKTest
 
@@ -50,6 +51,21 @@ def check_options(options: FitOptions) -> None:
         raise UsageError(f"--min-count is {options.min_count}; give 0 or more clear scenes")
     if options.min_count > 0 and options.count_band is None:
         raise UsageError("--min-count needs the clear-scene counts: give --count-band N (2 for eetrend's exports)")
+    if not 0 <= options.breaks <= MAX_BREAKS:
+        raise UsageError(f"--breaks is {options.breaks}; give 1 to {MAX_BREAKS} breaks at most (0: no break bands)")
+    if not 0.0 < options.min_segment < 0.5:
+        raise UsageError(f"--min-segment is {options.min_segment}; give the shortest segment as a share of the "
+                         "years between 0 and 0.5, e.g. 0.15")
+
+
+def check_years(options: FitOptions, n_years: int) -> None:
+    """Refuse --breaks when no pixel of this stack could hold a segment (strucchange needs 3 values in each)."""
+    if options.breaks and not fits(n_years, options.min_segment):
+        size = segment_size(n_years, options.min_segment)
+        least = next((h / 100 for h in range(1, 50) if fits(n_years, h / 100)), None)
+        fix = f"raise --min-segment to {least}" if least else "use more years"
+        raise UsageError(f"--breaks with {n_years} years and --min-segment {options.min_segment} makes segments of "
+                         f"{size} years, and each needs more than 2; {fix}")
 
 
 def option_tags(options: FitOptions) -> dict[str, str]:
@@ -61,6 +77,16 @@ def option_tags(options: FitOptions) -> dict[str, str]:
             tags["mk_test_missing_years"] = "real years: lags in years, whitening only after a valid year"
     if options.changepoint:
         tags["changepoint"] = "pettitt (Pettitt 1979); cp_year = last year before the change; cp_p approximate"
+    if options.breaks:
+        tags["breaks"] = (f"{options.breaks}: at most {options.breaks} break(s), the number by BIC among the "
+                          "optimal partitions of y ~ year (strucchange breakpoints), 0 unless OLS-MOSUM p < alpha")
+        tags["min_segment"] = f"{options.min_segment}: each segment holds floor(n * h) of a pixel's n valid years"
+        tags["mosum_p"] = "OLS-MOSUM test p-value (strucchange sctest(efp(type = 'OLS-MOSUM'))), 0.01 to 1"
+        tags["bp_year"] = "bpK_year: the last year of the segment before break K; NaN beyond bp_count"
+        tags["seg_slope"] = "segK_slope, segK_p: each segment's least-squares slope (per year) and two-sided p"
+        if options.breaks == 1:
+            tags["change_type"] = "; ".join(f"{code} {name}" for code, name in CHANGE_TYPES.items()) + (
+                " (bfast01classify, de Jong et al. 2013)")
     if options.fdr:
         tags["fdr_method"] = FDR_METHODS[options.fdr]
         tags["fdr_q"] = str(options.fdr_q)
@@ -83,6 +109,16 @@ def extra_bytes_per_pixel(options: FitOptions, n_years: int) -> int:
     return extra
 
 
+def extra_fixed_bytes(options: FitOptions, n_years: int, max_pixels: int) -> int:
+    """Working memory the options add to one worker whatever its window: the breaks kernel's blocks
+    and its bands for one chunk of at most ``max_pixels`` pixels."""
+    if not options.breaks:
+        return 0
+    from .kernels import chunk_pixels
+
+    return working_bytes(n_years, options.breaks, min(chunk_pixels(options.method, n_years), max_pixels))
+
+
 def report(options: FitOptions) -> dict[str, object]:
     """The options for the JSON run report."""
     return {
@@ -93,6 +129,8 @@ def report(options: FitOptions) -> dict[str, object]:
         "edge_years": options.edge_years,
         "count_band": options.count_band,
         "min_count": options.min_count,
+        "breaks": options.breaks,
+        "min_segment": options.min_segment if options.breaks else None,
     }
 
 

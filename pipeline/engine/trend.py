@@ -32,7 +32,7 @@ from .executors import DEFAULT_EXECUTOR, resident_bytes, resolve_workers, task_r
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
 from .kernels.extras import Extras
 from .stack import Stack, close_cached, open_stack
-from .statistics import check_options, extra_bytes_per_pixel, finish_fdr, option_tags
+from .statistics import check_options, check_years, extra_bytes_per_pixel, extra_fixed_bytes, finish_fdr, option_tags
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
@@ -60,6 +60,8 @@ class FitOptions:
     edge_years: int | None = None
     count_band: int | None = None
     min_count: int = 0
+    breaks: int = 0
+    min_segment: float = 0.15
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
@@ -74,7 +76,8 @@ class FitOptions:
     @property
     def extras(self) -> Extras:
         return Extras(mk_test=self.mk_test, changepoint=self.changepoint, min_fraction=self.min_fraction,
-                      edge_years=self.edge_years, counts=self.count_band is not None, min_count=self.min_count)
+                      edge_years=self.edge_years, counts=self.count_band is not None, min_count=self.min_count,
+                      breaks=self.breaks, min_segment=self.min_segment)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -155,7 +158,8 @@ def plan_stack_windows(
         stack.grid.width,
         bytes_per_pixel=bytes_per_pixel(options.method, len(stack.layers), stack.working_dtype.itemsize)
         + extra_bytes_per_pixel(options, len(stack.layers)),
-        fixed_bytes=chunk_overhead(options.method, len(stack.layers), min(stack.grid.pixels, window_pixels)),
+        fixed_bytes=chunk_overhead(options.method, len(stack.layers), min(stack.grid.pixels, window_pixels))
+        + extra_fixed_bytes(options, len(stack.layers), min(stack.grid.pixels, window_pixels)),
         budget=budget,
         workers=workers,
         block_height=align_block(block_rows, stack.grid.height),
@@ -207,6 +211,7 @@ def plan_memory(
         need = (
             program
             + chunk_overhead(options.method, n_years, _smallest_window(stack))
+            + extra_fixed_bytes(options, n_years, _smallest_window(stack))
             + _smallest_window(stack) * bytes_per_pixel(options.method, n_years, stack.working_dtype.itemsize)
         )
         raise UsageError(
@@ -315,6 +320,7 @@ def trend_rasters(
     )
     if options.count_band:
         check_count_band(stack, options.count_band)
+    check_years(options, len(stack.year_list))
     plan = plan_memory(
         stack, options, resolve_workers(workers), parse_memory(memory_budget), executor, window_pixels
     )

@@ -106,7 +106,8 @@ def _fit_lazy(xr: Any, array: xr.DataArray, axis: str, years: list[int], options
     if len(years) != array.sizes[axis] or len(set(years)) != len(years):
         raise UsageError(f"give one distinct year for each of the {array.sizes[axis]} steps of {axis!r}; got {years}")
     fit_options = FitOptions(method=options.get("method", "ols"), min_years=options.get("min_years", 3),
-                             confidence=options.get("confidence", 0.95), alpha=options.get("alpha", 0.05))
+                             confidence=options.get("confidence", 0.95), alpha=options.get("alpha", 0.05),
+                             breaks=options.get("breaks", 0), min_segment=options.get("min_segment", 0.15))
     names = fit_options.bands
 
     def kernel(block: np.ndarray) -> tuple[np.ndarray, ...]:  # apply_ufunc puts the year axis last

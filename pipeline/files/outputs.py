@@ -174,6 +174,8 @@ BAND_UNITS = {
     "sen_low": "{units} per year",
     "sen_high": "{units} per year",
     "n": "years",
+    **{f"seg{i}_slope": "{units} per year" for i in range(1, 12)},  # --breaks: up to 11 segments
+    **{f"bp{i}_year": "year" for i in range(1, 11)},
 }
 COMPRESSIONS = ("zstd", "deflate", "lzw", "none")
 # Level 1 with the floating-point predictor: as small as deflate's default, five times faster.

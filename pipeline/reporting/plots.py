@@ -263,12 +263,16 @@ def plot_rgb(raster: Path, png: Path, rgb: Sequence[int], *, title: str | None =
 
 def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | None = None,
                year_pattern: str | None = None, band: int = 1, count_band: int | None = None,
-               dtype_scale: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
+               dtype_scale: Mapping[str, tuple[float, float]] | None = None, breaks: int = 0,
+               min_segment: float = 0.15, alpha: float = 0.05) -> dict[str, float]:
     """One pixel's yearly values with its OLS and Sen lines; returns the two slopes.
 
     With ``count_band``, the clear scenes behind each year's value are drawn as bars
     under the series, so a drift in sampling shows next to the trend. ``dtype_scale``
-    brings stacks of mixed data types to one scale (see :func:`pipeline.engine.stack.open_stack`)."""
+    brings stacks of mixed data types to one scale (see :func:`pipeline.engine.stack.open_stack`).
+    With ``breaks``, the segments ``eetrend trend --breaks`` finds are drawn too, each with its
+    own least-squares line, and a dashed line after each break year; the returned dict then
+    holds the break bands as well."""
     from rasterio.windows import Window
 
     from ..engine.api import fit
@@ -286,7 +290,7 @@ def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | 
         raise UsageError(f"--xy {x} {y} is outside the rasters (map coordinates in their CRS)")
     values = stack.read(Window(col, row, 1, 1))[:, 0].astype(np.float64)
     year_list = np.asarray(stack.year_list, dtype=np.float64)
-    result = fit(values, year_list, method="both", min_years=2)
+    result = fit(values, year_list, method="both", min_years=2, breaks=breaks, min_segment=min_segment, alpha=alpha)
     ols_slope, ols_intercept = float(result["slope"]), float(result["intercept"])
     sen_slope, sen_intercept = float(result["sen_slope"]), float(result["sen_intercept"])
     counts = None
@@ -307,6 +311,7 @@ def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | 
               label=f"OLS: {ols_slope:+.4g} {units}/year (p={float(result['pvalue']):.3g})")
     axes.plot(span, sen_intercept + sen_slope * span, "--", color="tab:orange",
               label=f"Sen: {sen_slope:+.4g} {units}/year (MK p={float(result['mk_p']):.3g})")
+    found = _draw_segments(axes, result, year_list, values, breaks, units) if breaks else {}
     from matplotlib.ticker import MaxNLocator
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -322,4 +327,30 @@ def plot_pixel(inputs, x: float, y: float, png: Path, *, years: Sequence[int] | 
         below.set_xlabel("year")
         below.grid(alpha=0.3)
     _save(figure, png)
-    return {"slope": ols_slope, "sen_slope": sen_slope, "row": row, "col": col}
+    return {"slope": ols_slope, "sen_slope": sen_slope, "row": row, "col": col, **found}
+
+
+def _draw_segments(axes, result, year_list: np.ndarray, values: np.ndarray, breaks: int, units: str) -> dict:
+    """Draw each segment of a trend with breaks (its least-squares line over its years) and each break."""
+    from ..engine.kernels.breaks import break_bands
+
+    found = {name: float(result[name]) for name in break_bands(breaks)}
+    if not np.isfinite(found["bp_count"]):
+        return found
+    count = int(found["bp_count"])
+    valid = np.isfinite(values)
+    edges = [-np.inf] + [found[f"bp{i}_year"] for i in range(1, count + 1)] + [np.inf]
+    for s in range(count + 1):
+        inside = valid & (year_list > edges[s]) & (year_list <= edges[s + 1])
+        t, y = year_list[inside], values[inside]
+        slope = found[f"seg{s + 1}_slope"]
+        intercept = y.mean() - slope * t.mean()
+        axes.plot([t.min(), t.max()], [intercept + slope * t.min(), intercept + slope * t.max()], "-",
+                  color="tab:green", linewidth=2.2, alpha=0.8,
+                  label=f"segment {s + 1}: {slope:+.4g} {units}/year (p={found[f'seg{s + 1}_p']:.3g})")
+    for i in range(1, count + 1):
+        year = found[f"bp{i}_year"]
+        after = year_list[valid & (year_list > year)].min()
+        axes.axvline((year + after) / 2, color="tab:green", linestyle=":", linewidth=1.2,
+                     label=f"break after {year:.0f}" + (f" (MOSUM p={found['mosum_p']:.3g})" if i == 1 else ""))
+    return found

@@ -50,7 +50,7 @@ OPTION_TAGS = (("min_years", "--min-years", None), ("alpha", "--alpha", None), (
                ("mk_test", "--mk-test", "original"), ("fdr_method", "--fdr", None), ("fdr_q", "--fdr-q", None),
                ("changepoint", "--changepoint", None), ("min_fraction", "--min-fraction", "0.0"),
                ("edge_years", "--edge-years", "none"), ("count_band", "--count-band", None),
-               ("min_count", "--min-count", "0"))
+               ("min_count", "--min-count", "0"), ("breaks", "--breaks", None), ("min_segment", "--min-segment", None))
 
 
 @dataclass
@@ -280,8 +280,11 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
         counts = count_series(stack, memory_budget=memory_budget)
         if counts is not None:
             images["counts"] = figures.data_uri(figures.counts_figure(counts))
+    from .breaks_report import breaks_section
+
+    breaks_html = breaks_section(source.trend, memory_budget=memory_budget)  # "" unless fitted with --breaks
     page = _page(source, tags, band, drawn, summary, test, fdr_p is not None, series, fits, counts, series_note,
-                 images, time.perf_counter() - started)
+                 images, time.perf_counter() - started, breaks_html)
     with replaced_when_done(html_path, suffix=".html") as temporary:
         temporary.write_text(page, encoding="utf-8")
     return html_path
@@ -416,7 +419,7 @@ def _dl(items: dict[str, Any]) -> str:
 
 
 def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary, test: str, fdr_p: bool, series,
-          fits, counts, series_note: str, images: dict[str, str], seconds: float) -> str:
+          fits, counts, series_note: str, images: dict[str, str], seconds: float, breaks_html: str = "") -> str:
     years = [int(y) for y in tags.get("years", "").split(",") if y.strip()]
     method = {"ols": "ordinary least squares", "sen": "Sen's slope with the Mann-Kendall test",
               "both": "OLS, and Sen's slope with the Mann-Kendall test"}.get(tags.get("method", ""), tags.get("method"))
@@ -489,6 +492,7 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
         "histogram": images["histogram"],
         "pixels": f"{summary.pixels:,}",
         "series": series_html,
+        "breaks": breaks_html,
         "counts": counts_html,
         "table_title": table_title,
         "table": table,
@@ -597,6 +601,7 @@ $area_rows
 <h2>The regional series</h2>
 $series
 </section>
+$breaks
 
 <section id="observations">
 <h2>Clear observations and inputs</h2>

@@ -1,5 +1,5 @@
 """What reviewers ask of a trend map, on top of the fit: the choice of Mann-Kendall test,
-a change point, coverage rules and clear-observation counts.
+a change point, trends with breaks, coverage rules and clear-observation counts.
 
 :class:`Extras` says which of them a run wants; :func:`apply_extras` adds them to one
 chunk's results in :func:`pipeline.engine.kernels.fit_pixels`. Pure: arrays in, arrays out.
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .breaks import break_bands, fit_breaks
 from .modified_mk import MKTest, modified_mk
 from .pettitt import PETTITT_BANDS, pettitt
 
@@ -39,6 +40,8 @@ class Extras:
     edge_years: int | None = None
     counts: bool = False
     min_count: int = 0
+    breaks: int = 0  # at most this many breaks (0: no break bands); see kernels.breaks
+    min_segment: float = 0.15  # strucchange's h: the shortest segment as a share of the valid years
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mk_test", MKTest(self.mk_test))
@@ -47,7 +50,8 @@ class Extras:
 
     def bands(self) -> tuple[str, ...]:
         """The bands these options add, after the method's own."""
-        return (PETTITT_BANDS if self.changepoint else ()) + (COUNT_BANDS if self.counts else ())
+        return ((PETTITT_BANDS if self.changepoint else ()) + (break_bands(self.breaks) if self.breaks else ())
+                + (COUNT_BANDS if self.counts else ()))
 
     @property
     def coverage(self) -> bool:
@@ -119,6 +123,8 @@ def apply_extras(
     added: dict[str, np.ndarray] = {}
     if extras.changepoint:
         added.update(_in_slices(lambda part: pettitt(values[:, part], x), values.shape))
+    if extras.breaks:
+        added.update(fit_breaks(values, x, extras.breaks, extras.min_segment, alpha=alpha, min_years=min_years))
     if extras.counts:
         if counts is None:
             raise ValueError("count bands were asked for but no counts were given")
