@@ -230,7 +230,7 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                         options=options,
                         overwrite=True, progress=fit_progress,
                         executor="dask" if study.config.dask is not None else "thread",
-                        dask=study.config.dask.settings() if study.config.dask is not None else None,
+                        dask=study.dask_settings(),
                         format="cog" if trend.format == "cog" else "gtiff")
     if trend.format in ("netcdf", "zarr"):
         from .engine.formats import convert
