@@ -124,6 +124,13 @@ def _extra_problems(study: Study) -> list[str]:
         if missing:
             problems.append(f"dask: fitting on a Dask cluster needs {', '.join(missing)}, which is not installed; "
                             "install it with: pip install 'eetrend[dask]'")
+        elif dask.slurm is not None:  # sbatch and the interface: the scheduler runs here, where eetrend does
+            from .engine.dask_executor import check_slurm_host
+
+            try:
+                check_slurm_host(study.dask_settings().slurm)
+            except EetrendError as exc:
+                problems.append(str(exc).replace("[dask.slurm] interface", "dask.slurm.interface", 1))
     return problems
 
 

@@ -442,11 +442,26 @@ class SlurmSection(_Section):
     processes: int = Field(1, ge=1)
     minimum_jobs: int = Field(1, ge=0)
     maximum_jobs: int = Field(4, ge=1)
+    interface: str | None = Field(None, description="The network the scheduler and workers use, e.g. 'ib0'; "
+                                                    "without it Dask binds to the first one.")
+    job_extra_directives: list[str] = Field([], description="More #SBATCH lines, each like '--qos=high'.")
+    job_script_prologue: list[str] = Field([], description="Shell lines run before the worker starts, e.g. "
+                                                           "'module load gdal'.")
+    local_directory: str | None = Field(None, description="Workers' scratch folder on the node, e.g. '$TMPDIR'.")
+    log_directory: Path | None = Field(None, description="Job logs; default: slurm-logs in the state folder.")
 
     @model_validator(mode="after")
     def _jobs(self) -> SlurmSection:
         if self.minimum_jobs > self.maximum_jobs:
             raise ValueError("minimum_jobs is larger than maximum_jobs")
+        for directive in self.job_extra_directives:
+            if not directive.startswith("-") or "\n" in directive:
+                raise ValueError(f"job_extra_directives: {directive!r} is not an sbatch option; write each "
+                                 "like '--qos=high' (eetrend adds '#SBATCH ')")
+        if any("\n" in line for line in self.job_script_prologue):
+            raise ValueError("job_script_prologue: give one shell line per list item")
+        if self.interface is not None and not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,15}", self.interface):
+            raise ValueError(f"interface {self.interface!r} is not a network interface name (like 'ib0' or 'eth0')")
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory.strip(), re.I):
             raise ValueError("memory must be like '32GB' or '64GiB'")
         return self
@@ -472,11 +487,20 @@ class DaskSection(_Section):
                 raise ValueError(str(exc).removeprefix("--")) from None
         return self
 
-    def settings(self):
+    def settings(self, log_directory: Path | None = None):
+        """The executor's settings; ``log_directory`` (resolved by :meth:`Study.dask_settings`) is where SLURM
+        job logs go, else the table's ``log_directory`` as written."""
         from .engine.dask_executor import DaskSettings, SlurmSettings
         from .engine.executors import resolve_workers
 
-        slurm = SlurmSettings(**self.slurm.model_dump()) if self.slurm is not None else None
+        slurm = None
+        if self.slurm is not None:
+            values = self.slurm.model_dump()
+            logs = log_directory or values.pop("log_directory")
+            values.pop("log_directory", None)
+            slurm = SlurmSettings(**{**values, "job_extra_directives": tuple(values["job_extra_directives"]),
+                                     "job_script_prologue": tuple(values["job_script_prologue"])},
+                                  log_directory=str(logs) if logs is not None else None)
         return DaskSettings(scheduler=self.scheduler, workers=resolve_workers(self.workers), slurm=slurm)
 
 
@@ -631,6 +655,15 @@ class Study:
         """A path from the config, relative to the config file's folder."""
         path = path.expanduser()
         return path if path.is_absolute() else (self.base / path).resolve()
+
+    def dask_settings(self):
+        """The ``[dask]`` table's executor settings (None without one); SLURM job logs go to
+        ``[dask.slurm] log_directory`` (relative to the config) or else ``slurm-logs`` in the state folder."""
+        dask = self.config.dask
+        if dask is None:
+            return None
+        given = dask.slurm.log_directory if dask.slurm is not None else None
+        return dask.settings(log_directory=self.resolve(given) if given is not None else self.state / "slurm-logs")
 
     def prefix(self, year: int | str) -> str:
         """The export's file name prefix for ``year`` (a string stands in for the year, e.g. in a pattern)."""

@@ -245,17 +245,19 @@ def _fit(study: Study, downloaded: DownloadReport, outputs: dict[str, Path],
                         options=options,
                         overwrite=True, progress=fit_progress,
                         executor="dask" if study.config.dask is not None else "thread",
-                        dask=study.config.dask.settings() if study.config.dask is not None else None,
+                        dask=study.dask_settings(),
                         format="cog" if trend.format == "cog" else "gtiff")
     if trend.format in ("netcdf", "zarr"):
         from .engine.formats import convert
 
         convert(outputs["trend"], outputs[trend.format], trend.format, overwrite=True)
+    from .reporting.maps import band_label, slope_band
+
     composite = study.config.composite
-    band = "sen_slope" if trend.method == "sen" else "slope"
+    band = slope_band(options.bands)  # the band the report's map shows too
     started = time.perf_counter()
     plot_raster(outputs["trend"], outputs["png"], band=band, units=f"{composite.label} per year",
-               title=f"{study.name}: {band.replace('_', ' ')} of {composite.title}, {format_years(study.years)}")
+                title=f"{study.name}: {band_label(band)} of {composite.title}, {format_years(study.years)}")
     return {**run.timings, "plot": time.perf_counter() - started}, {**report(options), "fdr_result": run.fdr}
 
 

@@ -79,14 +79,43 @@ def test_a_study_dask_slurm_table_becomes_the_job_script(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(study_toml("http://127.0.0.1:9", extra=(
         '[dask]\n[dask.slurm]\ncores = 8\nmemory = "32GB"\naccount = "geo-lab"\nqueue = "normal"\n'
-        'walltime = "02:00:00"\nminimum_jobs = 1\nmaximum_jobs = 10\n')))
-    settings = load_study(path).config.dask.settings()
+        'walltime = "02:00:00"\nminimum_jobs = 1\nmaximum_jobs = 10\ninterface = "ib0"\n'
+        'job_extra_directives = ["--qos=high", "--constraint=skylake"]\n'
+        'job_script_prologue = ["module load gdal", "source ~/venv/bin/activate"]\n'
+        'local_directory = "$TMPDIR"\nlog_directory = "logs/slurm"\n')))
+    study = load_study(path)
+    settings = study.dask_settings()
     assert settings.slurm == SlurmSettings(cores=8, memory="32GB", account="geo-lab", queue="normal",
-                                           walltime="02:00:00", processes=1, minimum_jobs=1, maximum_jobs=10)
+                                           walltime="02:00:00", processes=1, minimum_jobs=1, maximum_jobs=10,
+                                           interface="ib0", job_extra_directives=("--qos=high", "--constraint=skylake"),
+                                           job_script_prologue=("module load gdal", "source ~/venv/bin/activate"),
+                                           local_directory="$TMPDIR", log_directory=str(tmp_path / "logs" / "slurm"))
     job = SLURMJob(scheduler="tcp://127.0.0.1:8786", name="eetrend", **slurm_job_options(settings.slurm))
     script = job.job_script()
     assert "#SBATCH -A geo-lab" in script and "#SBATCH -p normal" in script and "#SBATCH -t 02:00:00" in script
     assert "#SBATCH --cpus-per-task=8" in script
+    assert "#SBATCH --qos=high\n#SBATCH --constraint=skylake" in script
+    assert script.index("module load gdal\nsource ~/venv/bin/activate") < script.index("distributed.cli.dask_worker")
+    assert "--interface ib0" in script and "--local-directory $TMPDIR" in script
+    assert f"#SBATCH -o {tmp_path / 'logs' / 'slurm'}/dask-worker-%J.out" in script
+    assert (tmp_path / "logs" / "slurm").is_dir()  # made before sbatch needs it
+
+
+def test_slurm_job_logs_go_to_the_state_folder_by_default(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue.slurm import SLURMJob
+
+    from pipeline.config import load_study
+    from tests.conftest import study_toml
+
+    path = tmp_path / "study.toml"
+    path.write_text(study_toml("http://127.0.0.1:9", extra='[dask]\n[dask.slurm]\ncores = 2\nmemory = "4GB"\n'))
+    study = load_study(path)
+    logs = study.state / "slurm-logs"
+    settings = study.dask_settings().slurm
+    assert settings.log_directory == str(logs) and settings.interface is None
+    script = SLURMJob(scheduler="tcp://127.0.0.1:8786", name="eetrend", **slurm_job_options(settings)).job_script()
+    assert f"#SBATCH -e {logs}/dask-worker-%J.err" in script and "--interface" not in script
 
 
 def test_dask_config_mistakes_are_named(tmp_path):
@@ -97,6 +126,14 @@ def test_dask_config_mistakes_are_named(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(study_toml("http://127.0.0.1:9", extra='[dask]\n[dask.slurm]\ncores = 8\nmemory = "lots"\n'))
     with pytest.raises(ConfigError, match=r"dask\.slurm: memory must be like '32GB'"):
+        load_study(path)
+    path.write_text(study_toml("http://127.0.0.1:9", extra=(
+        '[dask]\n[dask.slurm]\ncores = 8\nmemory = "8GB"\njob_extra_directives = ["#SBATCH --qos=high"]\n')))
+    with pytest.raises(ConfigError, match=r"'#SBATCH --qos=high' is not an sbatch option; write each like"):
+        load_study(path)
+    path.write_text(study_toml("http://127.0.0.1:9", extra=(
+        '[dask]\n[dask.slurm]\ncores = 8\nmemory = "8GB"\ninterface = "eth0; rm"\n')))
+    with pytest.raises(ConfigError, match=r"interface 'eth0; rm' is not a network interface name"):
         load_study(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.image
 import numpy as np
 import pytest
+import rasterio
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -118,3 +119,114 @@ def test_plot_pixel_draws_the_fits_that_scipy_computes(trend_file, tmp_path):
     assert image.shape[1] > 500 and len(np.unique(image.reshape(-1, 3).round(2), axis=0)) > 20
     outside = runner.invoke(app, ["plot-pixel", str(folder), "--xy", "0", "0", "-o", str(png)])
     assert outside.exit_code == 2 and "outside the rasters" in outside.output
+
+
+# -- what each picture says it shows (issue 22) ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def full_trend(tmp_path_factory):
+    """A fit with every named option (TFPW, Benjamini-Hochberg, Pettitt), as GeoTIFF, NetCDF and Zarr."""
+    folder = tmp_path_factory.mktemp("named")
+    write_sample(folder / "stack", years=range(2000, 2016), rows=60, cols=90, seed=5)
+    outputs = {}
+    for format, name in (("gtiff", "trend.tif"), ("netcdf", "trend.nc"), ("zarr", "trend.zarr")):
+        result = runner.invoke(app, ["trend", str(folder / "stack"), "-o", str(folder / name), "--format", format,
+                                     "--method", "both", "--mk-test", "tfpw", "--fdr", "bh", "--changepoint",
+                                     "pettitt", "-q"])
+        assert result.exit_code == 0, result.output
+        outputs[format] = folder / name
+    return outputs
+
+
+@pytest.fixture
+def drawn_text(monkeypatch):
+    """Every text of each figure ``plot`` saves (title, legend, colour bar label and ticks), by PNG name."""
+    import matplotlib.text
+
+    import pipeline.reporting.plots as plots
+
+    texts: dict[str, list[str]] = {}
+    save = plots._save
+
+    def recording(figure, png):
+        figure.canvas.draw()  # tick labels exist once drawn
+        texts[png.name] = [t.get_text() for t in figure.findobj(matplotlib.text.Text) if t.get_text()]
+        bars = [a for a in figure.axes if a.get_label() == "<colorbar>"]
+        texts[png.name + ":colour bars"] = [str(len(bars))]
+        texts[png.name + ":ticks"] = [t.get_text() for a in bars for t in a.get_yticklabels() + a.get_xticklabels()
+                                      if t.get_text()]
+        return save(figure, png)
+
+    monkeypatch.setattr(plots, "_save", recording)
+    return texts
+
+
+def _plot(trend, band, png, *extra):
+    result = runner.invoke(app, ["plot", str(trend), "--band", band, "-o", str(png), *extra])
+    assert result.exit_code == 0, result.output
+    return _png(png)
+
+
+def test_a_trend_class_gets_a_legend_of_its_three_classes_not_a_ramp_per_year(full_trend, tmp_path, drawn_text):
+    image = _plot(full_trend["gtiff"], "trend_class", tmp_path / "class.png")
+    text = drawn_text["class.png"]
+    assert {"significant decrease", "no significant trend", "significant increase"} <= set(text)
+    assert "trend class\nMann-Kendall (TFPW) p < 0.05" in text  # the legend's title names the test
+    assert "trend.tif: trend class, 2000-2015" in text
+    assert not any("per year" in t for t in text) and drawn_text["class.png:colour bars"] == ["0"]
+    assert not _has_colour_bar(image, "BrBG")
+    for colour in ("#8c510a", "#d9dee3", "#01665e"):  # each class's colour on the map and in the legend
+        rgb = np.array([int(colour[i: i + 2], 16) for i in (1, 3, 5)]) / 255
+        assert (np.abs(image - rgb) < 0.02).all(axis=2).sum() > 200, colour
+    with rasterio.open(full_trend["gtiff"]) as dataset:
+        classes = dataset.read(dataset.descriptions.index("trend_class") + 1)
+    assert set(np.unique(classes[np.isfinite(classes)])) == {-1.0, 0.0, 1.0}
+
+    _plot(full_trend["gtiff"], "trend_class_fdr", tmp_path / "fdr.png")
+    assert "trend class, FDR-corrected\nBenjamini-Hochberg, q = 0.05" in drawn_text["fdr.png"]
+    assert "significant increase" in drawn_text["fdr.png"]
+
+
+def test_years_and_counts_are_stepped_whole_numbers_without_per_year(full_trend, tmp_path, drawn_text):
+    import rasterio
+
+    with rasterio.open(full_trend["gtiff"]) as dataset:
+        names = list(dataset.descriptions)
+        cp = dataset.read(names.index("cp_year") + 1)
+    _plot(full_trend["gtiff"], "cp_year", tmp_path / "cp.png")
+    text = drawn_text["cp.png"]
+    assert "change point: last year before it (Pettitt)" in text and drawn_text["cp.png:colour bars"] == ["1"]
+    ticks = drawn_text["cp.png:ticks"]
+    assert len(ticks) >= 3 and all(t.isdigit() and np.nanmin(cp) <= int(t) <= np.nanmax(cp) for t in ticks), ticks
+    assert not any("per year" in t for t in text)
+    _plot(full_trend["gtiff"], "n", tmp_path / "n.png")
+    assert "valid years per pixel (n)" in drawn_text["n.png"]
+    assert not any("per year" in t or "(years)" in t for t in drawn_text["n.png"])
+    _plot(full_trend["gtiff"], "mk_p", tmp_path / "p.png")
+    assert "Mann-Kendall (TFPW) p-value" in drawn_text["p.png"]
+    assert not any("per year" in t for t in drawn_text["p.png"])
+    _plot(full_trend["gtiff"], "sen_slope", tmp_path / "sen.png")
+    assert "Sen's slope (NDVI per year)" in drawn_text["sen.png"]  # a slope is per year
+    assert "trend.tif: Sen's slope, 2000-2015" in drawn_text["sen.png"]
+
+
+@pytest.mark.parametrize("format", ["netcdf", "zarr"])
+def test_plot_draws_a_netcdf_or_zarr_output_as_its_geotiff(full_trend, tmp_path, format):
+    for band in ("sen_slope", "trend_class"):
+        same = _plot(full_trend["gtiff"], band, tmp_path / f"tif_{band}.png", "--title", "t")
+        other = _plot(full_trend[format], band, tmp_path / f"{format}_{band}.png", "--title", "t")
+        assert np.array_equal(same, other)
+    assert not list(tmp_path.glob(".eetrend-read-*"))  # the temporary GeoTIFF is gone
+
+
+def test_a_change_type_band_gets_a_legend_with_the_words_its_tag_gives(tmp_path, drawn_text):
+    data = np.repeat(np.array([0, 1, 2, 1], dtype=np.float32), 25)[None, :].repeat(60, axis=0)
+    data[:10] = np.nan
+    path = write_raster(tmp_path / "changes.tif", np.stack([data, data * 0.01]),
+                        descriptions=["change_type", "slope"])
+    with rasterio.open(path, "r+") as dataset:
+        dataset.update_tags(method="ols", units="NDVI per year", change_type="0 none, 1 abrupt, 2 gradual")
+    image = _plot(path, "change_type", tmp_path / "type.png")
+    text = drawn_text["type.png"]
+    assert {"none", "abrupt", "gradual"} <= set(text) and "change type" in text
+    assert drawn_text["type.png:colour bars"] == ["0"] and not any("per year" in t for t in text)
+    assert not _has_colour_bar(image, "viridis")

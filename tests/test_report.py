@@ -443,3 +443,135 @@ def test_report_never_replaces_its_inputs_nor_a_file_that_is_not_a_page(trend_fi
     page = tmp_path / "page.html"
     assert runner.invoke(app, ["report", str(trend), "-o", str(page)]).exit_code == 0
     assert runner.invoke(app, ["report", str(trend), "-o", str(page)]).exit_code == 0  # an earlier page is replaced
+
+
+# -- what the page says it shows, in every output format (issue 22) ---------------------------------------------------
+@pytest.fixture(scope="module")
+def named_fit(tmp_path_factory):
+    """A TFPW / Benjamini-Hochberg / Pettitt fit that lists its inputs, as GeoTIFF, NetCDF and Zarr."""
+    folder = tmp_path_factory.mktemp("named")
+    write_sample(folder / "stack", years=range(2000, 2016), rows=60, cols=90, seed=6)
+    outputs = {}
+    for format, name in (("gtiff", "trend.tif"), ("netcdf", "trend.nc"), ("zarr", "trend.zarr")):
+        result = runner.invoke(app, ["trend", str(folder / "stack"), "-o", str(folder / name), "--format", format,
+                                     "--method", "both", "--mk-test", "tfpw", "--fdr", "bh", "--fdr-q", "0.1",
+                                     "--changepoint", "pettitt", "-q"])
+        assert result.exit_code == 0, result.output
+        outputs[format] = folder / name
+    return folder, outputs
+
+
+def _table_after(page: Page, headers: list[str]) -> list[list[str]]:
+    """The body rows (those starting with a number) of the table whose header cells are ``headers``."""
+    width = len(headers)
+    start = next(i for i in range(len(page.cells)) if page.cells[i: i + width] == headers) + width
+    rows = []
+    while start + width <= len(page.cells) and page.cells[start].isdigit():
+        rows.append(page.cells[start: start + width])
+        start += width
+    return rows
+
+
+def test_the_report_names_the_test_variant_and_fdr_and_shows_change_points_and_n_in_every_format(named_fit):
+    folder, outputs = named_fit
+    with rasterio.open(outputs["gtiff"]) as dataset:
+        names = list(dataset.descriptions)
+        bands = {name: dataset.read(names.index(name) + 1).astype(np.float64) for name in ("cp_year", "cp_p", "n")}
+    years, counts = np.unique(bands["cp_year"][np.isfinite(bands["cp_year"])], return_counts=True)
+    significant = bands["cp_year"][bands["cp_p"] < 0.05]
+    expected_cp = [[str(int(y)), f"{c:,}", f"{int((significant == y).sum()):,}"] for y, c in zip(years, counts,
+                                                                                                 strict=True)]
+    ns, n_counts = np.unique(bands["n"][np.isfinite(bands["n"])], return_counts=True)
+    expected_n = [[str(int(n)), f"{c:,}"] for n, c in zip(ns, n_counts, strict=True)]
+    pages = {}
+    for format, trend in outputs.items():
+        html = folder / f"{format}.html"
+        result = runner.invoke(app, ["report", str(trend), "-o", str(html)])
+        assert result.exit_code == 0, result.output
+        text = html.read_text(encoding="utf-8")
+        page = Page(text)
+        _check_self_contained(page, text)
+        words = " ".join(" ".join(page.text).split())
+        assert "OLS, and Sen's slope with the Mann-Kendall (TFPW) test" in words  # the subtitle and method
+        assert "significance: Mann-Kendall (TFPW), FDR-corrected (Benjamini-Hochberg, q = 0.1)" in words
+        assert "tfpw – trend-free pre-whitening (Yue et al. 2002)" in words  # provenance: the trend test
+        assert "Where it changed: Sen's slope" in words and "Change points (Pettitt)" in words
+        assert {"changes", "valid-years"} <= set(page.ids)
+        assert f"trend file {trend}" in words  # the output as named, not a temporary copy
+        assert _table_after(page, ["year", "pixels", "Pettitt p < 0.05"]) == expected_cp
+        assert [row[:2] for row in _table_after(page, ["n", "pixels", "%"])] == expected_n
+        pages[format] = page
+        assert not list(folder.glob(".eetrend-read-*"))
+    for format in ("netcdf", "zarr"):  # the same numbers from every format
+        assert pages[format].cells == pages["gtiff"].cells
+
+
+def test_a_netcdf_file_that_is_not_an_eetrend_output_is_one_line(tmp_path):
+    pytest.importorskip("netCDF4")
+    import netCDF4
+
+    path = tmp_path / "other.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("t", 3)
+        nc.createVariable("v", "f4", ("t",))[:] = [1, 2, 3]
+    result = runner.invoke(app, ["report", str(path)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert str(path) in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("method, band, words", [("both", "sen_slope", "Sen's slope"),
+                                                 ("ols", "slope", "OLS slope")])
+def test_the_study_png_and_the_report_map_show_the_same_estimator_and_name_it(make_study, emulator, monkeypatch,
+                                                                              tmp_path, method, band, words):
+    import matplotlib.image
+
+    import pipeline.reporting.plots as plots
+    from pipeline.reporting.plots import plot_raster
+    from pipeline.reporting.report import report_study
+    from pipeline.run import output_paths, run_study
+
+    titles = []
+    save = plots._save
+
+    def recording(figure, png):
+        titles.extend(axes.get_title() for axes in figure.axes if axes.get_title())
+        return save(figure, png)
+
+    monkeypatch.setattr(plots, "_save", recording)
+    _, study = make_study(years="2000..2005", extra=f'[trend]\nmethod = "{method}"\n')
+    assert run_study(study).exit_code == 75
+    emulator.earthengine.finish_all()
+    assert run_study(study).exit_code == 0
+    png = output_paths(study)["png"]
+    assert titles[-1] == f"test-study: {words} of annual max NDVI, 2000-2005"
+    # The PNG shows that band: drawn again from the band named, the pixels are the same.
+    again = tmp_path / "again.png"
+    plot_raster(output_paths(study)["trend"], again, band=band, units="NDVI per year", title=titles[-1])
+    assert np.array_equal(matplotlib.image.imread(png), matplotlib.image.imread(again))
+    page = Page(report_study(study, tmp_path / "page.html").read_text(encoding="utf-8"))
+    words_on_page = " ".join(" ".join(page.text).split())
+    assert f"Where it changed: {words}" in words_on_page
+    assert f"{words} (the study's PNG shows the same band)" in words_on_page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_a_zarr_report_shows_its_change_points_and_valid_years_below_the_slope_map_in_chromium(named_fit, tmp_path):
+    import matplotlib
+
+    folder, outputs = named_fit
+    html = tmp_path / "zarr.html"
+    assert runner.invoke(app, ["report", str(outputs["zarr"]), "-o", str(html)]).exit_code == 0
+    image = screenshot(html, tmp_path / "zarr.png", (1366, 2600))
+    left = image[:, : int(1366 * 0.58)]
+    red, green, blue = left[..., 0], left[..., 1], left[..., 2]
+    brown = (red - blue > 0.3) & (red - green > 0.15) & (red > 0.4) & (red < 0.8)  # not viridis' yellow nor Sen's amber
+    teal = (left[..., 1] - left[..., 0] > 0.25) & (left[..., 2] - left[..., 0] > 0.2)
+    # colours of viridis that BrBG has not: the cp_year and n maps
+    viridis = matplotlib.colormaps["viridis"](np.linspace(0, 1, 64))[:, :3]
+    brbg = matplotlib.colormaps["BrBG"](np.linspace(0, 1, 256))[:, :3]
+    own = [c for c in viridis if np.abs(brbg - c).max(axis=1).min() > 0.1]
+    distance = np.min([np.abs(left - colour).max(axis=2) for colour in own], axis=0)
+    viridis_rows = np.nonzero((distance < 0.03).sum(axis=1) > 20)[0]
+    brown_rows = np.nonzero(brown.sum(axis=1) > 100)[0]  # rows of the slope map (not a line or a legend)
+    assert brown.sum() > 5_000 and teal.sum() > 5_000  # the Sen's slope map, in BrBG
+    assert viridis_rows.size > 300 and viridis_rows.min() > brown_rows.max()  # two maps in viridis, below it

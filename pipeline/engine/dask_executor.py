@@ -13,7 +13,10 @@ At most ``max_pending`` tasks are in flight, so finished blocks never pile up in
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +40,11 @@ class SlurmSettings:
     processes: int = 1
     minimum_jobs: int = 1
     maximum_jobs: int = 4
+    interface: str | None = None
+    job_extra_directives: tuple[str, ...] = ()
+    job_script_prologue: tuple[str, ...] = ()
+    local_directory: str | None = None
+    log_directory: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,40 @@ def _require(what: str) -> None:
 
 
 def slurm_job_options(settings: SlurmSettings) -> dict[str, Any]:
-    """dask-jobqueue's per-job keywords (cores, memory, account, queue, walltime)."""
-    return {"cores": settings.cores, "memory": settings.memory, "processes": settings.processes,
-            "account": settings.account, "queue": settings.queue, "walltime": settings.walltime}
+    """dask-jobqueue's per-job keywords: resources, the network interface, directives, prologue, folders.
+
+    ``interface`` names the network the scheduler and the workers bind to (a node with
+    several networks otherwise binds to the first one, which the other nodes may not reach).
+    Job logs go to ``log_directory`` (made here), not ``slurm-*.out`` files in the folder eetrend
+    was started in. What is not set (None, or an empty list) is left to dask-jobqueue's own
+    configuration (``~/.config/dask/jobqueue.yaml``), as for a hand-made ``SLURMCluster``.
+    """
+    options: dict[str, Any] = {"cores": settings.cores, "memory": settings.memory, "processes": settings.processes,
+                               "account": settings.account, "queue": settings.queue, "walltime": settings.walltime,
+                               "interface": settings.interface,
+                               "job_extra_directives": list(settings.job_extra_directives) or None,
+                               "job_script_prologue": list(settings.job_script_prologue) or None,
+                               "local_directory": settings.local_directory,
+                               "log_directory": settings.log_directory}
+    if settings.log_directory is not None:
+        os.makedirs(settings.log_directory, exist_ok=True)
+    return options
+
+
+def check_slurm_host(settings: SlurmSettings) -> None:
+    """This machine can submit SLURM jobs and has the interface the scheduler binds to.
+
+    Without ``sbatch`` dask-jobqueue would log the failed submissions and wait for workers
+    forever; a missing interface would end in a traceback from deep inside Dask.
+    """
+    if shutil.which("sbatch") is None:
+        raise UsageError("[dask.slurm] needs SLURM's sbatch on PATH: run eetrend on a SLURM login node, or remove "
+                         "[dask.slurm] from the config")
+    if settings.interface is not None:
+        found = sorted(name for _, name in socket.if_nameindex())
+        if settings.interface not in found:
+            raise UsageError(f"[dask.slurm] interface {settings.interface!r} is not a network interface of this "
+                             f"machine (it has {', '.join(found)}); name the network the nodes share")
 
 
 def slurm_cluster(settings: SlurmSettings) -> Any:
@@ -87,6 +126,7 @@ def slurm_cluster(settings: SlurmSettings) -> Any:
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise MissingExtraError("dask-jobqueue", "dask", "A SLURM cluster") from None
+    check_slurm_host(settings)
     return SLURMCluster(**slurm_job_options(settings), scheduler_options={"dashboard_address": None})
 
 

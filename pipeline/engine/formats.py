@@ -21,8 +21,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -328,3 +330,93 @@ def _write_zarr(source: Path, target: Path) -> None:
             first = False
         else:
             strip.to_zarr(target, append_dim="y", consolidated=True)
+
+
+@contextmanager
+def readable_geotiff(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """``path`` itself for a GeoTIFF, or a temporary GeoTIFF copy of a NetCDF or Zarr output (in ``folder``,
+    else the system's temporary folder), removed afterwards: what draws eetrend's GeoTIFF draws every format."""
+    from ..errors import InputError
+
+    target = Path(path)
+    if not is_array_store(target):
+        yield target
+        return
+    if not target.exists():
+        raise InputError(f"{target} does not exist; give a trend output written by eetrend trend or run")
+    where = Path(folder) if folder is not None and Path(folder).is_dir() else None
+    with tempfile.TemporaryDirectory(prefix=".eetrend-read-", dir=where) as temporary:
+        try:
+            copy = to_geotiff(target, Path(temporary) / f"{target.stem}.tif")
+        except (KeyError, ValueError, OSError, RuntimeError) as exc:
+            lines = str(exc).strip().splitlines()
+            reason = lines[0][:160] if lines else type(exc).__name__
+            raise InputError(f"cannot read {target} as an eetrend output ({reason}); give a NetCDF or Zarr output "
+                             "of eetrend trend --format netcdf|zarr") from None
+        yield copy
+
+
+def is_array_store(path: str | os.PathLike[str]) -> bool:
+    """A NetCDF file or a Zarr store (by name), the outputs GDAL does not read as one multi-band raster."""
+    target = Path(path)
+    return target.suffix.lower() in NAME_ENDINGS["netcdf"] + NAME_ENDINGS["zarr"] + (".netcdf",)
+
+
+def to_geotiff(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Write a NetCDF or Zarr output of eetrend back as the GeoTIFF it was converted from, strip by strip:
+    the same bands in order with their descriptions and units, grid, CRS and tags, float32 bit for bit.
+
+    So what reads eetrend's GeoTIFF (the report, ``plot``) reads every format it writes.
+    """
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from .xarray_api import open_trend
+
+    dataset = open_trend(source)
+    try:
+        names = [str(n) for n in dataset.data_vars if dataset[n].dims == ("y", "x")]
+        if not names:
+            from ..errors import InputError
+
+            raise InputError(f"{source} has no variable on a y/x grid, so it is not an output of eetrend; give a "
+                             "NetCDF or Zarr output of eetrend trend --format netcdf|zarr")
+        height, width = dataset.sizes["y"], dataset.sizes["x"]
+        mapping = dataset[GRID_MAPPING].attrs if GRID_MAPPING in dataset.variables else {}
+        for name in names:  # decode_coords="all" moves the grid mapping into the coordinates
+            if GRID_MAPPING in dataset[name].coords:
+                mapping = dataset[name].coords[GRID_MAPPING].attrs
+                break
+        crs = CRS.from_wkt(mapping["spatial_ref"]) if mapping.get("spatial_ref") else None
+        if mapping.get("GeoTransform"):
+            c, a, b, f, d, e = (float(v) for v in str(mapping["GeoTransform"]).split())
+            transform = Affine(a, b, c, d, e, f)
+        else:  # from the pixel centres
+            x, y = dataset["x"].values, dataset["y"].values
+            a = float(x[1] - x[0]) if width > 1 else 1.0
+            e = float(y[1] - y[0]) if height > 1 else -1.0
+            transform = Affine(a, 0.0, float(x[0]) - a / 2, 0.0, e, float(y[0]) - e / 2)
+        tags: dict[str, str] = {}
+        for key, value in dataset.attrs.items():
+            if key in ("Conventions", "source", "bands"):
+                continue
+            if key == "years":
+                value = ",".join(str(int(v)) for v in np.atleast_1d(value))
+            tags["x" if key == "regressor" else key] = str(value)
+        profile = {"driver": "GTiff", "width": width, "height": height, "count": len(names), "dtype": "float32",
+                   "crs": crs, "transform": transform, "nodata": float("nan"), "tiled": True, "blockxsize": 256,
+                   "blockysize": 256, "compress": "zstd", "BIGTIFF": "IF_SAFER"}
+        rows = int(max(1, min(height, STRIP_BYTES // max(1, 4 * len(names) * width))))
+        with rasterio.open(target, "w", **profile) as out:
+            for index, name in enumerate(names, start=1):
+                out.set_band_description(index, name)
+                if dataset[name].attrs.get("units"):
+                    out.set_band_unit(index, str(dataset[name].attrs["units"]))
+            out.update_tags(**tags)
+            for top in range(0, height, rows):
+                bottom = min(height, top + rows)
+                block = np.stack([dataset[name][top:bottom].values.astype(np.float32) for name in names])
+                out.write(block, window=Window(0, top, width, bottom - top))
+    finally:
+        dataset.close()
+    return Path(target)

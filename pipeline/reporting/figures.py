@@ -46,9 +46,10 @@ def data_uri(figure, kind: str = "svg", dpi: int = 144) -> str:
 
 
 def map_figure(trend: Path, band: str, *, region: Sequence[np.ndarray], outline_footprint: bool,
-               significant_only: bool, units: str):
-    """The slope map (through the one map function, :func:`.plots.draw_band`) with a horizontal colour bar."""
-    from .plots import draw_band
+               significant_only: bool, units: str | None = None):
+    """A band's map (through the one map function, :func:`.plots.draw_band`) with a horizontal colour bar,
+    or a legend for a categorical band."""
+    from .plots import add_key, draw_band
 
     plt = _pyplot()
     import rasterio
@@ -59,13 +60,9 @@ def map_figure(trend: Path, band: str, *, region: Sequence[np.ndarray], outline_
     figure, axes = plt.subplots(figsize=(5.6, min(7.5, 5.0 * aspect + 1.6)), layout="constrained")
     drawn = draw_band(axes, trend, band=band, units=units, significant_only=significant_only,
                       region=region, outline_footprint=outline_footprint)
-    colorbar = figure.colorbar(drawn.image, ax=axes, location="bottom", fraction=0.05, shrink=0.9,
-                               extend=drawn.extend, aspect=40)
-    from matplotlib.ticker import MaxNLocator
-
-    colorbar.ax.xaxis.set_major_locator(MaxNLocator(5))
-    colorbar.set_label(f"{band.replace('_', ' ')} ({drawn.units or 'per year'})")
-    colorbar.outline.set_visible(False)
+    key = add_key(figure, axes, drawn, below=True)
+    if drawn.legend is None:
+        key.outline.set_visible(False)
     return figure, drawn
 
 
@@ -96,7 +93,7 @@ def histogram_figure(summary: AreaSummary, units: str, significance_label: str):
     return figure
 
 
-def series_figure(series: RegionalSeries, fits: dict[str, float], units: str):
+def series_figure(series: RegionalSeries, fits: dict[str, float], units: str, mk: str = "Mann-Kendall"):
     """Per-year median with the interquartile range, and the OLS and Sen lines fitted to the median."""
     from matplotlib.ticker import MaxNLocator
 
@@ -113,7 +110,7 @@ def series_figure(series: RegionalSeries, fits: dict[str, float], units: str):
                   label=f"OLS {fits['slope']:+.3g} per year (p = {fits['pvalue']:.2g})")
     if np.isfinite(fits.get("sen_slope", np.nan)):
         axes.plot(span, fits["sen_intercept"] + fits["sen_slope"] * span, "--", color=SEN_COLOUR, linewidth=1.6,
-                  label=f"Sen {fits['sen_slope']:+.3g} per year (Mann-Kendall p = {fits['mk_p']:.2g})")
+                  label=f"Sen {fits['sen_slope']:+.3g} per year ({mk} p = {fits['mk_p']:.2g})")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(units)
     axes.spines[["top", "right"]].set_visible(False)

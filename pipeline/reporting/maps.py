@@ -92,6 +92,8 @@ def significance_bands(band: str, names: Sequence[str]) -> tuple[str | None, str
     """
     names = list(names)
     primary = "mk_p" if "mk_p" in names else "pvalue"
+    if band == "cp_year":
+        return ("cp_p" if "cp_p" in names else None), None
     if band in OLS_ESTIMATES:
         raw = "pvalue"
     elif band in MK_ESTIMATES:
@@ -103,8 +105,112 @@ def significance_bands(band: str, names: Sequence[str]) -> tuple[str | None, str
     return raw, fdr
 
 
-def test_name(p_band: str) -> str:
-    return {"pvalue": "OLS t-test", "mk_p": "Mann-Kendall", "p_fdr": "FDR-adjusted"}.get(p_band, p_band)
+# What each band is, in words, for titles, colour bars and captions (``{mk}``: the Mann-Kendall variant).
+BAND_LABELS = {
+    "slope": "OLS slope", "intercept": "OLS intercept", "rvalue": "OLS correlation r", "pvalue": "OLS t-test p-value",
+    "stderr": "OLS slope standard error", "intercept_stderr": "OLS intercept standard error",
+    "sen_slope": "Sen's slope", "sen_intercept": "Sen's intercept",
+    "sen_low": "Sen's slope, lower confidence bound", "sen_high": "Sen's slope, upper confidence bound",
+    "mk_s": "{mk} S", "mk_var_s": "{mk} variance of S", "mk_z": "{mk} z", "mk_p": "{mk} p-value",
+    "mk_tau": "Kendall's tau", "n": "valid years per pixel (n)", "p_fdr": "FDR-adjusted p-value",
+    "trend_class": "trend class", "trend_class_fdr": "trend class, FDR-corrected",
+    "cp_year": "change point: last year before it (Pettitt)", "cp_p": "Pettitt change point p-value",
+}
+PER_YEAR_BANDS = {"slope", "stderr", "sen_slope", "sen_low", "sen_high"}  # in units of the values per year
+MK_VARIANTS = {"original": "Mann-Kendall", "hamed-rao": "Mann-Kendall (Hamed-Rao)",
+               "yue-wang": "Mann-Kendall (Yue-Wang)", "prewhiten": "Mann-Kendall (pre-whitened)",
+               "tfpw": "Mann-Kendall (TFPW)"}
+FDR_NAMES = {"bh": "Benjamini-Hochberg", "by": "Benjamini-Yekutieli"}
+TREND_CLASS_COLOURS = {-1: "#8c510a", 0: "#d9dee3", 1: "#01665e"}  # the report's decrease / none / increase
+
+
+def slope_band(names: Sequence[str]) -> str:
+    """The estimator a study's picture and its report map both show: Sen's slope where the output has it
+    (robust to outliers, the one ``trend_class`` follows with ``method = "both"``), else the OLS slope."""
+    return "sen_slope" if "sen_slope" in names else "slope"
+
+
+def mk_name(tags: dict[str, str] | None) -> str:
+    """The Mann-Kendall variant a trend file was fitted with, e.g. "Mann-Kendall (TFPW)", from its tags."""
+    key = (tags or {}).get("mk_test", "original").split(":", 1)[0].strip()
+    return MK_VARIANTS.get(key, f"Mann-Kendall ({key})")
+
+
+def fdr_name(tags: dict[str, str] | None) -> str | None:
+    """E.g. "Benjamini-Hochberg, q = 0.05" for a file fitted with ``--fdr``, else None."""
+    tags = tags or {}
+    method = tags.get("fdr_method", "").split()[0].removeprefix("fdr_") if tags.get("fdr_method") else ""
+    if not method:
+        return None
+    return f"{FDR_NAMES.get(method, method)}, q = {tags.get('fdr_q', '?')}"
+
+
+def band_label(name: str, tags: dict[str, str] | None = None) -> str:
+    """A band's name in words (its description if eetrend has no words for it)."""
+    return BAND_LABELS.get(name, name.replace("_", " ")).format(mk=mk_name(tags))
+
+
+def test_name(p_band: str, tags: dict[str, str] | None = None) -> str:
+    """The test behind a p-value band, naming the Mann-Kendall variant the file records."""
+    return {"pvalue": "OLS t-test", "mk_p": mk_name(tags), "p_fdr": "FDR-adjusted",
+            "cp_p": "Pettitt"}.get(p_band, p_band)
+
+
+@dataclass(frozen=True)
+class Categories:
+    """A band whose values are classes: each value's colour and words, for a legend instead of a colour bar."""
+
+    values: tuple[float, ...]
+    labels: tuple[str, ...]
+    colours: tuple[str, ...]
+    title: str
+
+
+def categories(name: str, tags: dict[str, str] | None, present: np.ndarray) -> Categories | None:
+    """The classes of a categorical band (``trend_class``, ``trend_class_fdr``, or a ``*_type`` / ``*_class``
+    band such as a change type), or None for a band of measured values. ``present`` holds the values found."""
+    tags = tags or {}
+    if name in ("trend_class", "trend_class_fdr"):
+        if name == "trend_class_fdr":
+            test = f"{fdr_name(tags) or 'FDR'}"
+        else:
+            test = f"{mk_name(tags) if tags.get('method', 'both') != 'ols' else 'OLS t-test'} p < " \
+                   f"{tags.get('alpha', '0.05')}"
+        return Categories((-1.0, 0.0, 1.0), ("significant decrease", "no significant trend", "significant increase"),
+                          tuple(TREND_CLASS_COLOURS[v] for v in (-1, 0, 1)), f"{band_label(name)}\n{test}")
+    if not (name.endswith("_type") or name.endswith("_class")):
+        return None
+    import matplotlib
+
+    found = tuple(float(v) for v in np.unique(present[np.isfinite(present)])[:20])
+    words = _class_words(tags.get(name, ""))
+    palette = matplotlib.colormaps["tab10"].colors
+    colours = tuple(matplotlib.colors.to_hex(palette[i % len(palette)]) for i in range(len(found)))
+    labels = tuple(words.get(v, f"class {v:g}") for v in found)
+    return Categories(found, labels, colours, band_label(name))
+
+
+def _class_words(text: str) -> dict[float, str]:
+    """``"0 none, 1 abrupt, 2 gradual"`` (a band's tag) as {0: "none", 1: "abrupt", 2: "gradual"}."""
+    import re
+
+    words = {}
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*[:=]?\s*(.+?)\s*", part)
+        if match:
+            words[float(match.group(1))] = match.group(2)
+    return words
+
+
+def is_year_band(name: str) -> bool:
+    """A band whose values are calendar years (drawn with one colour per year, never "per year")."""
+    return name == "cp_year" or name.endswith("_year")
+
+
+def is_stepped_band(name: str) -> bool:
+    """A band of whole numbers drawn one colour per value without units: years, and ``n`` (its label says
+    "valid years")."""
+    return is_year_band(name) or name == "n"
 
 
 def nice_length(target: float) -> float:

@@ -3,8 +3,13 @@
 - Slopes and other signed trend bands: brown (decrease) to green (increase), centred on
   zero, range +-(98th percentile of |value|).
 - Index values (NDVI and the like): YlGn with a 2-98 percentile stretch.
+- Classes (``trend_class``, ``trend_class_fdr``, a ``*_type`` or ``*_class`` band such as a
+  change type): one colour per class and a legend naming each, never a colour ramp.
+- Whole numbers (``cp_year``, ``n``): one colour per value, a colour bar labelled in whole numbers.
 - Anything else: viridis, 2-98 percentile stretch.
-NaN is transparent; each map has a colour bar and a title with the units and years
+Every band is named in words (``Sen's slope``, ``Mann-Kendall (TFPW) p-value``); only the
+bands measured in the values' units per year are labelled "per year".
+NaN is transparent; each map has a colour bar or legend and a title with the units and years
 (from the raster's tags, where eetrend wrote them), axes in map coordinates and a scale
 bar, and can fade non-significant pixels (:func:`draw_band`, shared with the HTML report).
 """
@@ -125,7 +130,8 @@ def _band_number(dataset, band: str | int | None) -> int:
 
 @dataclass
 class DrawnBand:
-    """What :func:`draw_band` drew: the image (for a colour bar) and the words a caption needs."""
+    """What :func:`draw_band` drew: the image (for a colour bar) or the classes (for a legend), and the words
+    a caption needs."""
 
     image: object
     name: str
@@ -134,6 +140,16 @@ class DrawnBand:
     extend: str
     significance: str | None  # e.g. "faded: not significant (Mann-Kendall p >= 0.05)", or None
     shape: tuple[int, int]  # rows and columns of the picture as drawn
+    label: str = ""  # the band in words, e.g. "Sen's slope"
+    legend: list[tuple[str, str]] | None = None  # (class, colour) of a categorical band, in value order
+    legend_title: str = ""
+    steps: tuple[int, int] | None = None  # first and last value of a band of whole numbers (years, n)
+
+    @property
+    def colour_label(self) -> str:
+        """The colour bar's label: the band in words and its units, e.g. "Sen's slope (NDVI per year)"."""
+        label = self.label or self.name
+        return f"{label} ({self.units})" if self.units else label
 
 
 def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str | None = None,
@@ -144,10 +160,23 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
     Colours as in the module docstring; axes in map coordinates with a scale bar
     (:mod:`pipeline.reporting.maps`). ``significant_only`` fades pixels whose trend is not
     significant at ``alpha`` (default: the file's own alpha), using the FDR-adjusted
-    p-value where the file has one for this band's test. ``region`` rings are outlined;
-    without them, ``outline_footprint`` outlines the valid data instead.
+    p-value where the file has one for this band's test (a change point year: its
+    Pettitt p-value; a class band says significance itself and is never faded).
+    ``region`` rings are outlined; without them, ``outline_footprint`` outlines the valid
+    data instead. ``units`` applies to bands of measured values, never to classes or years.
     """
-    from .maps import draw_map, footprint_rings, map_frame, read_picture, significance_bands, test_name
+    from .maps import (
+        PER_YEAR_BANDS,
+        band_label,
+        categories,
+        draw_map,
+        footprint_rings,
+        is_stepped_band,
+        map_frame,
+        read_picture,
+        significance_bands,
+        test_name,
+    )
 
     matplotlib, _ = _pyplot()
     with open_raster(raster) as dataset:
@@ -155,11 +184,19 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
         name = dataset.descriptions[number - 1] or f"band {number}"
         values, transform = read_picture(dataset, number)
         tags = dataset.tags()
-        units = units or dataset.units[number - 1] or tags.get("units", "")
+        classes_of = categories(name, tags, values)
+        unitless = classes_of is not None or is_stepped_band(name)
+        if unitless:
+            units = ""
+        else:
+            # The file-wide "units" tag is the slopes' unit: only per-year bands (or a file that is not a
+            # trend output, e.g. an annual composite) take it; a p-value, r or n never does.
+            fallback = tags.get("units", "") if name in PER_YEAR_BANDS or "method" not in tags else ""
+            units = units or dataset.units[number - 1] or fallback
         names = [d or "" for d in dataset.descriptions]
         frame = map_frame(transform, values.shape[1], values.shape[0], dataset.crs)
         faded, significance = None, None
-        if significant_only:
+        if significant_only and classes_of is None:
             raw, fdr = significance_bands(name, names)
             p_band = fdr or raw
             if p_band is None:
@@ -178,12 +215,34 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
                 with np.errstate(invalid="ignore"):  # BH/BY reject where adjusted p <= q; a raw test where p < alpha
                     significant = p_values <= level if fdr else p_values < level
                 faded = np.isfinite(values) & ~significant
-            test = test_name(raw or p_band) + (", FDR-adjusted" if fdr else "")
+            test = test_name(raw or p_band, tags) + (", FDR-adjusted" if fdr else "")
             relation = ">" if fdr else "\u2265"
             significance = f"faded: not significant ({test} p {relation} {level:g})"
+    if name == "n" and "method" in tags:
+        values[values == 0] = np.nan  # no valid year: outside the data, blank like every band there
     finite = np.isfinite(values)
     if not finite.any():
         raise InputError(f"{raster} band {name!r} has no valid pixel to draw")
+    rings = list(region) or (footprint_rings(finite, frame) if outline_footprint else [])
+    transparent = (0.0, 0.0, 0.0, 0.0)
+    label = band_label(name, tags)
+    years = _years_text(tags.get("years", ""))
+    if classes_of is not None:
+        index = np.full(values.shape, np.nan)
+        for position, value in enumerate(classes_of.values):
+            index[values == value] = position
+        colours = matplotlib.colors.ListedColormap(list(classes_of.colours)).with_extremes(bad=transparent)
+        image = draw_map(axes, index, frame, cmap=colours, vmin=-0.5, vmax=len(classes_of.values) - 0.5,
+                         region=rings)
+        return DrawnBand(image, name, "", years, "neither", None, values.shape, label,
+                         list(zip(classes_of.labels, classes_of.colours, strict=True)), classes_of.title)
+    if is_stepped_band(name):
+        first, last = int(np.nanmin(values)), int(np.nanmax(values))
+        steps = last - first + 1
+        colours = matplotlib.colormaps["viridis"].resampled(steps).with_extremes(bad=transparent)
+        image = draw_map(axes, values, frame, cmap=colours, vmin=first - 0.5, vmax=last + 0.5, faded=faded,
+                         fade=fade, region=rings)
+        return DrawnBand(image, name, "", years, "neither", significance, values.shape, label, steps=(first, last))
     if name in DIVERGING:
         limit = float(np.percentile(np.abs(values[finite]), 98)) or 1.0
         cmap, vmin, vmax, extend = "BrBG", -limit, limit, "both"
@@ -191,16 +250,45 @@ def draw_band(axes, raster: Path, *, band: str | int | None = None, units: str |
         vmin, vmax = (float(v) for v in np.percentile(values[finite], [2, 98]))
         cmap = "YlGn" if any(w in (name + " " + str(raster)).lower() for w in INDEX_WORDS) else "viridis"
         extend = "both"
-    colours = matplotlib.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
-    rings = list(region) or (footprint_rings(finite, frame) if outline_footprint else [])
+    colours = matplotlib.colormaps[cmap].with_extremes(bad=transparent)
     image = draw_map(axes, values, frame, cmap=colours, vmin=vmin, vmax=vmax, faded=faded, fade=fade, region=rings)
-    return DrawnBand(image, name, units, _years_text(tags.get("years", "")), extend, significance, values.shape)
+    return DrawnBand(image, name, units, years, extend, significance, values.shape, label)
+
+
+def add_key(figure, axes, drawn: DrawnBand, *, below: bool = False):
+    """The map's key: a legend naming each class of a categorical band, else a colour bar labelled with the
+    band in words and its units (whole-number ticks for years and counts). Returns the legend or colour bar."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    if drawn.legend is not None:
+        handles = [Patch(facecolor=colour, edgecolor="0.45", linewidth=0.5, label=text)
+                   for text, colour in drawn.legend]
+        where = ({"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": min(3, len(handles))} if below
+                 else {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)})
+        return axes.legend(handles=handles, title=drawn.legend_title, fontsize=8, title_fontsize=8, frameon=False,
+                           **where)
+    if below:
+        colorbar = figure.colorbar(drawn.image, ax=axes, location="bottom", fraction=0.05, shrink=0.9,
+                                   extend=drawn.extend, aspect=40)
+        axis = colorbar.ax.xaxis
+    else:
+        colorbar = figure.colorbar(drawn.image, ax=axes, shrink=0.8, extend=drawn.extend)
+        axis = colorbar.ax.yaxis
+    if drawn.steps is not None:  # whole numbers inside the range, never a tick beyond it
+        first, last = drawn.steps
+        colorbar.set_ticks([t for t in MaxNLocator(6, integer=True).tick_values(first, last) if first <= t <= last])
+    else:
+        axis.set_major_locator(MaxNLocator(5))
+    colorbar.set_label(drawn.colour_label)
+    return colorbar
 
 
 def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title: str | None = None,
                 units: str | None = None, significant_only: bool = False, alpha: float | None = None,
                 fade: float = 0.25) -> Path:
-    """Write one band of ``raster`` as a map with coordinate axes, a scale bar and a colour bar.
+    """Write one band of ``raster`` as a map with coordinate axes, a scale bar and a colour bar (a legend
+    for a categorical band); the default title names the band in words, e.g. "Sen's slope".
 
     ``significant_only`` fades non-significant pixels to opacity ``fade`` (see :func:`draw_band`).
     """
@@ -209,20 +297,22 @@ def plot_raster(raster: Path, png: Path, *, band: str | int | None = None, title
         raise UsageError(f"--fade {fade}: give an opacity between 0 (hide) and 1 (no fading)")
     if alpha is not None and not 0.0 < alpha < 1.0:
         raise UsageError(f"--alpha {alpha}: give a significance level between 0 and 1, e.g. 0.05")
+    from ..engine.formats import readable_geotiff
+
     check_png_output(png, [raster])
     figure, axes = plt.subplots(dpi=110)
     try:
-        drawn = draw_band(axes, raster, band=band, units=units, significant_only=significant_only, alpha=alpha,
-                          fade=fade)
+        with readable_geotiff(raster, Path(png).parent) as readable:  # a NetCDF or Zarr output too
+            drawn = draw_band(axes, readable, band=band, units=units, significant_only=significant_only, alpha=alpha,
+                              fade=fade)
     except BaseException:
         plt.close(figure)
         raise
     height, width = drawn.shape
     figure.set_size_inches(7.5, min(12.0, 7.5 * height / width + 1.2))
-    text = title or f"{Path(raster).name}: {drawn.name}" + (f", {drawn.years}" if drawn.years else "")
+    text = title or f"{Path(raster).name}: {drawn.label}" + (f", {drawn.years}" if drawn.years else "")
     axes.set_title(text + (f"\n{drawn.significance}" if drawn.significance else ""), fontsize=10)
-    colorbar = figure.colorbar(drawn.image, ax=axes, shrink=0.8, extend=drawn.extend)
-    colorbar.set_label(drawn.units or drawn.name)
+    add_key(figure, axes, drawn)
     return _save(figure, png)
 
 

@@ -68,6 +68,11 @@ class ReportSource:
     per_year: list[dict[str, Any]] | None = None
     commands: list[str] = field(default_factory=list)
     config_text: str | None = None
+    shown: Path | None = None  # the output as the user named it, when ``trend`` is a GeoTIFF copy of it
+
+    @property
+    def output(self) -> Path:
+        return self.shown or self.trend
 
 
 def default_html(trend: Path) -> Path:
@@ -76,10 +81,23 @@ def default_html(trend: Path) -> Path:
 
 def report_trend(trend: str | Path, html_path: str | Path | None = None, *, inputs: str | None = None,
                  memory_budget: int = 256 << 20) -> Path:
-    """Write the report of a trend GeoTIFF; its inputs come from its ``eetrend_inputs`` tag or ``inputs``."""
+    """Write the report of a trend output; its inputs come from its ``eetrend_inputs`` tag or ``inputs``.
+
+    Every format eetrend writes is read: a GeoTIFF or COG directly, a NetCDF file or Zarr store
+    through a temporary GeoTIFF copy beside the page (the same bands and tags, bit for bit).
+    """
+    from ..engine.formats import readable_geotiff
+
     trend = Path(trend)
-    tags = _trend_tags(trend)
-    source = ReportSource(trend, trend.name, _value_units(tags.get("units", "")))
+    html = Path(html_path) if html_path else default_html(trend)
+    with readable_geotiff(trend, html.parent) as readable:
+        return _report_trend(trend, readable, html, inputs, memory_budget)
+
+
+def _report_trend(trend: Path, readable: Path, html: Path, inputs: str | None, memory_budget: int) -> Path:
+    """The report of ``trend``, read from ``readable`` (itself, or a GeoTIFF copy of a NetCDF/Zarr output)."""
+    tags = _trend_tags(readable)
+    source = ReportSource(readable, trend.name, _value_units(tags.get("units", "")), shown=trend)
     if inputs:
         from ..engine.stack import open_stack
 
@@ -97,7 +115,7 @@ def report_trend(trend: str | Path, html_path: str | Path | None = None, *, inpu
                                   f"pass them: eetrend report {shlex.quote(str(trend))} --inputs FOLDER")
     source.region_note = "outline: the edge of the fitted pixels (no study region is known for a lone trend file)"
     source.commands = [_trend_command(trend, tags, source.layers), f"eetrend report {shlex.quote(str(trend))}"]
-    return write_report(source, Path(html_path) if html_path else default_html(trend), memory_budget=memory_budget)
+    return write_report(source, html, memory_budget=memory_budget)
 
 
 def report_study(study, html_path: str | Path | None = None, *, memory_budget: int = 256 << 20) -> Path:
@@ -244,30 +262,38 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
 
     from . import figures as figures
     from .areas import summarise
-    from .maps import read_picture, significance_bands, test_name
+    from .maps import band_label, mk_name, read_picture, significance_bands, slope_band, test_name
     from .regional import count_series, regional_series
 
     if html_path.is_dir():
         raise UsageError(f"the output {html_path} is a folder; give a file name such as {html_path / 'report.html'}")
-    _check_html_output(html_path, [source.trend, *(layer.path for layer in source.layers or [])])
+    _check_html_output(html_path, [source.trend, source.output, *(layer.path for layer in source.layers or [])])
     started = time.perf_counter()
     with rasterio.open(source.trend) as dataset:
         names = [d or "" for d in dataset.descriptions]
         tags = dataset.tags()
-        band = "sen_slope" if "sen_slope" in names else "slope"
+        band = slope_band(names)  # the estimator the study's PNG shows too
         picture, _ = read_picture(dataset, names.index(band) + 1)
         finite = np.abs(picture[np.isfinite(picture)])
         limit = float(np.percentile(finite, 99.5)) if finite.size else 1.0
         summary = summarise(dataset, band, limit or 1.0, memory_budget=memory_budget)
+        extras = _band_counts(dataset, names, float(tags.get("alpha", 0.05) or 0.05), memory_budget)
     raw_p, fdr_p = significance_bands(band, names)
-    test = test_name(raw_p or "pvalue")
+    test = test_name(raw_p or "pvalue", tags)
     slope_units = f"{source.value_units} per year"
     map_fig, drawn = figures.map_figure(source.trend, band, region=source.region,
                                         outline_footprint=source.study is None, significant_only=raw_p is not None,
                                         units=slope_units)
     images = {"map": figures.data_uri(map_fig, "png")}
     significance = "significant, FDR-adjusted" if summary.fdr is not None else "significant (p < alpha)"
-    images["histogram"] = figures.data_uri(figures.histogram_figure(summary, slope_units, significance))
+    images["histogram"] = figures.data_uri(figures.histogram_figure(summary, f"{band_label(band)} ({slope_units})",
+                                                                    significance))
+    for extra in ("cp_year", "n"):
+        if extra in names:
+            figure, _ = figures.map_figure(source.trend, extra, region=source.region,
+                                           outline_footprint=source.study is None,
+                                           significant_only=extra == "cp_year" and "cp_p" in names)
+            images[extra] = figures.data_uri(figure, "png")
 
     series, fits, counts, series_note = None, {}, None, source.inputs_note
     stack = _open_inputs(source)
@@ -275,8 +301,9 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
         series_note = stack
     elif stack is not None:
         series = regional_series(stack, memory_budget=memory_budget)
-        fits = _fit_median(series)
-        images["series"] = figures.data_uri(figures.series_figure(series, fits, source.value_units))
+        mk_test = tags.get("mk_test", "original").split(":", 1)[0].strip() or "original"
+        fits = _fit_median(series, mk_test)
+        images["series"] = figures.data_uri(figures.series_figure(series, fits, source.value_units, mk_name(tags)))
         counts = count_series(stack, memory_budget=memory_budget)
         if counts is not None:
             images["counts"] = figures.data_uri(figures.counts_figure(counts))
@@ -284,10 +311,40 @@ def write_report(source: ReportSource, html_path: Path, *, memory_budget: int = 
 
     breaks_html = breaks_section(source.trend, memory_budget=memory_budget)  # "" unless fitted with --breaks
     page = _page(source, tags, band, drawn, summary, test, fdr_p is not None, series, fits, counts, series_note,
-                 images, time.perf_counter() - started, breaks_html)
+                 images, time.perf_counter() - started, extras, breaks_html)
     with replaced_when_done(html_path, suffix=".html") as temporary:
         temporary.write_text(page, encoding="utf-8")
     return html_path
+
+
+def _band_counts(dataset, names: list[str], alpha: float, memory_budget: int) -> dict[str, dict[int, int]]:
+    """Exact pixel counts, read strip by strip at full resolution: of each number of valid years (``n``), and
+    of each change point year (``cp_year``) among all change points and the significant ones (Pettitt
+    ``cp_p < alpha``). Empty for the bands the output does not have."""
+    from rasterio.windows import Window
+
+    wanted = [b for b in ("n", "cp_year", "cp_p") if b in names]
+    counts: dict[str, dict[int, int]] = {"n": {}, "cp_year": {}, "cp_significant": {}}
+    if not ({"n", "cp_year"} & set(wanted)):
+        return {}
+    rows = max(1, min(dataset.height, memory_budget // max(1, 8 * 2 * len(wanted) * dataset.width)))
+
+    def add(into: dict[int, int], values: np.ndarray) -> None:
+        found, number = np.unique(values[np.isfinite(values)], return_counts=True)
+        for value, count in zip(found.astype(np.int64).tolist(), number.tolist(), strict=True):
+            into[value] = into.get(value, 0) + count
+
+    for top in range(0, dataset.height, rows):
+        window = Window(0, top, dataset.width, min(rows, dataset.height - top))
+        block = {b: dataset.read(names.index(b) + 1, window=window).astype(np.float64) for b in wanted}
+        if "n" in block:
+            add(counts["n"], block["n"])
+        if "cp_year" in block:
+            add(counts["cp_year"], block["cp_year"])
+            if "cp_p" in block:
+                with np.errstate(invalid="ignore"):
+                    add(counts["cp_significant"], np.where(block["cp_p"] < alpha, block["cp_year"], np.nan))
+    return {k: v for k, v in counts.items() if k in wanted or (k == "cp_significant" and "cp_p" in wanted)}
 
 
 def _check_html_output(html_path: Path, inputs: list) -> None:
@@ -316,13 +373,14 @@ def _open_inputs(source: ReportSource) -> Stack | str | None:
         return f"the regional series needs the inputs, which could not be read: {exc}"
 
 
-def _fit_median(series) -> dict[str, float]:
+def _fit_median(series, mk_test: str = "original") -> dict[str, float]:
+    """OLS and Sen fits of the regional median, with the Mann-Kendall variant the trend file used."""
     from ..engine.api import fit
 
     ok = np.isfinite(series.median)
     if ok.sum() < 3:
         return {}
-    result = fit(series.median[ok], np.asarray(series.years)[ok], method="both", min_years=3)
+    result = fit(series.median[ok], np.asarray(series.years)[ok], method="both", min_years=3, mk_test=mk_test)
     return {name: float(result[name]) for name in ("slope", "intercept", "pvalue", "rvalue", "sen_slope",
                                                    "sen_intercept", "sen_low", "sen_high", "mk_p")}
 
@@ -369,7 +427,7 @@ def _summary_cards(summary, fdr: bool) -> str:
     return "\n".join(cards)
 
 
-def _fits_table(fits: dict[str, float], units: str) -> str:
+def _fits_table(fits: dict[str, float], units: str, mk: str = "Mann-Kendall") -> str:
     if not fits:
         return "<p class=note>Too few years with a median to fit a trend.</p>"
     return (
@@ -378,7 +436,7 @@ def _fits_table(fits: dict[str, float], units: str) -> str:
         f"</td><td>t-test p = {fits['pvalue']:.3g}, r = {fits['rvalue']:.3f}</td></tr>"
         f"<tr><th scope=row><span class='line sen'></span>Sen</th><td>{fits['sen_slope']:+.4g} {_e(units)} per year "
         f"<span class=muted>[{fits['sen_low']:+.3g}, {fits['sen_high']:+.3g}]</span></td>"
-        f"<td>Mann-Kendall p = {fits['mk_p']:.3g}</td></tr></tbody></table>"
+        f"<td>{_e(mk)} p = {fits['mk_p']:.3g}</td></tr></tbody></table>"
     )
 
 
@@ -406,6 +464,49 @@ def _inputs_table(layers: list[Layer]) -> str:
             f"{body}</tbody></table>")
 
 
+def _extra_sections(images: dict[str, str], extras: dict[str, dict[int, int]], tags: dict[str, str],
+                    summary) -> str:
+    """The change point map with its table of years, and the map of valid years per pixel, where the output
+    has those bands."""
+    parts = []
+    if "cp_year" in images:
+        everything, significant = extras.get("cp_year", {}), extras.get("cp_significant")
+        alpha = tags.get("alpha", "0.05")
+        total = sum(everything.values())
+        head = "<th>year</th><th>pixels</th>" + (f"<th>Pettitt p &lt; {_e(alpha)}</th>" if significant is not None
+                                                  else "")
+        rows = "".join(f"<tr><td>{year}</td><td>{count:,}</td>" +
+                       (f"<td>{significant.get(year, 0):,}</td>" if significant is not None else "") + "</tr>"
+                       for year, count in sorted(everything.items()))
+        faded = f"; faded where Pettitt p ≥ {_e(alpha)}" if significant is not None else ""
+        parts.append(
+            '<section id="changes"><div class="grid"><figure><h2>Change points (Pettitt)</h2>'
+            f'<img class="map" src="{images["cp_year"]}" alt="map of the change point year">'
+            f"<figcaption>cp_year: the last year before the change, one colour per year{faded}. "
+            f"{_e(tags.get('changepoint', ''))}</figcaption></figure><div><h3>Pixels per change point year</h3>"
+            f"<table class=years><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            f"<p class=note>{total:,} pixels with a change point"
+            + (f", {sum(significant.values()):,} of them significant" if significant is not None else "")
+            + ".</p></div></div></section>")
+    if "n" in images:
+        valid = extras.get("n", {})
+        fitted = sum(valid.values())
+        rows = "".join(f"<tr><td>{n}</td><td>{count:,}</td><td>{_pct(count, fitted)}</td></tr>"
+                       for n, count in sorted(valid.items()))
+        some = [n for n in valid if n > 0]
+        spread = (f"from {min(some)} to {max(some)} valid years per pixel (blank: none)" if some
+                  else "no pixel has a valid year")
+        parts.append(
+            '<section id="valid-years"><div class="grid"><figure><h2>Valid years per pixel (n)</h2>'
+            f'<img class="map" src="{images["n"]}" alt="map of the number of valid years per pixel">'
+            f"<figcaption>n: the years with a valid value at each pixel, {spread}; pixels with fewer than "
+            f"{_e(tags.get('min_years', '?'))} are not fitted.</figcaption></figure>"
+            "<div><details><summary>Pixels per number of valid years</summary><table class=years><thead><tr>"
+            f"<th>n</th><th>pixels</th><th>%</th></tr></thead><tbody>{rows}</tbody></table></details></div></div>"
+            "</section>")
+    return "\n".join(parts)
+
+
 def _versions() -> dict[str, str]:
     import matplotlib
     import rasterio
@@ -419,23 +520,29 @@ def _dl(items: dict[str, Any]) -> str:
 
 
 def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary, test: str, fdr_p: bool, series,
-          fits, counts, series_note: str, images: dict[str, str], seconds: float, breaks_html: str = "") -> str:
+          fits, counts, series_note: str, images: dict[str, str], seconds: float,
+          extras: dict[str, dict[int, int]] | None = None, breaks_html: str = "") -> str:
+    from .maps import band_label, fdr_name, mk_name
+
+    extras = extras or {}
     years = [int(y) for y in tags.get("years", "").split(",") if y.strip()]
-    method = {"ols": "ordinary least squares", "sen": "Sen's slope with the Mann-Kendall test",
-              "both": "OLS, and Sen's slope with the Mann-Kendall test"}.get(tags.get("method", ""), tags.get("method"))
+    mk = mk_name(tags)
+    method = {"ols": "ordinary least squares", "sen": f"Sen's slope with the {mk} test",
+              "both": f"OLS, and Sen's slope with the {mk} test"}.get(tags.get("method", ""), tags.get("method"))
     fdr = summary.fdr is not None
     units = source.value_units
     head_cells = "<th>km²</th><th>%</th>" + ("<th>km²</th><th>%</th>" if fdr else "")
     group = "<th colspan=2>raw p</th>" + ("<th colspan=2>FDR-corrected</th>" if fdr else "")
-    significance_text = (f"{test} p-values adjusted for the false discovery rate over the whole map"
+    significance_text = (f"{test} p-values adjusted for the false discovery rate over the whole map "
+                         f"({fdr_name(tags) or tags.get('fdr_method', '?')})"
                          if fdr else f"{test} p < {tags.get('alpha', '0.05')} per pixel, not corrected for "
                          "testing many pixels (the file has no trend_class_fdr band)")
     map_caption = " · ".join(filter(None, [
-        f"{band.replace('_', ' ')} in {units} per year, brown decrease to teal increase, centred on zero",
+        f"{band_label(band, tags)} in {units} per year, brown decrease to teal increase, centred on zero",
         drawn.significance, source.region_note]))
     if series is not None:
         series_html = (f'<img class="chart wide" src="{images["series"]}" alt="regional series: median and '
-                       f'interquartile range per year with OLS and Sen fits">' + _fits_table(fits, units) +
+                       f'interquartile range per year with OLS and Sen fits">' + _fits_table(fits, units, mk) +
                        f"<p class=note>Across all valid pixels of each year (between {int(series.valid.min()):,} and "
                        f"{int(series.valid.max()):,} pixels); exact quantiles, read in {series.passes} passes over "
                        f"the inputs. {_e(series_note[:1].upper() + series_note[1:])}</p>")
@@ -459,11 +566,16 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
     else:
         table, table_title = "<p class=note>No inputs known.</p>", "Inputs"
     provenance = {
-        "trend file": str(source.trend),
+        "trend file": str(source.output),
         "method": method,
+        "map": f"{band_label(band, tags)} (the study's PNG shows the same band)",
         "significance": significance_text,
         "years": f"{format_years(years)} ({len(years)} years)" if years else "not recorded",
         "minimum valid years": tags.get("min_years", "–"),
+        **({"trend test": tags["mk_test"].replace(":", " –", 1) if ":" in tags["mk_test"] else tags["mk_test"]}
+           if tags.get("mk_test") else {}),
+        **({"false discovery rate": fdr_name(tags)} if fdr_name(tags) else {}),
+        **({"change points": tags["changepoint"]} if tags.get("changepoint") else {}),
         "written by": f"eetrend {tags.get('eetrend_version', '?')}",
     }
     other_tags = {k: v for k, v in sorted(tags.items()) if k not in ("eetrend_inputs",) and len(v) < 300}
@@ -471,9 +583,8 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
                    f"<pre>{_e(source.config_text)}</pre>") if source.config_text else ""
     commands = "\n".join(_e(c) for c in source.commands)
     if fdr:
-        fdr_note = ("Raw: each pixel's test at its own level. FDR-corrected: the same tests with the false discovery "
-                    f"rate controlled over the whole map ({_e(tags.get('fdr_method') or tags.get('fdr', '?'))}, "
-                    f"q = {_e(tags.get('fdr_q', '?'))}).")
+        fdr_note = (f"Raw: each pixel's {_e(test)} at its own level. FDR-corrected: the same tests with the false "
+                    f"discovery rate controlled over the whole map ({_e(fdr_name(tags) or tags.get('fdr_method'))}).")
     else:
         fdr_note = "FDR-corrected areas appear when the trend is fitted with --fdr (a p_fdr band)."
     values = {
@@ -482,7 +593,11 @@ def _page(source: ReportSource, tags: dict[str, str], band: str, drawn, summary,
         "generated": _e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         "version": _e(__version__),
         "cards": _summary_cards(summary, fdr),
-        "cards_note": "FDR-corrected" if fdr else f"{_e(test)}, p &lt; {_e(tags.get('alpha', '0.05'))}, uncorrected",
+        "cards_note": (f"{_e(test)}, FDR-corrected ({_e(fdr_name(tags))})" if fdr
+                       else f"{_e(test)}, p &lt; {_e(tags.get('alpha', '0.05'))}, uncorrected"),
+        "map_title": _e(band_label(band, tags)),
+        "map_alt": _e(f"map of {band_label(band, tags)}"),
+        "extra_sections": _extra_sections(images, extras, tags, summary),
         "map": images["map"],
         "map_caption": _e(map_caption),
         "area_head_group": group,
@@ -577,8 +692,8 @@ $cards
 <section id="map">
 <div class="grid">
 <figure>
-<h2>Where it changed</h2>
-<img class="map" src="$map" alt="map of the slope">
+<h2>Where it changed: $map_title</h2>
+<img class="map" src="$map" alt="$map_alt">
 <figcaption>$map_caption</figcaption>
 </figure>
 <div id="areas">
@@ -597,6 +712,7 @@ $area_rows
 </div>
 </section>
 
+$extra_sections
 <section id="series">
 <h2>The regional series</h2>
 $series
