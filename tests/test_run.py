@@ -270,7 +270,7 @@ def test_a_year_that_failed_for_good_keeps_its_cause_and_fix_in_every_later_run(
 
 
 def test_a_cancelled_year_still_points_to_resubmit(emulator, make_study):
-    path, study = make_study(years="2000..2001", extra='[trend]\nmethod = "ols"')
+    path, study = make_study(years="2000..2001", extra='[trend]\nmin_years = 2\nmethod = "ols"')
     assert runner.invoke(app, ["run", str(path)]).exit_code == 75
     assert runner.invoke(app, ["cancel", str(path), "--years", "2001"]).exit_code == 0
     emulator.earthengine.finish_all()
