@@ -400,14 +400,19 @@ def _wrapped_int(value: Any, default: int) -> int:
     return int(value)
 
 
-def _invalid_export(body: dict[str, Any]) -> str | None:
-    """Why Earth Engine would refuse this ExportImageRequest before starting it, or None."""
-    problem = _unknown(body, EXPORT_IMAGE_REQUEST, "")
-    if problem:
-        return problem
+def _invalid_expression(body: dict[str, Any]) -> str | None:
+    """Why a request's ``expression`` is not a serialized Earth Engine expression, or None."""
     expression = body.get("expression")
     if not isinstance(expression, dict) or "result" not in expression or "values" not in expression:
         return "Invalid JSON payload: 'expression' must be a serialized Earth Engine expression."
+    return None
+
+
+def _invalid_export(body: dict[str, Any]) -> str | None:
+    """Why Earth Engine would refuse this ExportImageRequest before starting it, or None."""
+    problem = _unknown(body, EXPORT_IMAGE_REQUEST, "") or _invalid_expression(body)
+    if problem:
+        return problem
     request_id = body.get("requestId")
     if request_id is not None and not REQUEST_ID.fullmatch(str(request_id)):
         return (f"Invalid requestId '{request_id}': use 1-60 of the characters a-z, A-Z, 0-9 and '-'.")
@@ -468,12 +473,9 @@ def _invalid_file_options(options: dict[str, Any]) -> str | None:
 
 def _invalid_pixels(body: dict[str, Any]) -> str | None:
     """Why Earth Engine would refuse this ComputePixelsRequest (or the emulator cannot answer it), or None."""
-    problem = _unknown(body, COMPUTE_PIXELS_REQUEST, "")
+    problem = _unknown(body, COMPUTE_PIXELS_REQUEST, "") or _invalid_expression(body)
     if problem:
         return problem
-    expression = body.get("expression")
-    if not isinstance(expression, dict) or "result" not in expression or "values" not in expression:
-        return "Invalid JSON payload: 'expression' must be a serialized Earth Engine expression."
     if body.get("fileFormat") != "GEO_TIFF":
         return (f"The eetrend emulator answers computePixels as GEO_TIFF only, not {body.get('fileFormat')!r} "
                 "(not emulated).")
