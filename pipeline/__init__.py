@@ -11,14 +11,14 @@ The library behind the ``eetrend`` command. For notebooks:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .engine.api import TrendResult, fit, fit_stack  # noqa: E402
 from .engine.kernels import Method, band_names  # noqa: E402
+from .engine.options import FitOptions  # noqa: E402
 from .engine.stack import Stack, open_stack  # noqa: E402
-from .engine.trend import FitOptions, TrendRun, trend_rasters  # noqa: E402
+from .engine.trend import TrendRun, trend_rasters  # noqa: E402
 from .engine.xarray_api import open_trend  # noqa: E402
 from .errors import EetrendError  # noqa: E402
+from .version import __version__
 
 __all__ = [
     "EetrendError",

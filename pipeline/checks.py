@@ -78,7 +78,7 @@ def _span(sensor) -> str:
 
 
 def _fit_problems(study: Study) -> list[str]:
-    from .engine.statistics import check_options
+    from .engine.options import check_options
 
     trend, composite = study.config.trend, study.config.composite
     problems = []

@@ -764,7 +764,7 @@ class Study:
         return given if given is not None else default_direct_tile(2 if self.config.composite.count_band else 1)
     def fit_options(self):
         """The :class:`~pipeline.engine.trend.FitOptions` of ``[trend]`` (band 2 holds the counts, if any)."""
-        from .engine.trend import FitOptions
+        from .engine.options import FitOptions
 
         trend = self.config.trend
         return FitOptions(method=trend.method, min_years=trend.min_years, alpha=trend.alpha,

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .config import Study, fingerprint
 from .earthengine import manifest as m
 from .earthengine.downloads import DownloadReport, Progress, download_study
@@ -33,6 +32,8 @@ from .files.diskio import STATE_ROOM, ensure_folder
 from .files.leftovers import remove_stale_temporaries
 from .files.outputs import replaced_when_done
 from .lock import StudyLock
+from .study_outputs import output_paths
+from .version import __version__
 from .years import format_years
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,6 @@ class RunResult:
     fitted: bool = False
     submitted: list[int] = field(default_factory=list)
     downloaded: list[str] = field(default_factory=list)
-
-
-def output_paths(study: Study) -> dict[str, Path]:
-    stem = study.name
-    paths = {"trend": study.outputs / f"{stem}_trend.tif", "png": study.outputs / f"{stem}_slope.png",
-             "report": study.outputs / f"{stem}_report.json"}
-    kind = study.config.trend.format
-    if kind in ("netcdf", "zarr"):  # beside the GeoTIFF, which the picture and report are drawn from
-        paths[kind] = study.outputs / f"{stem}_trend{'.nc' if kind == 'netcdf' else '.zarr'}"
-    return paths
 
 
 def run_study(study: Study, *, wait: bool = False, timeout: float | None = None, poll: float = 60.0,

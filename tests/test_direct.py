@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.config import load_study
-from pipeline.earthengine import direct
+from pipeline.earthengine import direct, direct_plan
 from pipeline.earthengine import manifest as m
 from pipeline.earthengine.client import EXPORT_NODATA
 from pipeline.earthengine.exports import export_study
@@ -118,7 +118,7 @@ def test_every_request_is_within_the_limits_on_the_export_grid_and_at_most_direc
     assert emulator.earthengine.pixels_max_in_flight == 3
     grid = study_grid(study)
     requests = _pixel_requests(emulator)
-    assert len(requests) == len(direct.plan(grid, 256)) * 3
+    assert len(requests) == len(direct_plan.plan(grid, 256)) * 3
     for body in requests:
         assert body["fileFormat"] == "GEO_TIFF"
         dims = body["grid"]["dimensions"]
@@ -172,7 +172,8 @@ def test_a_run_killed_mid_way_asks_for_no_finished_tile_again(tmp_path, emulator
     assert result.exit_code == 0, result.lines
     again = emulator.earthengine.pixels_windows[len(before):]
     assert not finished & set(again)  # no finished tile was asked for again
-    assert set(before) | set(again) >= {(y, *w.key) for y in study.years for w in direct.plan(study_grid(study), 256)}
+    planned = direct_plan.plan(study_grid(study), 256)
+    assert set(before) | set(again) >= {(y, *w.key) for y in study.years for w in planned}
     assert not [p for p in study.downloads.rglob("*") if p.is_file() and p.suffix == ".tif"
                 and p.parent != study.downloads]  # every year assembled: its tiles are gone
 
@@ -299,8 +300,8 @@ def test_a_manifest_from_before_the_direct_route_opens_and_gains_its_table(tmp_p
 def test_a_study_too_large_for_the_direct_route_is_warned_with_its_number_of_requests(tmp_path, emulator):
     _, study = _study(tmp_path, emulator, "big", years="1990..2020", export='destination = "direct"',
                       region='bbox = [9.0, 46.0, 11.9, 49.0]\ncrs = "EPSG:32632"\nscale = 30')
-    tiles, total = direct.requests_needed(study)
-    assert total == tiles * 31 > direct.WARN_REQUESTS
+    tiles, total = direct_plan.requests_needed(study)
+    assert total == tiles * 31 > direct_plan.WARN_REQUESTS
     lines = export_study(study).lines()
     assert any(f"{total:,} computePixels requests" in line for line in lines)
 

@@ -10,7 +10,7 @@ writes (:func:`.grid.study_grid`), one tile at a time:
 2. **fetch**: up to ``export.direct_workers`` requests at once through the official
    client (``ee.data.computePixels``, GEO_TIFF); 429, 5xx and cut connections are retried
    with backoff; a tile answered "User memory limit exceeded", "Computation timed out"
-   or a 400 "too large" is split in four and asked again, down to :data:`MIN_TILE`
+   or a 400 "too large" is split in four and asked again, down to :data:`.direct_plan.MIN_TILE`
    pixels a side, and then the year needs attention with Earth Engine's message;
 3. **check**: every answer is parsed and its size, bands, type, CRS and transform are
    compared with the window asked for; it is written beside its final name and renamed,
@@ -40,88 +40,25 @@ from ..files.diskio import ensure_folder, fsync_path, verify_geotiff, write_fail
 from ..files.leftovers import remove_stale_temporaries
 from ..files.outputs import replaced_when_done, temporary_path
 from ..lock import holds_study_lock
-from ..years import format_years
 from . import client as ee_api
 from . import manifest as m
-from .downloads import DownloadReport, _dataset_on_disk
+from .direct_plan import Window, plan, size_warning
 from .exports import open_manifest, sync
 from .grid import PixelGrid, study_grid
 from .integrity import md5_of
+from .on_disk import DownloadReport, dataset_on_disk
 
 log = logging.getLogger(__name__)
 
-#: The smallest tile side a split goes down to; a tile this small that still fails fails its year.
-MIN_TILE = 32
 RETRIES = 6
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
-#: Beyond this many requests a study is better served by a batch export: the README says why.
-WARN_REQUESTS = 1000
 #: Earth Engine's answers that a smaller request may pass (deterministic for a given request: never retried as is).
 SPLIT_HINTS = ("user memory limit exceeded", "computation timed out", "total request size", "too large")
 REMOTE_REF = "computePixels"
 DONE, SPLIT = "done", "split"
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the study so far known)
-
-
-@dataclass(frozen=True, order=True)
-class Window:
-    """A rectangle of a year's grid, in pixels: top row, left column, height, width."""
-
-    row: int
-    col: int
-    height: int
-    width: int
-
-    @property
-    def key(self) -> tuple[int, int, int, int]:
-        return (self.row, self.col, self.height, self.width)
-
-    @property
-    def pixels(self) -> int:
-        return self.height * self.width
-
-    def can_split(self) -> bool:
-        return max(self.height, self.width) > MIN_TILE
-
-    def quarters(self) -> list[Window]:
-        """The window in (up to) four: halves of each side longer than :data:`MIN_TILE`."""
-        rows = _halves(self.row, self.height)
-        cols = _halves(self.col, self.width)
-        return [Window(r, c, h, w) for r, h in rows for c, w in cols]
-
-    def file_name(self) -> str:
-        return f"{self.row:06d}-{self.col:06d}-{self.height}x{self.width}.tif"
-
-
-def _halves(start: int, size: int) -> list[tuple[int, int]]:
-    if size <= MIN_TILE:
-        return [(start, size)]
-    first = (size + 1) // 2
-    return [(start, first), (start + first, size - first)]
-
-
-def plan(grid: PixelGrid, tile: int) -> list[Window]:
-    """The grid cut into ``tile`` x ``tile`` windows, row by row (the last row and column smaller)."""
-    return [Window(row, col, min(tile, grid.height - row), min(tile, grid.width - col))
-            for row in range(0, grid.height, tile) for col in range(0, grid.width, tile)]
-
-
-def requests_needed(study: Study) -> tuple[int, int]:
-    """(tiles a year, requests for every year) of a direct fetch of ``study``, before any split."""
-    tiles = len(plan(study_grid(study), study.direct_tile))
-    return tiles, tiles * len(study.years)
-
-
-def size_warning(study: Study) -> str | None:
-    """A warning line for a study that would take more than :data:`WARN_REQUESTS` computePixels requests."""
-    tiles, total = requests_needed(study)
-    if total <= WARN_REQUESTS:
-        return None
-    return (f"warning: this study takes {total:,} computePixels requests ({tiles:,} tile(s) a year x "
-            f"{len(study.years)} years); at that size a batch export (destination = 'drive' or 'gcs') spends less "
-            "of Earth Engine's interactive quota, see the README's 'direct or batch' table")
 
 
 # -- one tile ---------------------------------------------------------------------------------------
@@ -329,7 +266,7 @@ def fetch_study(study: Study, *, sleep: Callable[[float], None] = time.sleep,
             record = manifest.year(year)
             assert record is not None
             if record.state == m.COMPLETED:
-                on_disk, _lost = _dataset_on_disk(manifest, study, year, report)
+                on_disk, _lost = dataset_on_disk(manifest, study, year, report)
                 if on_disk is not None:
                     report.skipped_years.append(year)
                     report.datasets[year] = on_disk
@@ -547,17 +484,3 @@ def tile_counts(study: Study) -> dict[int, tuple[int, int]]:
             record = records.get(year)
             counts[year] = (total if record is not None and record.state == m.COMPLETED else done, total)
     return counts
-
-
-def describe_plan(study: Study) -> list[str]:
-    """What ``export`` says for a direct study: nothing to submit, and what ``download`` will ask for."""
-    tiles, total = requests_needed(study)
-    grid = study_grid(study)
-    lines = [f"destination = 'direct': nothing to submit; `eetrend download` (or run) fetches each year through "
-             f"computePixels: {tiles} tile(s) of at most {study.direct_tile} x {study.direct_tile} pixels a year "
-             f"over a {grid.width} x {grid.height} grid, {total} request(s) for {format_years(study.years)}"]
-    warning = size_warning(study)
-    if warning:
-        lines.append(warning)
-    return lines
-

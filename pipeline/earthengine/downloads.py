@@ -25,7 +25,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,11 +42,11 @@ from ..files.diskio import (
 )
 from ..files.leftovers import remove_finished_partials, remove_stale_temporaries
 from ..lock import holds_study_lock
-from ..years import format_years
 from . import client as ee_api
 from . import manifest as m
 from .exports import open_manifest, refresh
-from .integrity import DAMAGED, check_file, redo_hint
+from .integrity import check_file, redo_hint
+from .on_disk import DownloadReport, dataset_on_disk
 from .remote import RemoteFile, is_safe_name, open_store, quota_project_fix
 
 log = logging.getLogger(__name__)
@@ -71,35 +70,6 @@ class DownloadError(EetrendError):
     def __init__(self, message: str, *, redo: bool = False) -> None:
         super().__init__(message)
         self.redo = redo
-
-
-@dataclass
-class DownloadReport:
-    downloaded: list[str] = field(default_factory=list)
-    bytes: int = 0
-    skipped_years: list[int] = field(default_factory=list)
-    datasets: dict[int, Path] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)
-    waiting: list[int] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    deleted_remote: int = 0
-
-    def lines(self) -> list[str]:
-        out = list(self.notes)
-        if self.downloaded:
-            out.append(f"downloaded and verified {len(self.downloaded)} file(s), {self.bytes / 1e6:.1f} MB")
-        new = sorted(set(self.datasets) - set(self.skipped_years))
-        if new:
-            out.append(f"ready for the trend: {format_years(new)}")
-        if self.skipped_years:
-            out.append(f"already downloaded and verified: {format_years(self.skipped_years)}")
-        if self.deleted_remote:
-            out.append(f"deleted {self.deleted_remote} remote file(s) after verifying the local copies")
-        if self.waiting:
-            out.append(f"not finished on Earth Engine yet: {format_years(self.waiting)}")
-        for year, message in sorted(self.failed.items()):
-            out.append(f"{year} failed: {message}")
-        return out or ["nothing to download"]
 
 
 # -- one file ---------------------------------------------------------------------------------------
@@ -290,7 +260,7 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
             if record is None or record.state != m.COMPLETED:
                 report.waiting.append(year)
                 continue
-            on_disk, lost = _dataset_on_disk(manifest, study, year, report)
+            on_disk, lost = dataset_on_disk(manifest, study, year, report)
             if on_disk is not None:
                 report.skipped_years.append(year)
                 report.datasets[year] = on_disk
@@ -319,28 +289,6 @@ def download_study(study: Study, *, delete_remote: bool | None = None, chunk_siz
         finished = {(study.downloads / f["local_path"]).resolve() for f in manifest.all_files()}
     remove_finished_partials(study.downloads, finished)
     return report
-
-
-def _dataset_on_disk(manifest: m.Manifest, study: Study, year: int,
-                     report: DownloadReport) -> tuple[Path | None, str]:
-    """The year's recorded dataset, if it and every verified file under it are still on disk and unchanged.
-
-    Size and mtime are compared with the manifest; a file whose mtime changed is hashed
-    again. The second value describes a file that changed or vanished although its remote
-    copy was deleted, so only a new export can bring it back ("" otherwise).
-    """
-    dataset = manifest.dataset(year)
-    intact = dataset is not None and (study.downloads / dataset["path"]).exists()
-    for recorded in manifest.files(year).values():
-        check = check_file(study, manifest, recorded)
-        if check.ok:
-            continue
-        intact = False
-        if check.remote_deleted:
-            return None, check.describe()
-        if check.state == DAMAGED:
-            report.notes.append(f"{year}: {check.describe()}; fetching it again")
-    return (study.downloads / dataset["path"] if intact and dataset else None), ""
 
 
 def _download_year(study: Study, manifest: m.Manifest, store: Any, record: m.YearRecord, report: DownloadReport, *,

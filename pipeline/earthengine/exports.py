@@ -355,7 +355,7 @@ def export_study(study: Study, *, force: bool = False, resubmit: bool = False, q
         if redo:
             report.redone = redo_years(study, manifest, redo, cancel=_cancel_quietly)
         if study.config.export.destination == "direct":  # no task: download fetches the years itself
-            from .direct import describe_plan
+            from .direct_plan import describe_plan
 
             report.notes = describe_plan(study)
             return report

@@ -22,14 +22,21 @@ import traceback
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import ee
 
-    from ..config import Study
+
+class Study(Protocol):
+    """What this module needs of a :class:`pipeline.config.Study` (named so, not imported: the config
+    loader calls :func:`check_function_file`, so importing it here would make a circle)."""
+
+    config: Any
+
+    def resolve(self, path: Path) -> Path: ...
 
 KEY = "composite.function"
 _LOADED: weakref.WeakKeyDictionary[Study, Callable[..., Any]] = weakref.WeakKeyDictionary()

@@ -32,14 +32,14 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..errors import MissingExtraError, OutputExistsError, UsageError
+from ..errors import OutputExistsError, UsageError
 from ..files.outputs import check_output, replaced_when_done, temporary_path
+from .cf import GRID_MAPPING, coordinate_attrs, global_attrs, grid_mapping_attrs, pixel_centres, require
 
 FORMATS = ("gtiff", "cog", "netcdf", "zarr")
 SUFFIXES = {"gtiff": ".tif", "cog": ".tif", "netcdf": ".nc", "zarr": ".zarr"}
 NAME_ENDINGS = {"cog": (".tif", ".tiff"), "netcdf": (".nc", ".nc4"), "zarr": (".zarr",)}
 DESCRIPTIONS = {"cog": "a Cloud-Optimized GeoTIFF", "netcdf": "NetCDF", "zarr": "a Zarr store"}
-GRID_MAPPING = "spatial_ref"  # the name rioxarray and GDAL use for the CRS variable
 STRIP_BYTES = 64 * 2**20  # rows read per conversion step: all bands of one strip fit in this
 CHUNK = 512  # chunk edge of NetCDF/Zarr variables along x (and at most along y)
 
@@ -52,16 +52,6 @@ def check_format(format: str) -> str:
     if name not in FORMATS:
         raise UsageError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
     return name
-
-
-def require(package: str, purpose: str) -> Any:
-    """Import an optional package or say which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(package)
-    except ImportError:
-        raise MissingExtraError(package, "xarray", purpose) from None
 
 
 def check_target(path: str | os.PathLike[str], format: str, overwrite: bool) -> Path:
@@ -182,53 +172,6 @@ def _replace_store(out: Path, write: Callable[[Path], None], overwrite: bool = T
 
 
 # --- CF metadata shared by NetCDF, Zarr and the xarray API -------------------------------
-
-
-def pixel_centres(transform: tuple[float, ...], width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of pixel centres of a north-up grid (refuses a rotated one)."""
-    a, b, c, d, e, f = transform[:6]
-    if b != 0 or d != 0:
-        raise UsageError("this grid is rotated; NetCDF and Zarr outputs need a north-up grid (use --format gtiff)")
-    return c + (np.arange(width) + 0.5) * a, f + (np.arange(height) + 0.5) * e
-
-
-def coordinate_attrs(crs_wkt: str) -> tuple[dict[str, str], dict[str, str]]:
-    """CF attributes of the x and y coordinates for this CRS (from pyproj's ``cs_to_cf``)."""
-    if not crs_wkt:
-        return {"long_name": "x pixel centre"}, {"long_name": "y pixel centre"}
-    from pyproj import CRS
-
-    by_axis = {axis.get("axis"): axis for axis in CRS.from_wkt(crs_wkt).cs_to_cf()}
-    return dict(by_axis.get("X", {})), dict(by_axis.get("Y", {}))
-
-
-def grid_mapping_attrs(crs_wkt: str, transform: tuple[float, ...]) -> dict[str, Any]:
-    """The CF grid-mapping attributes of a CRS, plus the WKT and GeoTransform GDAL and rioxarray read."""
-    from pyproj import CRS
-
-    attrs = {k: v for k, v in CRS.from_wkt(crs_wkt).to_cf().items() if v is not None}
-    a, b, c, d, e, f = transform[:6]
-    attrs["spatial_ref"] = crs_wkt
-    attrs["GeoTransform"] = " ".join(repr(float(v)) for v in (c, a, b, f, d, e))
-    return attrs
-
-
-def global_attrs(tags: dict[str, str], bands: list[str]) -> dict[str, Any]:
-    """The GeoTIFF's tags as global attributes, the years as integers, the band order and the CF marker.
-
-    The tag ``x`` (what the regression's x is) becomes ``regressor``, so it is not taken
-    for the x coordinate.
-    """
-    attrs: dict[str, Any] = {"Conventions": "CF-1.8", "source": f"eetrend {tags.get('eetrend_version', '')}".strip(),
-                             "bands": ",".join(bands)}
-    for key, value in tags.items():
-        if key == "years" and value:
-            attrs["years"] = np.array([int(y) for y in value.split(",")], dtype=np.int32)
-        elif key == "x":
-            attrs["regressor"] = value
-        elif key != "AREA_OR_POINT":
-            attrs[key] = value
-    return attrs
 
 
 class _Source:
@@ -371,7 +314,7 @@ def to_geotiff(source: str | os.PathLike[str], target: str | os.PathLike[str]) -
     from rasterio.crs import CRS
     from rasterio.transform import Affine
 
-    from .xarray_api import open_trend
+    from .xarray_io import open_trend
 
     dataset = open_trend(source)
     try:

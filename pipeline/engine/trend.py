@@ -23,16 +23,15 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from .. import __version__
 from ..errors import UsageError
 from ..files.outputs import RasterWriter, check_output, temporary_path
 from .coverage import check_count_band, read_counts
 from .dask_executor import DaskSettings
 from .executors import DEFAULT_EXECUTOR, resident_bytes, resolve_workers, task_runner
-from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
-from .kernels.extras import Extras
+from .kernels import Method, bytes_per_pixel, chunk_overhead, fit_pixels
+from .options import FitOptions, check_years
 from .stack import Stack, close_cached, open_stack
-from .statistics import check_options, check_years, extra_bytes_per_pixel, extra_fixed_bytes, finish_fdr, option_tags
+from .statistics import extra_bytes_per_pixel, extra_fixed_bytes, finish_fdr
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
 
 ProgressCallback = Callable[[int, int], None]
@@ -42,64 +41,6 @@ log = logging.getLogger(__name__)
 GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache, the size RasterWriter sets for the whole process
 LOAD_ALLOWANCE = 32 << 20  # what the first reads and fits may still add to the process: scipy.special, GDAL's drivers
 COMPILED_KERNEL_BYTES = 128 << 20  # numba and LLVM with Sen's compiled kernel loaded: measured 114 MiB
-
-
-@dataclass(frozen=True)
-class FitOptions:
-    """How each pixel is fitted; validated once, then shipped to the workers."""
-
-    method: Method = Method.ols
-    min_years: int = 3
-    confidence: float = 0.95
-    alpha: float = 0.05
-    mk_test: str = "original"
-    changepoint: str | None = None
-    fdr: str | None = None
-    fdr_q: float = 0.05
-    min_fraction: float = 0.0
-    edge_years: int | None = None
-    count_band: int | None = None
-    min_count: int = 0
-    breaks: int = 0
-    min_segment: float = 0.15
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "method", Method(self.method))
-        check_options(self)
-        if self.min_years < 2:
-            raise UsageError(f"--min-years is {self.min_years}; a trend needs at least 2 years")
-        if not 0.0 < self.confidence < 1.0:
-            raise UsageError(f"--confidence is {self.confidence}; give a level between 0 and 1, e.g. 0.95")
-        if not 0.0 < self.alpha < 1.0:
-            raise UsageError(f"--alpha is {self.alpha}; give a significance level between 0 and 1, e.g. 0.05")
-
-    @property
-    def extras(self) -> Extras:
-        return Extras(mk_test=self.mk_test, changepoint=self.changepoint, min_fraction=self.min_fraction,
-                      edge_years=self.edge_years, counts=self.count_band is not None, min_count=self.min_count,
-                      breaks=self.breaks, min_segment=self.min_segment)
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        """The bands of the fit (``p_fdr`` and ``trend_class_fdr`` follow with ``fdr``)."""
-        return band_names(self.method) + self.extras.bands()
-
-    def tags(self, years: Sequence[int], units: str) -> dict[str, str]:
-        tags = {
-            "eetrend_version": __version__,
-            "method": self.method.value,
-            "years": ",".join(str(y) for y in years),
-            "min_years": str(self.min_years),
-            "alpha": str(self.alpha),
-            "units": f"{units or 'input units'} per year",
-            "x": "calendar year (gaps between years are real gaps)",
-            "trend_class": "+1 significant increase, -1 significant decrease, 0 none (p < alpha), NaN not fitted",
-        }
-        if self.method is not Method.ols:
-            tags["confidence"] = str(self.confidence)
-            tags["sen_intercept"] = "median(y) - sen_slope * median(year), over the valid years"
-        tags.update(option_tags(self))
-        return tags
 
 
 @dataclass

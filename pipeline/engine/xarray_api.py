@@ -15,21 +15,22 @@ trend's tags as attributes (years as a list of ints, method, version, ...). Need
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError, UsageError
-from ..files.outputs import BAND_UNITS
-from .formats import GRID_MAPPING, global_attrs, grid_mapping_attrs, pixel_centres, require
+from ..errors import UsageError
+from .arrays import fit_array
+from .cf import GRID_MAPPING, require
+from .options import FitOptions
+from .result import TrendResult
+from .xarray_io import _dataset, open_trend, to_dataset
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from .api import TrendResult
+__all__ = ["fit_dataarray", "is_xarray", "open_trend", "to_dataset", "year_dimension", "years_of"]
 
 YEAR_DIMS = ("year", "time")
 
@@ -73,8 +74,6 @@ def years_of(array: xr.DataArray, dim: str) -> list[int]:
 def fit_dataarray(array: xr.DataArray, years: Sequence[int] | None = None, *, dim: str | None = None,
                   **options: Any) -> xr.Dataset:
     """Fit every pixel of ``array`` along its year axis; a Dataset with the other axes' coordinates."""
-    from .api import fit
-
     xr = require("xarray", "fitting an xarray.DataArray")
     axis = year_dimension(array, dim)
     year_list = list(years) if years is not None else years_of(array, axis)
@@ -86,7 +85,7 @@ def fit_dataarray(array: xr.DataArray, years: Sequence[int] | None = None, *, di
             raise UsageError("fdr adjusts p-values over the whole map, not chunk by chunk: load the DataArray "
                              "(.load()) or fit its files with eetrend trend --fdr")
         return _fit_lazy(xr, ordered, axis, year_list, options)
-    result = fit(np.asarray(ordered.values), year_list, **options)
+    result = fit_array(np.asarray(ordered.values), year_list, **options)
     result.units = str(array.attrs.get("units", ""))
     dims = ordered.dims[1:]
     coords = {name: coord for name, coord in array.coords.items() if axis not in coord.dims}
@@ -100,9 +99,6 @@ def _fit_lazy(xr: Any, array: xr.DataArray, axis: str, years: list[int], options
     Nothing is computed until the Dataset's values are asked for (``.compute()``,
     ``.to_netcdf()``, a plot), so stacks larger than memory fit the same way.
     """
-    from .api import TrendResult, fit
-    from .trend import FitOptions
-
     if len(years) != array.sizes[axis] or len(set(years)) != len(years):
         raise UsageError(f"give one distinct year for each of the {array.sizes[axis]} steps of {axis!r}; got {years}")
     fit_options = FitOptions(method=options.get("method", "ols"), min_years=options.get("min_years", 3),
@@ -111,7 +107,7 @@ def _fit_lazy(xr: Any, array: xr.DataArray, axis: str, years: list[int], options
     names = fit_options.bands
 
     def kernel(block: np.ndarray) -> tuple[np.ndarray, ...]:  # apply_ufunc puts the year axis last
-        bands = fit(np.moveaxis(block, -1, 0), years, **options).bands
+        bands = fit_array(np.moveaxis(block, -1, 0), years, **options).bands
         return tuple(bands[name].astype(np.float64, copy=False) for name in names)
 
     outputs = xr.apply_ufunc(kernel, array.chunk({axis: -1}), input_core_dims=[[axis]],
@@ -122,98 +118,3 @@ def _fit_lazy(xr: Any, array: xr.DataArray, axis: str, years: list[int], options
     coords = {name: coord for name, coord in array.coords.items() if axis not in coord.dims}
     mapping = GRID_MAPPING if GRID_MAPPING in coords else None
     return _dataset(xr, template, outputs[0].dims, coords, mapping)
-
-
-def to_dataset(result: TrendResult) -> xr.Dataset:
-    """A fit result as a Dataset: x/y pixel-centre coordinates and the CRS when the result has a grid."""
-    xr = require("xarray", "TrendResult.to_xarray()")
-    shape = next(iter(result.bands.values())).shape
-    coords: dict[str, Any] = {}
-    mapping = None
-    if result.grid is not None and len(shape) == 2:
-        grid = result.grid
-        x, y = pixel_centres(grid.transform, grid.width, grid.height)
-        coords = {"x": ("x", x), "y": ("y", y)}
-        if grid.crs:
-            require("pyproj", "TrendResult.to_xarray()")
-            coords[GRID_MAPPING] = ((), np.int32(0), grid_mapping_attrs(grid.crs, grid.transform))
-            mapping = GRID_MAPPING
-        dims: tuple[str, ...] = ("y", "x")
-    elif len(shape) == 2:
-        dims = ("y", "x")
-    else:
-        dims = tuple(f"dim_{i}" for i in range(len(shape)))
-    return _dataset(xr, result, dims, coords, mapping)
-
-
-def _dataset(xr: Any, result: TrendResult, dims: Sequence[Any], coords: Mapping[str, Any],
-             mapping: str | None) -> xr.Dataset:
-    units = result.units or "input units"
-    variables = {}
-    for name, values in result.bands.items():
-        attrs = {"long_name": name}
-        unit = BAND_UNITS.get(name, "").format(units=units)
-        if unit:
-            attrs["units"] = unit
-        if mapping:
-            attrs["grid_mapping"] = mapping
-        variables[name] = (tuple(dims), values, attrs)
-    attrs = _clean_attrs(global_attrs(result.options.tags(result.years, result.units), list(result.bands)))
-    return xr.Dataset(variables, coords=dict(coords), attrs=attrs)
-
-
-def _clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes as a notebook wants them: the years as a list of ints."""
-    cleaned = dict(attrs)
-    if "years" in cleaned:
-        years = cleaned["years"]
-        if isinstance(years, str):
-            years = years.split(",")
-        cleaned["years"] = [int(y) for y in np.atleast_1d(years)]
-    return cleaned
-
-
-def open_trend(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open any eetrend output (GeoTIFF, COG, NetCDF, Zarr) as a Dataset: a variable per band, in band order.
-
-    Values are read lazily; coordinates, the CRS (``ds.rio.crs`` with rioxarray) and the
-    tags as attributes come from the file.
-    """
-    xr = require("xarray", "open_trend()")
-    target = Path(path)
-    if not target.exists():
-        raise InputError(f"{target} does not exist; give an eetrend output (.tif, .nc or .zarr)")
-    if target.is_dir():
-        if not ((target / ".zgroup").exists() or (target / "zarr.json").exists()):
-            raise InputError(f"{target} is a folder but not a Zarr store; give an eetrend output")
-        dataset = xr.open_dataset(target, engine="zarr", decode_coords="all")
-    elif target.suffix.lower() in (".nc", ".nc4", ".netcdf"):
-        dataset = xr.open_dataset(target, decode_coords="all")
-    else:
-        return _open_geotiff(target)
-    order = [b for b in str(dataset.attrs.get("bands", "")).split(",") if b in dataset.data_vars]
-    if order:
-        dataset = dataset[order + [v for v in dataset.data_vars if v not in order]]
-    for name in dataset.data_vars:
-        dataset[name].attrs.pop("_CRS", None)  # GDAL's copy of the CRS in Zarr; spatial_ref holds it
-    dataset.attrs = _clean_attrs(dataset.attrs)
-    return dataset
-
-
-def _open_geotiff(path: Path) -> xr.Dataset:
-    import rasterio
-
-    rioxarray = require("rioxarray", "open_trend() of a GeoTIFF")
-    try:
-        with rasterio.open(path) as src:
-            names = [d or f"band_{i}" for i, d in enumerate(src.descriptions, start=1)]
-            tags = src.tags()
-    except rasterio.errors.RasterioError as exc:
-        raise InputError(f"cannot open {path}: {exc}; give an eetrend output (.tif, .nc or .zarr)") from None
-    dataset = rioxarray.open_rasterio(path, band_as_variable=True)
-    dataset = dataset.rename({f"band_{i}": name for i, name in enumerate(names, start=1) if f"band_{i}" != name})
-    for name in names:
-        for key in ("scale_factor", "add_offset"):
-            dataset[name].attrs.pop(key, None)
-    dataset.attrs = _clean_attrs(global_attrs(tags, names))
-    return dataset

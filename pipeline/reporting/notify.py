@@ -110,7 +110,7 @@ def message_for_error(study: Study, error: EetrendError) -> Message | None:
 
 def _report(study: Study, outputs: dict[str, Path]) -> str | None:
     """The HTML report if there is one, else the JSON report; an older one still on disk counts."""
-    from ..run import output_paths
+    from ..study_outputs import output_paths
 
     known = {**output_paths(study), **outputs}
     for key in ("html", "report_html", "report"):

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..engine.lineage import layers_from_tags, stack_from_layers
 from ..engine.stack import Layer, Stack
 from ..errors import InputError, UsageError
 from ..files.outputs import replaced_when_done
+from ..version import __version__
 from ..years import format_years
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _report_trend(trend: Path, readable: Path, html: Path, inputs: str | None, m
 
 def report_study(study, html_path: str | Path | None = None, *, memory_budget: int = 256 << 20) -> Path:
     """Write the report of a study from its config: its trend output, manifest, region and config."""
-    from ..run import output_paths
+    from ..study_outputs import output_paths
 
     outputs = output_paths(study)
     trend = outputs["trend"]
