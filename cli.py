@@ -84,10 +84,25 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _examples(*commands: str, before: str = "") -> str:
+    """A command's epilog: ``before`` as prose, then each example command on a line of its own.
+
+    The ``\\b`` line tells Click not to rewrap the paragraph, so a long example is never split
+    across lines (help is rendered by Click itself, without rich: see ``rich_markup_mode``)."""
+    label = "Example:" if len(commands) == 1 else "Examples:"
+    listing = "\b\n" + label + "\n" + "\n".join(f"  {command}" for command in commands)
+    return f"{before}\n\n{listing}" if before else listing
+
+
 app = typer.Typer(
     cls=_OneLineUsageErrors,
     name="eetrend",
-    help="Per-pixel trends of annual Earth Engine composites: export, download, stack and fit.",
+    help="Fit per-pixel trends of annual Earth Engine composites: export, download, stack and fit.",
+    epilog=_examples("eetrend demo eetrend-demo/", before="Every command's --help ends with an example; the demo "
+                     "runs the whole pipeline offline, against the built-in emulator."),
+    # Plain Click help: the same text with or without rich installed, square brackets are text (not
+    # markup), \b paragraphs keep examples whole, and --help does not import rich.
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -162,6 +177,7 @@ class FormatChoice(str, Enum):
     zarr = "zarr"
 
 
+YEAR_PATTERN_DEFAULT = "the first 19xx or 20xx that is not part of a longer number"
 FORMAT_HELP = ("gtiff; cog (Cloud-Optimized GeoTIFF with overviews); netcdf or zarr (CF conventions, for xarray; "
                "needs pip install 'eetrend[xarray]').")
 
@@ -176,9 +192,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", show_default="off", help="Show full tracebacks on errors.")] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", callback=_version, is_eager=True, show_default="off",
+                           help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Per-pixel trends of annual Earth Engine composites."""
@@ -279,9 +296,7 @@ def _progress_bar(label: str, enabled: bool):
         yield update
 
 
-@app.command(
-    epilog="Example: eetrend sample demo/ --years 1995-2015 --size 512x512",
-)
+@app.command(epilog=_examples("eetrend sample ndvi/ --years 1995-2015 --size 200x150"))
 def sample(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write ndvi_YYYY.tif files and truth/true_slope.tif into.")],
     years: Annotated[str, typer.Option(help="Years to write, e.g. 1995-2015 or 2000,2002,2004-2010.")] = "1995-2015",
@@ -290,7 +305,11 @@ def sample(
     noise: Annotated[float, typer.Option(help="Standard deviation of the noise, in NDVI units.")] = 0.03,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
 ) -> None:
-    """Write synthetic annual NDVI rasters with a known trend in every pixel."""
+    """Write synthetic annual NDVI rasters with a known trend.
+
+    Every pixel has its own true slope (written to truth/true_slope.tif), plus noise and
+    missing values, so a fit can be checked against the truth. No account needed.
+    """
     with _errors():
         from pipeline.engine.sample import write_sample
         from pipeline.errors import UsageError
@@ -309,12 +328,8 @@ def sample(
         )
 
 
-@app.command(
-    epilog=(
-        "Examples: eetrend trend downloads/ndvi/ -o trend.tif\n\n"
-        "eetrend trend 'exports/*.tif' -o trend.tif --method both --years 2000-2020 --workers 2"
-    ),
-)
+@app.command(epilog=_examples("eetrend trend ndvi/ -o trend.tif --method both",
+                              "eetrend trend 'ndvi/ndvi_*.tif' -o ols.tif --years 2000-2015 --workers 2"))
 def trend(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or one multi-band file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The trend file to write (GeoTIFF unless --format).")],
@@ -324,12 +339,14 @@ def trend(
     years: Annotated[
         str | None,
         typer.Option(
+            show_default="every year found in file names or band descriptions",
             help="Years to use (e.g. 2000-2020); for a multi-band file without years in its band "
             "descriptions, the year of each band in order."
         ),
     ] = None,
     year_pattern: Annotated[
-        str | None, typer.Option(help="Regular expression whose first group is the year in each file name.")
+        str | None, typer.Option(show_default=YEAR_PATTERN_DEFAULT,
+                                 help="Regular expression whose first group is the year in each file name.")
     ] = None,
     band: Annotated[int, typer.Option(help="Band to read from each annual file.")] = 1,
     min_years: Annotated[int, typer.Option(min=2, help="Pixels with fewer valid years are NaN (a p-value "
@@ -349,7 +366,8 @@ def trend(
         CompressChoice, typer.Option(help="Output compression (zstd is fast; deflate reads everywhere).")
     ] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", show_default="off",
+                                        help="Print only errors (no bar, no summary).")] = False,
     executor: Annotated[
         ExecutorChoice,
         typer.Option(
@@ -360,19 +378,22 @@ def trend(
     format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="With --executor dask: an existing scheduler (tcp://host:8786); else a local cluster."),
+        typer.Option(show_default="a local cluster",
+                     help="With --executor dask: the address of an existing scheduler, e.g. tcp://host:8786."),
     ] = None,
     mk_test: Annotated[
         MKTestChoice, typer.Option(help="Mann-Kendall test of the mk_* bands; the modified ones correct for "
                                         "autocorrelation (see README: Which test should I use?).")
     ] = MKTestChoice.original,
     fdr: Annotated[
-        FdrChoice | None, typer.Option(help="Adjust p-values over the whole map: bh (Benjamini-Hochberg) or by "
+        FdrChoice | None, typer.Option(show_default="no adjustment",
+                                       help="Adjust p-values over the whole map: bh (Benjamini-Hochberg) or by "
                                             "(Benjamini-Yekutieli); adds p_fdr and trend_class_fdr.")
     ] = None,
     fdr_q: Annotated[float, typer.Option(help="False discovery rate of trend_class_fdr.")] = 0.05,
     changepoint: Annotated[
-        ChangepointChoice | None, typer.Option(help="pettitt: add cp_year (last year before the change) and cp_p.")
+        ChangepointChoice | None, typer.Option(show_default="none",
+                                               help="pettitt: add cp_year (last year before the change) and cp_p.")
     ] = None,
     breaks: Annotated[
         int, typer.Option(help="Trends with breaks: at most this many breaks per pixel, found as strucchange finds "
@@ -385,11 +406,13 @@ def trend(
         float, typer.Option(help="A pixel needs valid values in at least this share of the years (0-1).")
     ] = 0.0,
     edge_years: Annotated[
-        int | None, typer.Option(min=0, help="A pixel's first and last valid years must be within this many years "
+        int | None, typer.Option(min=0, show_default="no limit",
+                                 help="A pixel's first and last valid years must be within this many years "
                                       "of the study's first and last.")
     ] = None,
     count_band: Annotated[
-        int | None, typer.Option(min=1, help="Band of each annual file holding its clear-scene count (2 for eetrend's "
+        int | None, typer.Option(min=1, show_default="none",
+                                 help="Band of each annual file holding its clear-scene count (2 for eetrend's "
                                       "exports); adds obs_mean and obs_slope.")
     ] = None,
     min_count: Annotated[
@@ -397,17 +420,18 @@ def trend(
     ] = 0,
     dtype_scale: Annotated[
         list[str] | None,
-        typer.Option(help="For inputs of mixed data types: read files of DTYPE as stored x SCALE + OFFSET, "
-                     "e.g. int16=0.0001 (NDVI x 10000 among float files); repeat for more types."),
+        typer.Option(metavar="DTYPE=SCALE[:OFFSET]", show_default="every file as stored",
+                     help="For inputs of mixed data types: read files of DTYPE as stored x SCALE + OFFSET, "
+                     "e.g. int16=0.0001 (NDVI x 10000 among float files); repeatable."),
     ] = None,
 ) -> None:
-    """Fit the trend of every pixel of an annual stack and write a multi-band GeoTIFF.
+    """Fit the trend of every pixel of an annual stack of rasters.
 
-    Bands: slope, intercept, rvalue, pvalue, stderr, intercept_stderr (ols);
-    sen_slope, sen_intercept, sen_low, sen_high, mk_s, mk_var_s, mk_z, mk_p,
-    mk_tau (sen); then n and trend_class; then cp_year, cp_p (--changepoint),
-    mosum_p, bp_count, bpK_year, segK_slope, segK_p, change_type (--breaks),
-    obs_mean, obs_slope (--count-band), p_fdr, trend_class_fdr (--fdr).
+    Writes one multi-band GeoTIFF (or --format). Bands: slope, intercept, rvalue, pvalue, stderr,
+    intercept_stderr (ols); sen_slope, sen_intercept, sen_low, sen_high, mk_s, mk_var_s, mk_z, mk_p,
+    mk_tau (sen); then n and trend_class; then cp_year, cp_p (--changepoint), mosum_p, bp_count,
+    bpK_year, segK_slope, segK_p, change_type (--breaks), obs_mean, obs_slope (--count-band), p_fdr,
+    trend_class_fdr (--fdr).
     """
     with _errors():
         from pipeline.engine.stack import parse_dtype_scale
@@ -451,40 +475,48 @@ def trend(
                            f"{int(run.fdr['tests']):,} fitted pixels significant ({t['fdr']:.2f} s)", err=True)
 
 
-@app.command(
-    epilog=(
-        "Examples: eetrend index L7_ETMs.tif -o ndvi.tif\n\n"
-        "eetrend index scene.tif -o nbr.tif --index nbr --nir 5 --swir2 7 --executor dask --workers 4"
-    ),
-)
+@app.command(epilog=_examples("eetrend index L7_ETMs.tif -o ndvi.tif",
+                              "eetrend index L7_ETMs.tif -o nbr.tif --index nbr --workers 2"))
 def index(
     input: Annotated[Path, typer.Argument(help="A multi-band raster (bands are spectral bands).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The index file to write (GeoTIFF unless --format).")],
     index: Annotated[IndexChoice, typer.Option("--index", help="The spectral index.")] = IndexChoice.ndvi,
-    blue: Annotated[str | None, typer.Option(help="Blue band: number or description (default 1).")] = None,
-    red: Annotated[str | None, typer.Option(help="Red band: number or description (default 3).")] = None,
-    nir: Annotated[str | None, typer.Option(help="Near-infrared band (default 4).")] = None,
-    swir1: Annotated[str | None, typer.Option(help="Shortwave-infrared 1 band (default 5).")] = None,
-    swir2: Annotated[str | None, typer.Option(help="Shortwave-infrared 2 band (default 6).")] = None,
+    blue: Annotated[str | None, typer.Option(show_default="band 1",
+                                                   help="Blue band: number or description.")] = None,
+    red: Annotated[str | None, typer.Option(show_default="band 3",
+                                                   help="Red band: number or description.")] = None,
+    nir: Annotated[str | None, typer.Option(show_default="band 4",
+                                                   help="Near-infrared band.")] = None,
+    swir1: Annotated[str | None, typer.Option(show_default="band 5",
+                                                   help="Shortwave-infrared 1 band.")] = None,
+    swir2: Annotated[str | None, typer.Option(show_default="band 6",
+                                                   help="Shortwave-infrared 2 band.")] = None,
     scale: Annotated[float, typer.Option(help="Multiply every band by this first (e.g. 0.0000275).")] = 1.0,
     offset: Annotated[float, typer.Option(help="Then add this (e.g. -0.2 for Collection 2 reflectance).")] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Workers; 0 means one per core, 1 runs in-process.")] = 0,
     executor: Annotated[
         ExecutorChoice, typer.Option(help="thread (fastest for band math), process, or dask (a Dask cluster).")
     ] = ExecutorChoice.thread,
-    scheduler: Annotated[str | None, typer.Option(help="With --executor dask: an existing scheduler address.")] = None,
+    scheduler: Annotated[str | None, typer.Option(show_default="a local cluster", help="With --executor dask: the "
+                                                  "address of an existing scheduler.")] = None,
     memory_budget: Annotated[str, typer.Option(help="Memory for all workers together, e.g. 512MB.")] = "1GB",
     compress: Annotated[CompressChoice, typer.Option(help="Output compression.")] = CompressChoice.zstd,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (no bar, no summary).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", show_default="off",
+                                        help="Print only errors (no bar, no summary).")] = False,
     format: Annotated[FormatChoice, typer.Option("--format", help=FORMAT_HELP)] = FormatChoice.gtiff,
 ) -> None:
-    """Compute a spectral index window by window in parallel, into one GeoTIFF (no tile files).
+    """Compute a spectral index of a multi-band raster, in parallel.
 
-    NDVI = (nir - red) / (nir + red); EVI = 2.5 (nir - red) / (nir + 6 red - 7.5 blue + 1);
-    NBR = (nir - swir2) / (nir + swir2); NDMI = (nir - swir1) / (nir + swir1);
-    SAVI = 1.5 (nir - red) / (nir + red + 0.5). Integer bands are computed as float;
-    nodata and a zero denominator give NaN.
+    Window by window, into one GeoTIFF (no tile files). Integer bands are computed as
+    float; nodata and a zero denominator give NaN.
+
+    \b
+    NDVI = (nir - red) / (nir + red)
+    EVI  = 2.5 (nir - red) / (nir + 6 red - 7.5 blue + 1)
+    NBR  = (nir - swir2) / (nir + swir2)
+    NDMI = (nir - swir1) / (nir + swir1)
+    SAVI = 1.5 (nir - red) / (nir + red + 0.5)
     """
     with _errors():
         from pipeline.engine.bandmath import index_raster
@@ -502,29 +534,28 @@ def index(
                        f"({run.windows} windows, {run.workers} worker(s), {run.executor})", err=True)
 
 
-@app.command(
-    epilog=(
-        "Examples: eetrend plot trend.tif -o slope.png --band slope\n\n"
-        "eetrend plot trend.tif -o sen.png --band sen_slope --significant-only\n\n"
-        "eetrend plot L7_ETMs.tif -o rgb.png --rgb 3,2,1"
-    ),
-)
+@app.command(epilog=_examples("eetrend plot trend.tif -o slope.png --band slope",
+                              "eetrend plot trend.tif -o sen.png --band sen_slope --significant-only",
+                              "eetrend plot L7_ETMs.tif -o rgb.png --rgb 3,2,1"))
 def plot(
     raster: Annotated[Path, typer.Argument(help="The raster to draw.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
-    band: Annotated[str | None, typer.Option(help="Band number or description (default: the first band).")] = None,
-    rgb: Annotated[str | None, typer.Option(help="Three band numbers for a colour view, e.g. 3,2,1.")] = None,
-    title: Annotated[str | None, typer.Option(help="The title (default: file, band and years).")] = None,
+    band: Annotated[str | None, typer.Option(show_default="the first band",
+                                             help="Band number or description.")] = None,
+    rgb: Annotated[str | None, typer.Option(metavar="R,G,B", show_default="one band, not a colour view",
+                                            help="Three band numbers for a colour view, e.g. 3,2,1.")] = None,
+    title: Annotated[str | None, typer.Option(show_default="file, band and years", help="The title.")] = None,
     significant_only: Annotated[bool, typer.Option(
         help="Fade pixels whose trend is not significant (FDR-adjusted where the file has p_fdr).")] = False,
     alpha: Annotated[float | None, typer.Option(
-        help="With --significant-only: the significance level (default: the file's own alpha).")] = None,
+        show_default="the file's own alpha", help="With --significant-only: the significance level.")] = None,
     fade: Annotated[float, typer.Option(
         help="With --significant-only: opacity of non-significant pixels (0 hides them).")] = 0.25,
 ) -> None:
-    """Draw a band as a map: slopes brown-to-green centred on zero, indices in YlGn, NaN transparent.
+    """Draw a band of a raster as a PNG map.
 
-    Axes are in map coordinates (easting/northing or longitude/latitude) with a scale bar.
+    Slopes brown-to-green centred on zero, indices in YlGn, NaN transparent. Axes are in map
+    coordinates (easting/northing or longitude/latitude) with a scale bar.
     """
     with _errors():
         from pipeline.errors import UsageError
@@ -546,23 +577,21 @@ def plot(
         typer.echo(f"wrote {output}", err=True)
 
 
-@app.command(
-    epilog=(
-        "Examples: eetrend report configs/alps.toml\n\n"
-        "eetrend report trend.tif -o trend.html --inputs downloads/"
-    ),
-)
+@app.command(epilog=_examples("eetrend report study.toml", "eetrend report trend.tif -o trend.html --inputs ndvi/"))
 def report(
     target: Annotated[Path, typer.Argument(help="A study config (.toml) or a trend GeoTIFF.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: "
-                                                "STUDY_report.html in the outputs, or TREND_report.html).")] = None,
-    inputs: Annotated[str | None, typer.Option(help="For a trend file: its annual inputs (folder, glob or "
-                                               "multi-band file), if the file does not list them.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", show_default="STUDY_report.html in the study's outputs, or TREND_report.html beside "
+        "TREND.tif", help="The HTML file to write.")] = None,
+    inputs: Annotated[str | None, typer.Option(
+        show_default="the inputs the trend file lists", help="For a trend file: its annual inputs (folder, glob or "
+        "multi-band file), if the file does not list them.")] = None,
     memory_budget: Annotated[str, typer.Option(help="Memory for reading rasters, e.g. 256MB.")] = "256MB",
 ) -> None:
-    """Write one self-contained HTML report: map, areas, regional series, observations, provenance.
+    """Write a self-contained HTML report of a study or a trend file.
 
-    Every picture is embedded; the page needs no network access and runs no script.
+    Map, areas, regional series, observations and provenance. Every picture is embedded; the page
+    needs no network access and runs no script.
     """
     with _errors():
         from pipeline.engine.windows import parse_memory
@@ -581,19 +610,23 @@ def report(
         typer.echo(f"wrote {written}")
 
 
-@app.command("plot-pixel", epilog="Example: eetrend plot-pixel downloads/ --xy 512345 5012345 -o pixel.png")
+@app.command("plot-pixel", epilog=_examples("eetrend plot-pixel ndvi/ --xy 503000 4997000 -o pixel.png"))
 def plot_pixel_command(
     input: Annotated[str, typer.Argument(help="A folder of annual rasters, a quoted glob, or a multi-band file.")],
-    xy: Annotated[tuple[float, float], typer.Option(help="Map coordinates X Y in the rasters' CRS.")],
+    xy: Annotated[tuple[float, float], typer.Option(metavar="X Y", help="Map coordinates X Y in the rasters' CRS.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")],
-    years: Annotated[str | None, typer.Option(help="Years to use, or of each band of a multi-band file.")] = None,
-    year_pattern: Annotated[str | None, typer.Option(help="Regex whose first group is the year.")] = None,
+    years: Annotated[str | None, typer.Option(show_default="every year found in file names or band descriptions",
+                                              help="Years to use, or of each band of a multi-band file.")] = None,
+    year_pattern: Annotated[str | None, typer.Option(show_default=YEAR_PATTERN_DEFAULT,
+                                                     help="Regex whose first group is the year.")] = None,
     count_band: Annotated[
-        int | None, typer.Option(min=1, help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
+        int | None, typer.Option(min=1, show_default="none",
+                                 help="Band holding the clear-scene counts (2 for eetrend's exports): drawn "
                                       "as bars under the series.")
     ] = None,
     dtype_scale: Annotated[
-        list[str] | None, typer.Option(help="For inputs of mixed data types: DTYPE=SCALE[:OFFSET], as for trend.")
+        list[str] | None, typer.Option(metavar="DTYPE=SCALE[:OFFSET]", show_default="every file as stored",
+                                       help="For inputs of mixed data types, as for trend; repeatable.")
     ] = None,
     breaks: Annotated[
         int, typer.Option(help="Draw the segments and breaks of a trend with at most this many breaks, as "
@@ -602,7 +635,11 @@ def plot_pixel_command(
     min_segment: Annotated[float, typer.Option(help="With --breaks: the shortest segment, as for trend.")] = 0.15,
     alpha: Annotated[float, typer.Option(help="With --breaks: the OLS-MOSUM test's level, as for trend.")] = 0.05,
 ) -> None:
-    """Plot one pixel's yearly values with its OLS and Sen trend lines (and its segments, with --breaks)."""
+    """Plot one pixel's yearly values and its OLS and Sen trends.
+
+    Writes a PNG of the series with both trend lines (and its segments, with --breaks), and
+    prints both slopes.
+    """
     with _errors():
         from pipeline.engine.stack import parse_dtype_scale
         from pipeline.reporting.plots import plot_pixel
@@ -623,14 +660,15 @@ def plot_pixel_command(
 ConfigArg = Annotated[Path, typer.Argument(help="The study config (TOML); see configs/example.toml.")]
 
 
-@app.command(epilog="Example: eetrend check configs/example.toml")
+@app.command(epilog=_examples("eetrend check study.toml"))
 def check(config: ConfigArg) -> None:
-    """Check a study config without running it: one line per problem, exit 2 if any; no request is sent.
+    """Check a study config without sending any request.
 
-    Checks the keys and values, every year against the sensors that flew, the fit options
-    against the method and the composite, the region, the folders, the credentials files,
-    the function file's syntax, the packages an output format needs and the notification
-    secrets' variables. export, run and download make the same checks before their first request.
+    One line per problem, exit 2 if any. Checks the keys and values, every year against the sensors
+    that flew, the fit options against the method and the composite, the region, the folders, the
+    credentials files, the function file's syntax, the packages an output format needs and the
+    notification secrets' variables. export, run and download make the same checks before their
+    first request.
     """
     with _errors():
         from pipeline.checks import config_problems, study_problems
@@ -650,7 +688,7 @@ def check(config: ConfigArg) -> None:
             typer.echo(study.later_note(year))
 
 
-@app.command(epilog="Example: eetrend export configs/example.toml --queue-wait 600")
+@app.command(epilog=_examples("eetrend export study.toml --queue-wait 600"))
 def export(
     config: ConfigArg,
     force: Annotated[
@@ -659,21 +697,23 @@ def export(
     resubmit: Annotated[bool, typer.Option(help="Export cancelled and given-up years again.")] = False,
     queue_wait: Annotated[
         float, typer.Option(callback=_seconds("does not wait"),
-                            help="When Earth Engine's queue is full, wait up to this many seconds for room.")
+                            help="When Earth Engine's queue is full, wait up to this many seconds for room "
+                                 "(0 does not wait).")
     ] = 0.0,
     redo: Annotated[
-        str | None, typer.Option(help="Export these years again on purpose (e.g. 2012 or 2001-2003,2012); a live "
+        str | None, typer.Option(show_default="none",
+                                 help="Export these years again on purpose (e.g. 2012 or 2001-2003,2012); a live "
                                       "task is cancelled first and their downloads are forgotten.")
     ] = None,
     wait_lock: WaitLock = 0.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", show_default="off", help="Print only errors.")] = False,
 ) -> None:
-    """Submit one Earth Engine export per year that has none done or running.
+    """Submit an Earth Engine export for each year that needs one.
 
-    Running it again submits nothing new: each submission has a fixed requestId and the
-    study's manifest (SQLite, in paths.state) records every task. FAILED tasks are
-    submitted again up to export.max_attempts; "Export too large" and "User memory limit
-    exceeded" are never retried. With export.destination = "direct" there is no task to
+    That is, each year with no export done or running. Running it again submits nothing new: each
+    submission has a fixed requestId and the study's manifest (SQLite, in paths.state) records every
+    task. FAILED tasks are submitted again up to export.max_attempts; "Export too large" and "User
+    memory limit exceeded" are never retried. With export.destination = "direct" there is no task to
     submit: it says how many computePixels requests download (or run) will make.
     """
     with _errors():
@@ -697,17 +737,21 @@ def export(
             raise typer.Exit(1)
 
 
-@app.command(epilog="Examples: eetrend status configs/example.toml --watch\n\neetrend status study.toml --json")
+@app.command(epilog=_examples("eetrend status study.toml", "eetrend status study.toml --json --cached"))
 def status(
     config: ConfigArg,
     watch: Annotated[
         bool, typer.Option(help="Poll until every task has finished, with a progress bar per task.")
     ] = False,
     interval: Annotated[float, typer.Option(callback=_seconds(), help="Seconds between polls with --watch.")] = 30.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON (one object per year) for scripts.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", show_default="off",
+                                              help="Print JSON (one object per year) for scripts.")] = False,
     cached: Annotated[bool, typer.Option(help="Show the manifest as it is, without asking Earth Engine.")] = False,
 ) -> None:
-    """Show each year's export: state, progress, attempts, elapsed time and last error."""
+    """Show the state of each year's export.
+
+    A table of each year's state, progress, attempts, elapsed time and last error (or JSON).
+    """
     with _errors():
         from pipeline.config import load_study
         from pipeline.earthengine.exports import study_status
@@ -724,10 +768,11 @@ def status(
             print_table(study, rows)
 
 
-@app.command(epilog="Example: eetrend cancel configs/example.toml --years 2001-2003")
+@app.command(epilog=_examples("eetrend cancel study.toml --years 2001-2003"))
 def cancel(
     config: ConfigArg,
-    years: Annotated[str | None, typer.Option(help="Years to cancel, e.g. 2001-2003; default every year.")] = None,
+    years: Annotated[str | None, typer.Option(show_default="every year",
+                                              help="Years to cancel, e.g. 2001-2003.")] = None,
     wait_lock: WaitLock = 0.0,
 ) -> None:
     """Cancel the study's queued and running Earth Engine tasks."""
@@ -743,24 +788,25 @@ def cancel(
         typer.echo(f"cancelled {format_years(cancelled)}" if cancelled else "no queued or running task to cancel")
 
 
-@app.command(epilog="Example: eetrend download configs/example.toml --delete-remote")
+@app.command(epilog=_examples("eetrend download study.toml --delete-remote"))
 def download(
     config: ConfigArg,
     delete_remote: Annotated[
         bool | None,
-        typer.Option("--delete-remote/--keep-remote", help="Delete remote files once verified (default: the config's "
-                     "export.delete_remote)."),
+        typer.Option("--delete-remote/--keep-remote", show_default="the config's export.delete_remote",
+                     help="Delete remote files once verified, or keep them."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", show_default="off", help="Print only errors.")] = False,
     wait_lock: WaitLock = 0.0,
 ) -> None:
-    """Download the files of every finished year, verify size and md5, and mosaic split exports.
+    """Download and verify the files of every finished year.
 
-    Files go to paths.downloads: one GeoTIFF per year, or for a year Earth Engine split
-    into tiles, the tiles under parts/ and one VRT per year. A second run fetches only
-    what is missing; an interrupted run resumes from the bytes on disk. With
-    export.destination = "direct", each year is fetched as computePixels tiles instead
-    (no export task); an interrupted run asks only for the tiles not yet in.
+    Each file's size and md5 are checked, and split exports are mosaicked. Files go to
+    paths.downloads: one GeoTIFF per year, or for a year Earth Engine split into tiles, the tiles
+    under parts/ and one VRT per year. A second run fetches only what is missing; an interrupted run
+    resumes from the bytes on disk. With export.destination = "direct", each year is fetched as
+    computePixels tiles instead (no export task); an interrupted run asks only for the tiles not yet
+    in.
     """
     with _errors():
         from pipeline.config import load_study
@@ -781,13 +827,14 @@ def download(
             raise typer.Exit(1)
 
 
-@app.command(epilog="Example: eetrend verify configs/example.toml")
+@app.command(epilog=_examples("eetrend verify study.toml"))
 def verify(config: ConfigArg) -> None:
-    """Re-hash every downloaded file of the study and compare it with the md5 verified at download.
+    """Check the study's downloaded files against their verified md5.
 
-    Exit code 0: every file is intact; 1: a file changed or is missing (each is named, with
-    the fix: a run fetches it again, or, when its remote copy was deleted, export --redo YEAR).
-    Reads only; it changes no file and no record.
+    Every file is hashed again and compared with the md5 verified at download. Exit code 0: every
+    file is intact; 1: a file changed or is missing (each is named, with the fix: a run fetches it
+    again, or, when its remote copy was deleted, export --redo YEAR). Reads only; it changes no file
+    and no record.
     """
     with _errors():
         from pipeline.config import load_study
@@ -827,39 +874,44 @@ def _byte_progress(enabled: bool):
         yield update
 
 
-RUN_EPILOG = (
-    "Exit codes: 0 complete and up to date; 75 waiting on Earth Engine (run again later); 1 needs attention "
+RUN_EPILOG = _examples(
+    "eetrend run study.toml -q --log-file study.log",
+    before="Exit codes: 0 complete and up to date; 75 waiting on Earth Engine (run again later); 1 needs attention "
     "(a task failed beyond its retries, a file failed verification, a year was cancelled); 2 usage or config "
-    "error; 3 another run holds the study's lock.\n\n"
-    "Example (cron): eetrend run /studies/alps.toml --log-file /var/log/eetrend/alps.log"
+    "error; 3 another run holds the study's lock. From cron, -q keeps mail for the runs that need attention.",
 )
 
 
 @app.command(epilog=RUN_EPILOG)
 def run(
     config: ConfigArg,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Poll Earth Engine until every year is done "
-                                       "(--no-wait, the default, does what can be done now and exits).")] = False,
-    timeout: Annotated[float | None, typer.Option(callback=_seconds(), help="With --wait, give up waiting after "
-                                                  "this many seconds.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Poll Earth Engine until every year is done; "
+                                       "--no-wait does what can be done now and exits.")] = False,
+    timeout: Annotated[float | None, typer.Option(callback=_seconds(), show_default="no limit",
+                                                  help="With --wait, give up waiting after this many "
+                                                  "seconds.")] = None,
     poll: Annotated[float, typer.Option(callback=_seconds(), help="With --wait, seconds between checks.")] = 60.0,
     log_file: Annotated[
-        Path | None, typer.Option(help="Also append timestamped lines to this file (each line once).")
+        Path | None, typer.Option(show_default="none",
+                                  help="Also append timestamped lines to this file (each line once).")
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only errors (for cron: no mail when all is well).")
+        bool, typer.Option("--quiet", "-q", show_default="off",
+                           help="Print only errors (for cron: no mail when all is well).")
     ] = False,
     wait_lock: WaitLock = 0.0,
     notify: Annotated[list[str] | None, typer.Option(
-        "--notify", metavar="URL", help="Also post to this ntfy topic when the run writes new outputs or needs "
+        "--notify", metavar="URL", show_default="none",
+        help="Also post to this ntfy topic when the run writes new outputs or needs "
         "attention (exit 0 after a refit, or 1); repeatable. More transports: the notify table, see "
         "configs/example.toml.")] = None,
 ) -> None:
-    """Do everything the study needs now: export, check, download, fit, write the outputs.
+    """Do everything the study needs now, from export to outputs.
 
-    Safe to run from cron: it never submits or downloads anything twice, never overlaps
-    another run of the same study, and refits only when an input changed. Outputs in
-    paths.outputs: STUDY_trend.tif, STUDY_slope.png, STUDY_report.json and STUDY_report.html.
+    Exports, checks, downloads, fits and writes the outputs. Safe to run from cron: it never submits
+    or downloads anything twice, never overlaps another run of the same study, and refits only when
+    an input changed. Outputs in paths.outputs: STUDY_trend.tif, STUDY_slope.png, STUDY_report.json
+    and STUDY_report.html.
     """
     with _errors(), _log_file(log_file):
         import logging
@@ -949,18 +1001,19 @@ def _log_file(path: Path | None):
         handler.close()
 
 
-@app.command(epilog="Example: eetrend demo eetrend-demo/")
+@app.command(epilog=_examples("eetrend demo eetrend-demo/ --years 2000..2010"))
 def demo(
     folder: Annotated[Path, typer.Argument(help="Folder for the demo's config, downloads and outputs.")] = Path(
         "eetrend-demo"),
     years: Annotated[str, typer.Option(help="Years of the demo study.")] = "1995..2015",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", show_default="off", help="No progress bars.")] = False,
 ) -> None:
-    """Run the whole pipeline against the built-in emulator of Earth Engine and Drive (no account needed).
+    """Run the whole pipeline offline, against the built-in emulator.
 
-    Exports one composite per year, waits for the tasks, downloads and verifies the files
-    (some years split into tiles), fits the trend and writes the GeoTIFF, PNG and report,
-    then compares the fitted slopes with the truth the emulator's rasters were built from.
+    No account needed: the emulator stands in for Earth Engine and Drive. Exports one composite per
+    year, waits for the tasks, downloads and verifies the files (some years split into tiles), fits
+    the trend and writes the GeoTIFF, PNG and report, then compares the fitted slopes with the truth
+    the emulator's rasters were built from.
     """
     with _errors():
         from pipeline.demo import run_demo
@@ -983,51 +1036,58 @@ def demo(
                    "pixels whose true slope is not within 0.001 of zero")
 
 
-@app.command(epilog=(
-    "Examples: eetrend emulator --port 8765 --speed 10\n\n"
-    "eetrend emulator --speed 60 --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005 --slow-media 0.2"
-    "\n\neetrend emulator --slow-pixels 0.5 --fail-pixels-above 200000 --http-errors 429:3:computePixels"
-    "\n\neetrend emulator --asset projects/my-project/assets/annual_ndvi:2000..2020:NDVI"
+@app.command(epilog=_examples(
+    "eetrend emulator --port 8765 --speed 10",
+    "eetrend emulator --fail-tasks 2003:2 --http-errors 503:4 --media-fault corrupt:2005",
+    "eetrend emulator --fail-pixels-above 200000 --http-errors 429:3:computePixels",
+    "eetrend emulator --asset projects/my-project/assets/annual_ndvi:2000..2020:NDVI",
 ))
 def emulator(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     speed: Annotated[float, typer.Option(min=0.001, help="How much faster than real time tasks run.")] = 10.0,
     http_errors: Annotated[list[str] | None, typer.Option(
         "--http-errors", metavar="STATUS:TIMES[:PATH_REGEX]",
+        show_default="none",
         help="Answer the next TIMES requests (matching the path regex) with STATUS, e.g. 429:5 or 503:3:/drive/. "
              "Repeatable.")] = None,
     fail_tasks: Annotated[list[str] | None, typer.Option(
         "--fail-tasks", metavar="MATCH[:TIMES[:MESSAGE]]",
+        show_default="none",
         help="The next TIMES tasks whose description contains MATCH (a year) end FAILED with MESSAGE, e.g. 2003 or "
              "'2003:1:User memory limit exceeded.'. Repeatable.")] = None,
-    queue_limit: Annotated[int | None, typer.Option(min=1,
+    queue_limit: Annotated[int | None, typer.Option(min=1, show_default="no limit",
         help="At most this many tasks queued or running; more are refused as 'Too many tasks already in the "
              "queue'.")] = None,
     media_fault: Annotated[list[str] | None, typer.Option(
         "--media-fault", metavar="KIND:MATCH[:TIMES]",
+        show_default="none",
         help="Spoil the next TIMES downloads of files whose name contains MATCH; KIND is truncate, corrupt, "
              "no_content_range or drop. Repeatable.")] = None,
     slow_media: Annotated[float, typer.Option(callback=_seconds("does not wait"), help="Seconds to wait before "
                                               "every download answer (each chunk).")] = 0.0,
     duplicate_folder: Annotated[list[str] | None, typer.Option(
         "--duplicate-folder", metavar="NAME[:COUNT]",
+        show_default="none",
         help="COUNT more Drive folders with this name (Drive allows duplicates). Repeatable.")] = None,
     slow_pixels: Annotated[float, typer.Option(help="Seconds to wait before every computePixels answer.")] = 0.0,
     fail_pixels_above: Annotated[int | None, typer.Option(
-        metavar="N", help="computePixels requests over N pixels answer 'User memory limit exceeded.' (the direct "
+        metavar="N", show_default="no limit",
+        help="computePixels requests over N pixels answer 'User memory limit exceeded.' (the direct "
                           "route splits them).")] = None,
     asset: Annotated[list[str] | None, typer.Option(
         "--asset", metavar="ID:YEARS:BAND",
+        show_default="none",
         help="An ImageCollection asset of one image per year with band BAND, for [composite] collection, e.g. "
              "projects/my-project/assets/annual_ndvi:2000..2020:NDVI (a year listed twice gets two images). "
              "Repeatable.")] = None,
 ) -> None:
-    """Run the loopback emulator of Earth Engine, Drive and Cloud Storage until Ctrl-C, to try a study offline.
+    """Emulate Earth Engine, Drive and Cloud Storage on this machine.
 
-    Point a config at it with, in its earthengine table: endpoint = "<the URL printed>",
-    auth = "none", project = "any-name". The fault flags rehearse a study's failure modes
-    (rate limits and outages, failed tasks, a full queue, damaged or slow downloads,
-    duplicate folders) with the same faults the test suite injects.
+    It serves on 127.0.0.1 until Ctrl-C, to try a study offline. Point a config at it with, in its
+    earthengine table: endpoint = "<the URL printed>", auth = "none", project = "any-name". The
+    fault flags rehearse a study's failure modes (rate limits and outages, failed tasks, a full
+    queue, damaged or slow downloads, duplicate folders) with the same faults the test suite
+    injects.
     """
     with _errors():
         import time
