@@ -455,7 +455,7 @@ class TrendSection(_Section):
 class SlurmSection(_Section):
     """A SLURM cluster through dask-jobqueue, scaled adaptively between minimum and maximum jobs."""
 
-    cores: int = Field(ge=1)
+    cores: int = Field(ge=1, description="Cores per job, as dask-jobqueue's cores (sbatch --cpus-per-task).")
     memory: str = Field(description="Memory per job, e.g. '32GB'.")
     account: str | None = Field(None, description="The SLURM account (sbatch --account).")
     queue: str | None = Field(None, description="The SLURM partition (sbatch --partition).")
