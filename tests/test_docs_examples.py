@@ -100,3 +100,11 @@ def test_a_file_marker_writes_the_config_that_later_blocks_use(tmp_path):
                                    "\n```bash\ngrep -q 'name = \"s\"' s.toml\n```\n")
     run_page(page, folder)
     assert (folder / "s.toml").exists()
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.toml")), ids=lambda path: path.name)
+def test_every_config_the_guide_points_to_is_loaded_by_the_config_loader(config):
+    from pipeline.config import load_study
+
+    study = load_study(config)
+    assert study.years, f"{config.name} has no year to export"
