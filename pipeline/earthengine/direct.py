@@ -55,7 +55,7 @@ MIN_TILE = 32
 RETRIES = 6
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
-#: Beyond this many requests a study is better served by a batch export: the README says why.
+#: Beyond this many requests a study is better served by a batch export ("Direct or batch?" in docs/downloads.md).
 WARN_REQUESTS = 1000
 #: Earth Engine's answers that a smaller request may pass (deterministic for a given request: never retried as is).
 SPLIT_HINTS = ("user memory limit exceeded", "computation timed out", "total request size", "too large")
@@ -121,7 +121,7 @@ def size_warning(study: Study) -> str | None:
         return None
     return (f"warning: this study takes {total:,} computePixels requests ({tiles:,} tile(s) a year x "
             f"{len(study.years)} years); at that size a batch export (destination = 'drive' or 'gcs') spends less "
-            "of Earth Engine's interactive quota, see the README's 'direct or batch' table")
+            "of Earth Engine's interactive quota, see 'Direct or batch?' in docs/downloads.md")
 
 
 # -- one tile ---------------------------------------------------------------------------------------
