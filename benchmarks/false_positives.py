@@ -3,7 +3,7 @@
 A calibrated test finds about alpha (5 %) on series without trend; more means its p-values
 overstate the evidence. Each row is one series length, 40,000 pixels of standard normal noise
 on consecutive years; NaN (a test that could not be made) does not count as a finding. The
-Yue-Wang figures are pymannkendall's too (its default lag: every lag up to n - 1); README's
+Yue-Wang figures are pymannkendall's too (its default lag: every lag up to n - 1); the guide's
 "Which test should I use?" quotes them.
 
 Run: python benchmarks/false_positives.py [--pixels 40000] [--alpha 0.05]

@@ -84,7 +84,7 @@ class _Section(BaseModel):
 class StudySection(_Section):
     name: str = Field(description="Letters, digits, '-' and '_'; used in task names and file names.")
     years: str | list[int] = Field(description="'1995..2015', '1995-2015', '1995..current' or a list of years.")
-    exclude_years: list[int] = []
+    exclude_years: list[int] = Field([], description="Years to leave out, e.g. a year with too few clear scenes.")
     settle_days: int = Field(SETTLE_DAYS, ge=0, le=366, description="Days after a year's season ends before it is "
                                                                    "exported, so its last scenes have reached Earth "
                                                                    "Engine (Landsat Collection 2 Level-2 processing).")
@@ -103,7 +103,8 @@ class RegionSection(_Section):
     )
     geojson: Path | None = Field(None, description="A GeoJSON file with a Polygon or MultiPolygon (WGS84).")
     asset: str | None = Field(None, description="An Earth Engine table asset id, e.g. projects/p/assets/aoi.")
-    crs: str = "EPSG:4326"
+    crs: str = Field("EPSG:4326", description="The CRS of the exported rasters, as 'EPSG:<code>', e.g. "
+                                              "'EPSG:32632' (a UTM zone).")
     scale: float = Field(30.0, gt=0, description="Metres per pixel, as Earth Engine's export defines scale.")
     landsat_grid: bool | None = Field(
         None, description="Export on Landsat's own 30 m grid (crsTransform) instead of resampling; default: on "
@@ -151,14 +152,20 @@ class RegionSection(_Section):
 
 
 class CompositeSection(_Section):
-    sensors: list[Sensor] = [Sensor.TM, Sensor.ETM, Sensor.OLI, Sensor.OLI2]
-    index: Index = Index.NDVI
-    reducer: Reducer = Reducer.max
-    percentile: Annotated[float, Field(ge=0, le=100)] | None = None
+    sensors: list[Sensor] = Field([Sensor.TM, Sensor.ETM, Sensor.OLI, Sensor.OLI2],
+                                  description="Landsat Collection 2 Level 2 sensors to merge: TM (Landsat 4-5), "
+                                              "ETM+ (7), OLI (8), OLI-2 (9); each year uses those that flew.")
+    index: Index = Field(Index.NDVI, description="The spectral index computed for every scene.")
+    reducer: Reducer = Field(Reducer.max, description="How the year's scenes become one value per pixel.")
+    percentile: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="The percentile, 0-100; only with reducer = 'percentile'.")
     months: tuple[int, int] | None = Field(None, description="First and last month of the season, e.g. [6, 8]; "
                                                              "[11, 2] crosses the New Year: November of the year "
                                                              "before to February, named for the year it ends in.")
-    mask: list[MaskFlag] = [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow]
+    mask: list[MaskFlag] = Field(
+        [MaskFlag.fill, MaskFlag.dilated_cloud, MaskFlag.cirrus, MaskFlag.cloud, MaskFlag.shadow],
+        description="QA_PIXEL conditions to mask (fill is always masked); masked pixels are exported as the "
+                    "declared no-data value.")
     harmonize: bool = Field(False, description="Adjust TM/ETM+ reflectance to OLI with Roy et al. (2016), Table 2 "
                                                "OLS; off by default, as Google's tutorial calls it unnecessary "
                                                "for Collection 2 surface reflectance.")
@@ -334,9 +341,10 @@ class ExportSection(_Section):
     max_pixels: float = Field(1e10, gt=0, description="Earth Engine's maxPixels: a whole number up to 2**63 - 1.")
     file_dimensions: int | None = Field(None, gt=0, description="Tile size in pixels before Earth Engine splits "
                                                                 "files; a multiple of 256 (the shard size).")
-    cloud_optimized: bool = True
+    cloud_optimized: bool = Field(True, description="Ask Earth Engine for cloud-optimized GeoTIFFs.")
     max_attempts: int = Field(3, ge=1, le=20, description="Submissions of a year before a FAILED task is given up.")
-    delete_remote: bool = False
+    delete_remote: bool = Field(False, description="Delete each remote file once its local copy is verified "
+                                                   "(stays within Drive's quota).")
     direct_tile: int | None = Field(None, description="destination = 'direct': tile side in pixels, a multiple of "
                                                       "256; default from the bands, a quarter of the 48 MB limit.")
     direct_workers: int = Field(8, description="destination = 'direct': computePixels requests at once (at most "
@@ -388,7 +396,9 @@ class ExportSection(_Section):
 
 class EarthEngineSection(_Section):
     project: str = Field(description="Google Cloud project registered for Earth Engine.")
-    auth: Literal["user", "service_account", "none"] = "user"
+    auth: Literal["user", "service_account", "none"] = Field(
+        "user", description="user: what earthengine authenticate stored; service_account: key_file; none: only "
+                            "for the local emulator.")
     key_file: Path | None = Field(None, description="Service-account JSON key (auth = 'service_account').")
     credentials_file: Path | None = Field(None, description="Stored user credentials; default is earthengine's own.")
     endpoint: str | None = Field(None, description="Another root for Earth Engine, Drive and Storage: the emulator.")
@@ -408,40 +418,51 @@ class EarthEngineSection(_Section):
 
 
 class PathsSection(_Section):
-    downloads: Path | None = None
-    outputs: Path | None = None
-    state: Path | None = None
+    downloads: Path | None = Field(None, description="Where the annual files are downloaded; default: "
+                                                     "data/STUDY/downloads beside the config.")
+    outputs: Path | None = Field(None, description="Where the trend, picture and reports are written; default: "
+                                                   "data/STUDY/outputs beside the config.")
+    state: Path | None = Field(None, description="The manifest and lock of the study (one study per folder); "
+                                                 "default: data/STUDY/state beside the config.")
 
 
 class TrendSection(_Section):
-    method: Literal["ols", "sen", "both"] = "both"
-    min_years: int = Field(3, ge=2)
-    alpha: float = Field(0.05, gt=0, lt=1)
-    confidence: float = Field(0.95, gt=0, lt=1)
+    method: Literal["ols", "sen", "both"] = Field("both", description="ols: least squares; sen: Sen's slope and "
+                                                                    "Mann-Kendall; both: all bands, OLS first.")
+    min_years: int = Field(3, ge=2, description="A pixel with fewer valid years is NaN in every band but n.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of trend_class.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence of Sen's interval, sen_low and "
+                                                            "sen_high.")
     format: Literal["gtiff", "cog", "netcdf", "zarr"] = Field(
         "gtiff", description="cog makes STUDY_trend.tif cloud-optimized; netcdf/zarr add STUDY_trend.nc/.zarr.")
-    mk_test: Literal["original", "hamed-rao", "yue-wang", "prewhiten", "tfpw"] = "original"
-    fdr: Literal["bh", "by"] | None = None
-    fdr_q: float = Field(0.05, gt=0, lt=1)
-    changepoint: Literal["pettitt"] | None = None
+    mk_test: Literal["original", "hamed-rao", "yue-wang", "prewhiten", "tfpw"] = Field(
+        "original", description="Which Mann-Kendall test gives the mk_* bands and trend_class (method sen or both).")
+    fdr: Literal["bh", "by"] | None = Field(None, description="Adjust all pixels' p-values together: "
+                                                             "Benjamini-Hochberg or Benjamini-Yekutieli "
+                                                             "(bands p_fdr, trend_class_fdr).")
+    fdr_q: float = Field(0.05, gt=0, lt=1, description="The false discovery rate q of fdr.")
+    changepoint: Literal["pettitt"] | None = Field(None, description="A change point test per pixel (bands "
+                                                                     "cp_year, cp_p).")
     breaks: int = Field(0, ge=0, le=10, description="Trends with breaks: at most this many (0: none).")
     min_segment: float = Field(0.15, gt=0, lt=0.5, description="Shortest segment, as a share of the valid years.")
-    min_fraction: float = Field(0.0, ge=0, le=1)
-    edge_years: int | None = Field(None, ge=0)
+    min_fraction: float = Field(0.0, ge=0, le=1, description="Coverage: valid values in at least this share of "
+                                                             "the years, else the pixel is NaN.")
+    edge_years: int | None = Field(None, ge=0, description="Coverage: first and last valid years within this "
+                                                           "many years of the first and last year.")
     min_count: int = Field(0, ge=0, description="Years with fewer clear scenes are missing (needs count_band).")
 
 
 class SlurmSection(_Section):
     """A SLURM cluster through dask-jobqueue, scaled adaptively between minimum and maximum jobs."""
 
-    cores: int = Field(ge=1)
+    cores: int = Field(ge=1, description="Cores per job, as dask-jobqueue's cores (sbatch --cpus-per-task).")
     memory: str = Field(description="Memory per job, e.g. '32GB'.")
-    account: str | None = None
-    queue: str | None = None
-    walltime: str = "01:00:00"
-    processes: int = Field(1, ge=1)
-    minimum_jobs: int = Field(1, ge=0)
-    maximum_jobs: int = Field(4, ge=1)
+    account: str | None = Field(None, description="The SLURM account (sbatch --account).")
+    queue: str | None = Field(None, description="The SLURM partition (sbatch --partition).")
+    walltime: str = Field("01:00:00", description="Time limit of each job (sbatch --time).")
+    processes: int = Field(1, ge=1, description="Dask worker processes per job.")
+    minimum_jobs: int = Field(1, ge=0, description="Jobs kept while the fit runs (adaptive scaling).")
+    maximum_jobs: int = Field(4, ge=1, description="Most jobs at once (adaptive scaling).")
     interface: str | None = Field(None, description="The network the scheduler and workers use, e.g. 'ib0'; "
                                                     "without it Dask binds to the first one.")
     job_extra_directives: list[str] = Field([], description="More #SBATCH lines, each like '--qos=high'.")
@@ -472,7 +493,7 @@ class DaskSection(_Section):
 
     scheduler: str | None = Field(None, description="An existing scheduler, e.g. 'tcp://10.0.0.5:8786'.")
     workers: int = Field(0, ge=0, description="Workers of a local cluster; 0 means one per core.")
-    slurm: SlurmSection | None = None
+    slurm: SlurmSection | None = Field(None, description="A SLURM cluster through dask-jobqueue.")
 
     @model_validator(mode="after")
     def _one(self) -> DaskSection:
@@ -522,15 +543,15 @@ def _env_name(value: str | None) -> str | None:
 class EmailSection(_Section):
     """SMTP settings; the password is read from the environment variable ``password_env``, never from here."""
 
-    host: str
-    port: int = Field(587, ge=1, le=65535)
-    starttls: bool = True
-    user: str | None = None
+    host: str = Field(description="The SMTP server.")
+    port: int = Field(587, ge=1, le=65535, description="The SMTP port.")
+    starttls: bool = Field(True, description="Upgrade the connection with STARTTLS; the certificate is checked.")
+    user: str | None = Field(None, description="Login name, with password_env.")
     password_env: str | None = Field(None, description="Name of the environment variable holding the password.")
-    sender: str
-    to: list[str] = Field(min_length=1)
+    sender: str = Field(description="The From address.")
+    to: list[str] = Field(min_length=1, description="The recipients.")
     cafile: Path | None = Field(None, description="CA bundle for a server whose certificate is privately signed.")
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for the server.")
 
     _env = field_validator("password_env")(classmethod(lambda cls, v: _env_name(v)))
 
@@ -551,7 +572,7 @@ class NotifySection(_Section):
     ntfy: str | None = Field(None, description="An ntfy topic URL, e.g. 'https://ntfy.sh/my-secret-topic'.")
     webhook: str | None = Field(None, description="A URL that receives the message as JSON.")
     token_env: str | None = Field(None, description="Environment variable holding a bearer token for both URLs.")
-    email: EmailSection | None = None
+    email: EmailSection | None = Field(None, description="Email over SMTP.")
 
     _urls = field_validator("ntfy", "webhook")(classmethod(lambda cls, v: _http_url(v)))
     _env = field_validator("token_env")(classmethod(lambda cls, v: _env_name(v)))
@@ -560,15 +581,16 @@ class NotifySection(_Section):
 class StudyConfig(_Section):
     """A whole study config, as read from TOML."""
 
-    study: StudySection
-    region: RegionSection
-    composite: CompositeSection = CompositeSection()
-    export: ExportSection = ExportSection()
-    earthengine: EarthEngineSection
-    paths: PathsSection = PathsSection()
-    trend: TrendSection = TrendSection()
-    dask: DaskSection | None = None
-    notify: NotifySection | None = None
+    study: StudySection = Field(description="The study's name and years.")
+    region: RegionSection = Field(description="Where: the region and the grid of the exported rasters.")
+    composite: CompositeSection = Field(CompositeSection(), description="What each year's image is: eetrend's "
+                                                                        "Landsat recipe, or your own.")
+    export: ExportSection = Field(ExportSection(), description="How the years reach this machine.")
+    earthengine: EarthEngineSection = Field(description="The Cloud project and credentials.")
+    paths: PathsSection = Field(PathsSection(), description="Folders, relative to the config.")
+    trend: TrendSection = Field(TrendSection(), description="How the trend is fitted.")
+    dask: DaskSection | None = Field(None, description="Fit on Dask (eetrend run).")
+    notify: NotifySection | None = Field(None, description="Where eetrend run reports new outputs and problems.")
 
     @model_validator(mode="after")
     def _direct_route(self) -> StudyConfig:

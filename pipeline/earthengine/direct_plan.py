@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: The smallest tile side a split goes down to; a tile this small that still fails fails its year.
 MIN_TILE = 32
-#: Beyond this many requests a study is better served by a batch export: the README says why.
+#: Beyond this many requests a study is better served by a batch export ("Direct or batch?" in docs/downloads.md).
 WARN_REQUESTS = 1000
 
 
@@ -77,7 +77,7 @@ def size_warning(study: Study) -> str | None:
         return None
     return (f"warning: this study takes {total:,} computePixels requests ({tiles:,} tile(s) a year x "
             f"{len(study.years)} years); at that size a batch export (destination = 'drive' or 'gcs') spends less "
-            "of Earth Engine's interactive quota, see the README's 'direct or batch' table")
+            "of Earth Engine's interactive quota, see 'Direct or batch?' in docs/downloads.md")
 
 
 def describe_plan(study: Study) -> list[str]:
