@@ -253,7 +253,7 @@ def _smallest_window(stack: Stack) -> int:
 
 
 def _load_kernel_libraries() -> None:
-    """Import what the kernels import on first use, in the background while the stack is opened."""
+    """Import what Sen's kernel imports on first use, in the background while the stack is opened."""
     importlib.import_module("scipy.special")
 
 
@@ -309,10 +309,10 @@ def trend_rasters(
             executor=executor, dask=dask, exclude=[output, *exclude], dtype_scale=dtype_scale), compress=compress)
     started = time.perf_counter()
     loading = None
-    if "scipy.special" not in sys.modules:
+    options = options or FitOptions()
+    if options.method is not Method.ols and "scipy.special" not in sys.modules:  # OLS needs no scipy
         loading = threading.Thread(target=_load_kernel_libraries, name="eetrend-imports", daemon=True)
         loading.start()
-    options = options or FitOptions()
     check_output(output, overwrite)
     stack = open_stack(
         inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years,
