@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -27,13 +28,15 @@ from .. import __version__
 from ..errors import UsageError
 from ..files.outputs import RasterWriter, check_output, temporary_path
 from .coverage import check_count_band, read_counts
-from .dask_executor import DaskSettings
 from .executors import DEFAULT_EXECUTOR, resident_bytes, resolve_workers, task_runner
 from .kernels import Method, band_names, bytes_per_pixel, chunk_overhead, fit_pixels
 from .kernels.extras import Extras
 from .stack import Stack, close_cached, open_stack
 from .statistics import check_options, check_years, extra_bytes_per_pixel, extra_fixed_bytes, finish_fdr, option_tags
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
+
+if TYPE_CHECKING:
+    from .dask_executor import DaskSettings
 
 ProgressCallback = Callable[[int, int], None]
 log = logging.getLogger(__name__)
