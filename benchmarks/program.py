@@ -20,11 +20,11 @@ def eetrend_command(*args: str) -> list[str]:
 
 # What every ``eetrend trend`` does before its first file: start the interpreter, import
 # the command line, parse and check the options (Typer builds a validator for each),
-# import the engine and scipy.special, then leave as ``cli.program`` does.
+# import the engine (an OLS run needs no scipy), then leave as ``cli.program`` does.
 _STARTUP = """
 import os, sys, cli, typer.main
 typer.main.get_command(cli.app).get_command(None, "trend").make_context("trend", sys.argv[1:])
-import pipeline.engine.trend, scipy.special
+import pipeline.engine.trend
 os._exit(0)
 """
 

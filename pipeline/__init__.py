@@ -11,14 +11,40 @@ The library behind the ``eetrend`` command. For notebooks:
 
 from __future__ import annotations
 
-from .engine.api import TrendResult, fit, fit_stack  # noqa: E402
-from .engine.kernels import Method, band_names  # noqa: E402
-from .engine.options import FitOptions  # noqa: E402
-from .engine.stack import Stack, open_stack  # noqa: E402
-from .engine.trend import TrendRun, trend_rasters  # noqa: E402
-from .engine.xarray_api import open_trend  # noqa: E402
-from .errors import EetrendError  # noqa: E402
 from .version import __version__
+
+# The names below are imported on first use (PEP 562), so that ``import pipeline`` (which every
+# ``eetrend`` command does) loads only what the command needs: the trend command never loads the
+# notebook API, xarray's glue or the NetCDF/Zarr writers.
+_EXPORTS = {
+    "TrendResult": ".engine.api",
+    "fit": ".engine.api",
+    "fit_stack": ".engine.api",
+    "Method": ".engine.kernels",
+    "band_names": ".engine.kernels",
+    "Stack": ".engine.stack",
+    "open_stack": ".engine.stack",
+    "FitOptions": ".engine.options",
+    "TrendRun": ".engine.trend",
+    "trend_rasters": ".engine.trend",
+    "open_trend": ".engine.xarray_api",
+    "EetrendError": ".errors",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "EetrendError",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -26,13 +27,15 @@ from rasterio.windows import Window
 from ..errors import UsageError
 from ..files.outputs import RasterWriter, check_output, temporary_path
 from .coverage import check_count_band, read_counts
-from .dask_executor import DaskSettings
 from .executors import DEFAULT_EXECUTOR, resident_bytes, resolve_workers, task_runner
 from .kernels import Method, bytes_per_pixel, chunk_overhead, fit_pixels
 from .options import FitOptions, check_years
 from .stack import Stack, close_cached, open_stack
 from .statistics import extra_bytes_per_pixel, extra_fixed_bytes, finish_fdr
 from .windows import DEFAULT_MEMORY_BUDGET, OUTPUT_BLOCK, TARGET_PIXELS, align_block, parse_memory, plan_windows
+
+if TYPE_CHECKING:
+    from .dask_executor import DaskSettings
 
 ProgressCallback = Callable[[int, int], None]
 log = logging.getLogger(__name__)
@@ -194,7 +197,7 @@ def _smallest_window(stack: Stack) -> int:
 
 
 def _load_kernel_libraries() -> None:
-    """Import what the kernels import on first use, in the background while the stack is opened."""
+    """Import what Sen's kernel imports on first use, in the background while the stack is opened."""
     importlib.import_module("scipy.special")
 
 
@@ -250,10 +253,10 @@ def trend_rasters(
             executor=executor, dask=dask, exclude=[output, *exclude], dtype_scale=dtype_scale), compress=compress)
     started = time.perf_counter()
     loading = None
-    if "scipy.special" not in sys.modules:
+    options = options or FitOptions()
+    if options.method is not Method.ols and "scipy.special" not in sys.modules:  # OLS needs no scipy
         loading = threading.Thread(target=_load_kernel_libraries, name="eetrend-imports", daemon=True)
         loading.start()
-    options = options or FitOptions()
     check_output(output, overwrite)
     stack = open_stack(
         inputs, years=years, year_pattern=year_pattern, band=band, min_years=options.min_years,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .student_t import t_two_sided
+
 OLS_BANDS = ("slope", "intercept", "rvalue", "pvalue", "stderr", "intercept_stderr")
 
 OLS_MIN_TESTED = 3  # valid years for pvalue, stderr and intercept_stderr: one residual degree of freedom
@@ -62,8 +64,6 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
     values are NaN (``n`` is kept); with two, the line is scipy's but ``pvalue``,
     ``stderr`` and ``intercept_stderr`` are NaN (see :data:`OLS_MIN_TESTED`).
     """
-    from scipy.special import stdtr  # imported here: it costs 0.25 s at start-up
-
     y = np.asarray(values, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     if y.ndim != 2 or y.shape[0] != x.shape[0]:
@@ -98,7 +98,7 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
 
         df = n - 2.0
         t = r * np.sqrt(df / ((1.0 - r + _TINY) * (1.0 + r + _TINY)))
-        pvalue = 2.0 * stdtr(df, -np.abs(t))
+        pvalue = t_two_sided(t, df)  # scipy's 2 * stdtr(df, -|t|), for whole df and several times faster
         stderr = np.sqrt((1.0 - r**2) * syy / sxx / df)
         intercept_stderr = stderr * np.sqrt(sxx / n + x_mean**2)
 
