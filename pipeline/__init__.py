@@ -11,7 +11,18 @@ The library behind the ``eetrend`` command. For notebooks:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .version import __version__
+
+if TYPE_CHECKING:  # what type checkers and the API reference (mkdocstrings) see; at run time, __getattr__
+    from .engine.api import TrendResult, fit, fit_stack
+    from .engine.kernels import Method, band_names
+    from .engine.options import FitOptions
+    from .engine.stack import Stack, open_stack
+    from .engine.trend import TrendRun, trend_rasters
+    from .engine.xarray_api import open_trend
+    from .errors import EetrendError
 
 # The names below are imported on first use (PEP 562), so that ``import pipeline`` (which every
 # ``eetrend`` command does) loads only what the command needs: the trend command never loads the
