@@ -127,3 +127,48 @@ def test_a_pixel_is_fitted_the_same_whatever_its_chunk() -> None:
         part = sen_mk(values[:, start:stop], years, compiled=True)
         for name in whole:
             np.testing.assert_array_equal(part[name], whole[name][start:stop], err_msg=name)
+
+
+def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch, caplog) -> None:
+    """A first compile that keeps the fit waiting gets one line saying what is happening."""
+    import logging
+    import threading
+
+    said = threading.Event()
+
+    class Flag(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.set()
+
+    calls = []
+
+    def slow_load(*args) -> None:  # stands for numba compiling: it lasts until the line has been said
+        calls.append(args)
+        said.wait(timeout=60)
+
+    flag = Flag()
+    robust.log.addHandler(flag)
+    monkeypatch.setattr(robust, "_loaded", set())
+    monkeypatch.setattr(robust, "SLOW_LOAD_S", 0.0)
+    monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
+    try:
+        with caplog.at_level(logging.WARNING, logger=robust.log.name):
+            robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)
+            robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)  # loaded: nothing to wait for
+    finally:
+        robust.log.removeHandler(flag)
+    assert said.is_set()
+    assert [r.getMessage() for r in caplog.records] == [
+        "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
+        "later runs load it from numba's cache)..."]
+    assert len(calls) == 1  # the counting kernel, once
+
+
+def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(robust, "_loaded", set())
+    monkeypatch.setattr(robust, "SLOW_LOAD_S", 3600.0)
+    monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: None)
+    with caplog.at_level("WARNING", logger=robust.log.name):
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float64), False)
+    assert caplog.records == []
+    assert (np.dtype(np.float64), False) in robust._loaded

@@ -268,9 +268,9 @@ def _warm_up_sen(n_years: int, dtype: np.dtype, background: bool) -> None:
 
     if compiled_pays(n_years):
         if background:
-            threading.Thread(target=warm_up, args=((dtype.type,),), name="eetrend-kernel", daemon=True).start()
+            threading.Thread(target=warm_up, args=((dtype.type,), n_years), name="eetrend-kernel", daemon=True).start()
         else:
-            warm_up((dtype.type,))
+            warm_up((dtype.type,), n_years)
 
 
 def trend_rasters(

@@ -53,7 +53,7 @@ _compiled: ModuleType | bool | None = None  # see compiled_kernel
 _compiled_lock = threading.Lock()
 ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
 SLOW_LOAD_S = 1.5  # a wait for the compiled kernels longer than this is said on stderr
-_loaded: set[np.dtype] = set()  # window types whose compiled kernels are loaded in this process
+_loaded: set[tuple[np.dtype, bool]] = set()  # (window type, counting) of the kernels loaded here
 _loading_lock = threading.Lock()
 COUNTING_FROM_PAIRS = 300  # pairs of years (25 years and more) from which order statistics are counted
 
@@ -219,40 +219,43 @@ def compiled_pays(n_years: int) -> bool:
     return n_years >= 2
 
 
-def warm_up(dtypes: tuple[type, ...] = (np.float32, np.float64)) -> None:
-    """Load the compiled kernels (from numba's cache, or compile them) for windows of ``dtypes``
-    so that the first window does not wait for them; nothing where they are unavailable."""
+def warm_up(dtypes: tuple[type, ...] = (np.float32, np.float64), n_years: int = 40) -> None:
+    """Load the compiled kernel for series of ``n_years`` and windows of ``dtypes`` (from numba's
+    cache, or compile it) so that the first window does not wait for it; nothing where it is unavailable."""
     kernel = compiled_kernel()
     if kernel is not None:
         for dtype in dtypes:
-            _ready(kernel, np.dtype(dtype))
+            _ready(kernel, np.dtype(dtype), counting_pays(n_years))
 
 
-def _ready(kernel: ModuleType, dtype: np.dtype) -> None:
-    """Make sure the kernels for ``dtype`` are loaded or compiled, saying so on stderr when that takes a while.
+def _ready(kernel: ModuleType, dtype: np.dtype, counting: bool) -> None:
+    """Make sure the kernel for ``dtype`` (counting, or rows to sort) is loaded or compiled, saying so
+    on stderr when that takes a while.
 
-    In a fresh install numba compiles them once (about 10 s on an idle core; several
-    times that on a loaded machine) and caches them; later processes load them in
-    well under a second. One line is logged if the wait passes :data:`SLOW_LOAD_S`.
+    In a fresh install numba compiles it once (about 10 s on an idle core, several
+    times that on a loaded machine) and caches it; later processes load it in about
+    a second. One line is logged if the wait passes :data:`SLOW_LOAD_S`. Only the
+    kernel and type the fit needs are compiled: each is a compile of its own.
     """
-    if dtype in _loaded:
+    key = (dtype, counting)
+    if key in _loaded:
         return
     with _loading_lock:  # one thread compiles, the others wait for it rather than compile too
-        if dtype in _loaded:
+        if key in _loaded:
             return
         message = threading.Timer(SLOW_LOAD_S, log.warning, args=(
-            "compiling Sen's kernel once for this install (about 10-30 s; later runs load it from numba's cache)...",))
+            "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
+            "later runs load it from numba's cache)...",))
         message.daemon = True
         message.start()
         try:
-            for n_years in (2, 40):  # the rows kernel and the counting kernel
-                values = np.zeros((n_years, 1), dtype=dtype)
-                per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
-                _compiled_order_statistics(kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked,
-                                           negative)
+            n_years = 40 if counting else 2
+            values = np.zeros((n_years, 1), dtype=dtype)
+            per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
+            _compiled_order_statistics(kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative)
         finally:
             message.cancel()
-        _loaded.add(dtype)
+        _loaded.add(key)
 
 
 def _compiled_order_statistics(
@@ -315,7 +318,7 @@ def sen_mk(
         if kernel:
             if values.dtype not in (np.float32, np.float64):
                 values = values.astype(np.float64)
-            _ready(kernel, values.dtype)
+            _ready(kernel, values.dtype, counting_pays(n_years))
             per_pixel = np.empty((6, values.shape[1]))
             picked = np.empty((4, values.shape[1]))
             negative = np.empty(values.shape[1], dtype=np.int64)
