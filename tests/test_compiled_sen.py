@@ -129,15 +129,17 @@ def test_a_pixel_is_fitted_the_same_whatever_its_chunk() -> None:
             np.testing.assert_array_equal(part[name], whole[name][start:stop], err_msg=name)
 
 
-def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch, caplog) -> None:
+def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
     """A first compile that keeps the fit waiting gets one line saying what is happening."""
     import logging
     import threading
 
     said = threading.Event()
+    messages = []
 
     class Flag(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
             said.set()
 
     calls = []
@@ -148,17 +150,22 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch, caplog) -> None:
 
     flag = Flag()
     robust.log.addHandler(flag)
+    level = robust.log.level
+    robust.log.setLevel(logging.WARNING)  # whatever earlier tests left
     monkeypatch.setattr(robust, "_loaded", set())
     monkeypatch.setattr(robust, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
     try:
-        with caplog.at_level(logging.WARNING, logger=robust.log.name):
-            robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)
-            robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)  # loaded: nothing to wait for
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)  # loaded: nothing to wait for
+        for thread in threading.enumerate():  # the line's timer has finished logging before the test ends
+            if isinstance(thread, threading.Timer):
+                thread.join(timeout=60)
     finally:
         robust.log.removeHandler(flag)
+        robust.log.setLevel(level)
     assert said.is_set()
-    assert [r.getMessage() for r in caplog.records] == [
+    assert messages == [
         "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
         "later runs load it from numba's cache)..."]
     assert len(calls) == 1  # the counting kernel, once

@@ -91,8 +91,9 @@ def rasters(tmp_path_factory) -> Path:
 
 def _start_fit(rasters: Path, output: Path, executor: str = "process") -> tuple[subprocess.Popen, list[int]]:
     """A ``trend`` subprocess, returned once its workers run and its output is being written."""
-    # a process pool needs a budget that holds two worker processes (the plan counts each one's program)
-    budget = "700MB" if executor == "process" else "80MB"
+    # a process pool needs a budget that holds two worker processes (the plan counts each one's program,
+    # numba's compiled Sen kernel included)
+    budget = "1400MB" if executor == "process" else "80MB"
     process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
                       "--memory-budget", budget, "--executor", executor)
     parent = psutil.Process(process.pid)

@@ -295,9 +295,10 @@ def sen_mk(
     values, and ``sen_low``/``sen_high`` a series long enough for ``confidence``
     (see :func:`_interval_reachable`); short of that they are NaN.
 
-    The per-pixel work is done by the compiled kernel (:func:`.pair_select.sen_pixels`,
-    about twice as fast from 25 years on) where numba is installed, else with
-    numpy by sorting; both give the same bits. ``compiled`` True or False asks for one.
+    The per-pixel work is done by the compiled kernels where numba is installed
+    (from 25 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
+    below, :func:`.pair_select.sen_rows`, whose slopes numpy sorts), else with numpy by
+    sorting; all give the same bits. ``compiled`` True or False asks for one.
     """
     from scipy.special import ndtr, ndtri  # imported here: slow to import at start-up
 
