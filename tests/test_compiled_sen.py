@@ -89,6 +89,93 @@ def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
     assert robust.compiled_kernel() is not None
 
 
-def test_long_series_use_the_compiled_kernel_and_short_ones_do_not() -> None:
-    assert robust.compiled_pays(40) and robust.compiled_pays(25)
-    assert not robust.compiled_pays(21)
+def test_long_series_count_and_short_ones_sort_compiled_rows() -> None:
+    assert robust.counting_pays(40) and robust.counting_pays(25)
+    assert not robust.counting_pays(21) and robust.compiled_pays(10)
+
+
+@pytest.mark.parametrize("n_years", [10, 21])
+@pytest.mark.parametrize("case", list(_cases()))
+def test_rows_kernel_gives_the_numpy_kernels_bits_on_short_series(case: str, n_years: int) -> None:
+    """Below the counting kernel's lengths, the compiled rows + numpy sort give the numpy kernel's bits."""
+    assert not robust.counting_pays(n_years)
+    years, values = _cases()[case]
+    years, values = years[-n_years:], values[-n_years:]
+    compiled = sen_mk(values, years, compiled=True)
+    sorted_ = sen_mk(values, years, compiled=False)
+    for name in sorted_:
+        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{case}, {n_years} years: {name}")
+    assert np.isfinite(compiled["sen_slope"]).sum() > 0
+
+
+@pytest.mark.parametrize("n_years", [10, 21])
+@pytest.mark.parametrize("case", ["normal", "integers, many ties", "exact lines, every slope equal", "half missing"])
+def test_rows_kernel_matches_theilslopes_and_pymannkendall(case: str, n_years: int) -> None:
+    years, values = _cases()[case]
+    years, values = years[-n_years:], values[-n_years:, :60]
+    result = sen_mk(values, years, compiled=True)
+    assert assert_matches_references(values, years, result) > 20
+
+
+def test_a_pixel_is_fitted_the_same_whatever_its_chunk() -> None:
+    """The rows kernel works in chunks of pixels: a pixel's bits do not depend on where it falls."""
+    years, values = _cases()["integers, many ties"]
+    years, values = years[-12:], np.tile(values[-12:], (1, 8))  # more pixels than one chunk holds
+    assert values.shape[1] > robust.pair_chunk(12, robust.ROWS_CHUNK_BYTES)
+    whole = sen_mk(values, years, compiled=True)
+    for start, stop in ((0, 7), (5, 1000), (999, values.shape[1])):
+        part = sen_mk(values[:, start:stop], years, compiled=True)
+        for name in whole:
+            np.testing.assert_array_equal(part[name], whole[name][start:stop], err_msg=name)
+
+
+def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
+    """A first compile that keeps the fit waiting gets one line saying what is happening."""
+    import logging
+    import threading
+
+    said = threading.Event()
+    messages = []
+
+    class Flag(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+            said.set()
+
+    calls = []
+
+    def slow_load(*args) -> None:  # stands for numba compiling: it lasts until the line has been said
+        calls.append(args)
+        said.wait(timeout=60)
+
+    flag = Flag()
+    robust.log.addHandler(flag)
+    level = robust.log.level
+    robust.log.setLevel(logging.WARNING)  # whatever earlier tests left
+    monkeypatch.setattr(robust, "_loaded", set())
+    monkeypatch.setattr(robust, "SLOW_LOAD_S", 0.0)
+    monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
+    try:
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)  # loaded: nothing to wait for
+        for thread in threading.enumerate():  # the line's timer has finished logging before the test ends
+            if isinstance(thread, threading.Timer):
+                thread.join(timeout=60)
+    finally:
+        robust.log.removeHandler(flag)
+        robust.log.setLevel(level)
+    assert said.is_set()
+    assert messages == [
+        "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
+        "later runs load it from numba's cache)..."]
+    assert len(calls) == 1  # the counting kernel, once
+
+
+def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(robust, "_loaded", set())
+    monkeypatch.setattr(robust, "SLOW_LOAD_S", 3600.0)
+    monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: None)
+    with caplog.at_level("WARNING", logger=robust.log.name):
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float64), False)
+    assert caplog.records == []
+    assert (np.dtype(np.float64), False) in robust._loaded

@@ -91,8 +91,9 @@ def rasters(tmp_path_factory) -> Path:
 
 def _start_fit(rasters: Path, output: Path, executor: str = "process") -> tuple[subprocess.Popen, list[int]]:
     """A ``trend`` subprocess, returned once its workers run and its output is being written."""
-    # a process pool needs a budget that holds two worker processes (the plan counts each one's program)
-    budget = "700MB" if executor == "process" else "80MB"
+    # a process pool needs a budget that holds two worker processes (the plan counts each one's program,
+    # numba's compiled Sen kernel included)
+    budget = "1400MB" if executor == "process" else "80MB"
     process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
                       "--memory-budget", budget, "--executor", executor)
     parent = psutil.Process(process.pid)
@@ -138,7 +139,7 @@ def test_forty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(raste
     for i, (sig, group, moment) in enumerate(_moments(40)):
         output = tmp_path / f"trend{i}.tif"
         process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
-                          "--memory-budget", "700MB", "--executor", "process", start_new_session=True)
+                          "--memory-budget", "1400MB", "--executor", "process", start_new_session=True)
         parent = psutil.Process(process.pid)
         wait_for(lambda: parent.children() or process.poll() is not None, 60, "the pool to start")  # noqa: B023
         time.sleep(moment)
@@ -184,7 +185,7 @@ def test_a_signal_while_the_program_starts_ends_it_with_one_line_too(rasters, tm
         sig, moment = sigs[i % 3], 0.03 * i
         output = tmp_path / f"trend{i}.tif"
         process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
-                          "--memory-budget", "700MB", "--executor", "process")
+                          "--memory-budget", "1400MB", "--executor", "process")
         wait_for(lambda: _catches_sigterm(process.pid) or process.poll() is not None, 30, "the handlers")  # noqa: B023
         time.sleep(moment)
         process.send_signal(sig)

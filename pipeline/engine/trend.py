@@ -201,12 +201,20 @@ def _load_kernel_libraries() -> None:
     importlib.import_module("scipy.special")
 
 
-def _warm_up_sen(n_years: int) -> None:
-    """Load Sen's compiled kernel in the background (about 0.7 s) when the series is long enough to use it."""
+def _warm_up_sen(n_years: int, dtype: np.dtype, background: bool) -> None:
+    """Load Sen's compiled kernels for windows of ``dtype`` (about 0.7 s; a first compile takes longer).
+
+    In the background while the first windows are read (threads); or before worker
+    processes start, so that they load what this process compiled and cached instead
+    of each compiling it at once on the same cores.
+    """
     from .kernels.robust import compiled_pays, warm_up
 
     if compiled_pays(n_years):
-        threading.Thread(target=warm_up, name="eetrend-kernel", daemon=True).start()
+        if background:
+            threading.Thread(target=warm_up, args=((dtype.type,), n_years), name="eetrend-kernel", daemon=True).start()
+        else:
+            warm_up((dtype.type,), n_years)
 
 
 def trend_rasters(
@@ -268,8 +276,8 @@ def trend_rasters(
     plan = plan_memory(
         stack, options, resolve_workers(workers), parse_memory(memory_budget), executor, window_pixels
     )
-    if options.method is not Method.ols and executor == "thread":
-        _warm_up_sen(len(stack.year_list))  # after the plan, which counts what it will load
+    if options.method is not Method.ols and executor != "dask":
+        _warm_up_sen(len(stack.year_list), stack.working_dtype, executor == "thread")  # after the plan
     if plan.note:
         log.warning(plan.note)
     windows, n_workers = plan.windows, plan.workers

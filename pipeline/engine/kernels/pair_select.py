@@ -176,6 +176,54 @@ def _tie_sums(ordered, n):
 
 
 @njit(**_OPTIONS)
+def _valid_years(values, p, x, xs, ys):
+    """Copy pixel ``p``'s valid years and values to ``xs``/``ys``; their number, least and greatest value."""
+    n = 0
+    low, high = np.inf, -np.inf
+    for t in range(values.shape[0]):
+        v = np.float64(values[t, p])
+        if v == v and abs(v) != np.inf:
+            xs[n] = x[t]
+            ys[n] = v
+            low, high = min(low, v), max(high, v)
+            n += 1
+    return n, low, high
+
+
+@njit(**_OPTIONS)
+def _pixel_terms(ys, n, zero, ordered, probe_values, probe_counts, probes, scratch):
+    """Median of ``ys[:n]``, its tied pairs and the variance's tie term (only a pixel with
+    equal values, ``zero`` of its differences, is sorted)."""
+    ordered[:n] = ys[:n]
+    if zero:
+        _insertion_sort(ordered, n)
+        middle_low, middle_high = ordered[(n - 1) // 2], ordered[n // 2]
+        tied_pairs, tie_term = _tie_sums(ordered, n)
+    else:
+        probes[0] = 0
+        middle_low = _select(ordered, n, (n - 1) // 2, probe_values, probe_counts, probes, scratch)
+        middle_high = _select(ordered, n, n // 2, probe_values, probe_counts, probes, scratch)
+        tied_pairs, tie_term = 0.0, 0.0
+    return (middle_low + middle_high) / 2.0, tied_pairs, tie_term
+
+
+@njit(**_OPTIONS)
+def _sen_ranks(n, m, tie_term, z_crit, ranks):
+    """Sen (1968) eq. 2.6, with theilslopes' own arithmetic and rounding, as in robust.sen_mk:
+    the ranks of the two middle slopes and the two bounds in ``ranks``; whether the bounds exist."""
+    nf = float(n)
+    sigma = np.sqrt(1 / 18.0 * (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term))
+    upper = min(np.rint((m - z_crit * sigma) / 2.0), m - 1)
+    lower = max(np.rint((m + z_crit * sigma) / 2.0) - 1, 0)
+    usable = m > 0 and np.isfinite(upper) and np.isfinite(lower)
+    ranks[0] = (m - 1) // 2
+    ranks[1] = m // 2
+    ranks[2] = int(lower) if usable else 0
+    ranks[3] = int(upper) if usable else 0
+    return usable
+
+
+@njit(**_OPTIONS)
 def sen_pixels(values, x, z_crit, out, picked, negative):
     """Everything :func:`robust.sen_mk` needs per pixel, one pixel at a time.
 
@@ -204,15 +252,7 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
     for t in range(1, n_years):
         smallest_gap = min(smallest_gap, x[t] - x[t - 1])
     for p in range(pixels):
-        n = 0
-        low, high = np.inf, -np.inf
-        for t in range(n_years):
-            v = np.float64(values[t, p])
-            if v == v and abs(v) != np.inf:
-                xs[n] = x[t]
-                ys[n] = v
-                low, high = min(low, v), max(high, v)
-                n += 1
+        n, low, high = _valid_years(values, p, x, xs, ys)
         out[0, p] = n
         negative[p] = 0
         if n == 0:
@@ -233,35 +273,12 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
                 slopes[m + i] = d / (xs[i + lag] - xs[i])
             m += n - lag
         negative[p] = neg
-
-        # The median of y, and the ties (only a pixel with equal values is sorted).
-        ordered[:n] = ys[:n]
-        if zero:
-            _insertion_sort(ordered, n)
-            middle_low, middle_high = ordered[(n - 1) // 2], ordered[n // 2]
-            tied_pairs, tie_term = _tie_sums(ordered, n)
-        else:
-            probes[0] = 0
-            middle_low = _select(ordered, n, (n - 1) // 2, probe_values, probe_counts, probes, scratch)
-            middle_high = _select(ordered, n, n // 2, probe_values, probe_counts, probes, scratch)
-            tied_pairs, tie_term = 0.0, 0.0
-        out[2, p] = (middle_low + middle_high) / 2.0
-        out[3, p] = tied_pairs
-        out[4, p] = tie_term
-
-        # Sen (1968) eq. 2.6, with theilslopes' own arithmetic and rounding, as in robust.sen_mk.
-        nf = float(n)
-        sigma = np.sqrt(1 / 18.0 * (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term))
-        upper = min(np.rint((m - z_crit * sigma) / 2.0), m - 1)
-        lower = max(np.rint((m + z_crit * sigma) / 2.0) - 1, 0)
-        usable = m > 0 and np.isfinite(upper) and np.isfinite(lower)
+        out[2, p], out[3, p], out[4, p] = _pixel_terms(ys, n, zero, ordered, probe_values, probe_counts, probes,
+                                                       scratch)
+        usable = _sen_ranks(n, m, out[4, p], z_crit, ranks)
         out[5, p] = 1.0 if usable else 0.0
         if m == 0:
             continue
-        ranks[0] = (m - 1) // 2
-        ranks[1] = m // 2
-        ranks[2] = int(lower) if usable else 0
-        ranks[3] = int(upper) if usable else 0
 
         if m < _SMALL or not (high - low) / smallest_gap < _SAFE:
             slopes[:m].sort()
@@ -282,3 +299,81 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
                 picked[q, p] = picked[q - 1, p]  # an odd number of pairs has one middle slope
             else:
                 picked[q, p] = _select(slopes, m, ranks[q], probe_values, probe_counts, probes, scratch)
+
+
+@njit(**_OPTIONS)
+def sen_rows(values, x, z_crit, out, ranks, negative, slopes):
+    """What :func:`sen_pixels` writes, except the order statistics: their ranks instead, and the slopes to sort.
+
+    For series too short for counting to beat numpy's vectorised sort: ``slopes``
+    (pixels, pairs of years) receives each pixel's pairwise slopes lag by lag, all
+    pairs of years, NaN where either year is missing (NaN sorts last, so the
+    valid slopes come first once sorted, exactly as in robust's numpy kernel);
+    ``ranks`` (4, pixels) the positions of the two middle slopes and the bounds
+    among them, or -1 for a pixel without pairs. ``out`` and ``negative`` are as
+    in :func:`sen_pixels`. One flat loop over the pairs (index arrays, not a loop
+    per lag: short loops cost more to enter than to run); the median of y by
+    insertion sort, the tie sums only where a zero difference shows a tie.
+    """
+    n_years, pixels = values.shape
+    most = slopes.shape[1]
+    first = np.empty(most, dtype=np.int64)
+    second = np.empty(most, dtype=np.int64)
+    gaps = np.empty(most)
+    k = 0
+    for lag in range(1, n_years):
+        for i in range(n_years - lag):
+            first[k], second[k] = i, i + lag
+            gaps[k] = x[i + lag] - x[i]
+            k += 1
+    ys = np.empty(n_years)
+    xs = np.empty(n_years)
+    ordered = np.empty(n_years)
+    pixel_ranks = np.empty(4, dtype=np.int64)
+    for p in range(pixels):
+        n = 0
+        for t in range(n_years):
+            v = np.float64(values[t, p])
+            if v == v and abs(v) != np.inf:
+                ys[t] = v
+                xs[n] = x[t]
+                ordered[n] = v
+                n += 1
+            else:
+                ys[t] = np.nan
+        out[0, p] = n
+        row = slopes[p]
+        neg = 0
+        zero = 0
+        for k in range(most):
+            d = ys[second[k]] - ys[first[k]]
+            neg += d < 0
+            zero += d == 0
+            row[k] = d / gaps[k]
+        negative[p] = neg
+        if n == 0:
+            out[1, p] = out[2, p] = np.nan
+            out[3, p] = out[4, p] = out[5, p] = 0.0
+            ranks[:, p] = -1
+            continue
+        out[1, p] = (xs[(n - 1) // 2] + xs[n // 2]) / 2.0
+        _insertion_sort(ordered, n)
+        out[2, p] = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
+        if zero:
+            out[3, p], out[4, p] = _tie_sums(ordered, n)
+        else:
+            out[3, p] = out[4, p] = 0.0
+        m = n * (n - 1) // 2
+        usable = _sen_ranks(n, m, out[4, p], z_crit, pixel_ranks)
+        out[5, p] = 1.0 if usable else 0.0
+        for q in range(4):
+            ranks[q, p] = pixel_ranks[q] if m else -1
+
+
+@njit(**_OPTIONS)
+def picked_at(sorted_rows, ranks, picked):
+    """``picked[q, p] = sorted_rows[p, ranks[q, p]]`` where the rank is not -1 (left untouched there)."""
+    for p in range(sorted_rows.shape[0]):
+        for q in range(4):
+            if ranks[q, p] >= 0:
+                picked[q, p] = sorted_rows[p, ranks[q, p]]

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -49,9 +49,13 @@ SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives p = 1 whatever the values
 log = logging.getLogger(__name__)
-_compiled: Callable[..., None] | bool | None = None  # see compiled_kernel
+_compiled: ModuleType | bool | None = None  # see compiled_kernel
 _compiled_lock = threading.Lock()
-COMPILED_FROM_PAIRS = 300  # pairs of years (25 years and more) from which the compiled kernel is used
+ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
+SLOW_LOAD_S = 5.0  # a longer wait is said on stderr: cached loads took up to 2.8 s here, compiles 9 s or more
+_loaded: set[tuple[np.dtype, bool]] = set()  # (window type, counting) of the kernels loaded here
+_loading_lock = threading.Lock()
+COUNTING_FROM_PAIRS = 300  # pairs of years (25 years and more) from which order statistics are counted
 
 def bytes_per_pixel(n_years: int) -> int:
     """Working memory of :func:`sen_mk` per pixel of its block, for window planning.
@@ -62,10 +66,10 @@ def bytes_per_pixel(n_years: int) -> int:
     return 12 * n_years + 400  # measured about 10 per year plus 300, given a quarter more
 
 
-def pair_chunk(n_years: int) -> int:
-    """Pixels whose pairwise slopes are built and sorted at once: about 4 MiB of slopes."""
+def pair_chunk(n_years: int, size: int = 4 << 20) -> int:
+    """Pixels whose pairwise slopes are built and sorted at once: about ``size`` bytes (4 MiB) of slopes."""
     pairs = max(1, n_years * (n_years - 1) // 2)
-    step = (4 << 20) // (8 * pairs)
+    step = size // (8 * pairs)
     return step // 64 * 64 if step >= 64 else max(step, 1)
 
 
@@ -183,41 +187,96 @@ def compiled_turned_off() -> bool:
     return os.environ.get("EETREND_KERNEL", "").strip().lower() == "numpy"
 
 
-def compiled_kernel() -> Callable[..., None] | None:
-    """The compiled order-statistics kernel (:mod:`.pair_select`), or None where numba is not
-    installed or ``EETREND_KERNEL=numpy`` asks for the numpy one. Imported once, on first use."""
+def compiled_kernel() -> ModuleType | None:
+    """The compiled kernels (:mod:`.pair_select`), or None where numba is not installed or
+    ``EETREND_KERNEL=numpy`` asks for the numpy one. Imported once, on first use."""
     global _compiled
     with _compiled_lock:  # worker threads and the warm-up may ask at once
         if _compiled is None:
             _compiled = False
             if not compiled_turned_off():
                 try:
-                    from .pair_select import sen_pixels
+                    from . import pair_select
                 except (ImportError, RuntimeError, OSError) as error:  # numba missing, or no cache it can write
                     log.warning("Sen's compiled kernel is unavailable (%s); sorting instead, the same results", error)
                 else:
-                    _compiled = sen_pixels
+                    _compiled = pair_select
     return _compiled or None
 
 
-def compiled_pays(n_years: int) -> bool:
-    """Whether the compiled kernel is worth loading for series this long.
+def counting_pays(n_years: int) -> bool:
+    """Whether the counting kernel (:func:`.pair_select.sen_pixels`) beats numpy's sort for series this long.
 
-    Measured (``benchmarks/bench_scene.py``): at 21 years it is no faster than
-    sorting (about 210 slopes a pixel sort quickly), at 40 years it takes half
-    the time; loading numba costs about 0.7 s once per process.
+    Measured (``benchmarks/bench_sen_floor.py``): below this the pairwise slopes
+    are built by the compiled :func:`.pair_select.sen_rows` and sorted by numpy.
     """
-    return n_years * (n_years - 1) // 2 >= COMPILED_FROM_PAIRS
+    return n_years * (n_years - 1) // 2 >= COUNTING_FROM_PAIRS
 
 
-def warm_up() -> None:
-    """Load the compiled kernel (from numba's cache, or compile it) so that the first window of a
-    long series does not wait for it; nothing where it is unavailable."""
+def compiled_pays(n_years: int) -> bool:
+    """Whether the compiled kernels are worth loading for series this long: at every length
+    with pairs to sort (loading numba costs about 0.7 s once per process)."""
+    return n_years >= 2
+
+
+def warm_up(dtypes: tuple[type, ...] = (np.float32, np.float64), n_years: int = 40) -> None:
+    """Load the compiled kernel for series of ``n_years`` and windows of ``dtypes`` (from numba's
+    cache, or compile it) so that the first window does not wait for it; nothing where it is unavailable."""
     kernel = compiled_kernel()
     if kernel is not None:
-        for dtype in (np.float32, np.float64):  # the types windows are read as
-            kernel(np.zeros((2, 1), dtype=dtype), np.arange(2.0), -1.96, np.empty((6, 1)), np.empty((4, 1)),
-                   np.empty(1, dtype=np.int64))
+        for dtype in dtypes:
+            _ready(kernel, np.dtype(dtype), counting_pays(n_years))
+
+
+def _ready(kernel: ModuleType, dtype: np.dtype, counting: bool) -> None:
+    """Make sure the kernel for ``dtype`` (counting, or rows to sort) is loaded or compiled, saying so
+    on stderr when that takes a while.
+
+    In a fresh install numba compiles it once (about 10 s on an idle core, several
+    times that on a loaded machine) and caches it; later processes load it in about
+    a second. One line is logged if the wait passes :data:`SLOW_LOAD_S`. Only the
+    kernel and type the fit needs are compiled: each is a compile of its own.
+    """
+    key = (dtype, counting)
+    if key in _loaded:
+        return
+    with _loading_lock:  # one thread compiles, the others wait for it rather than compile too
+        if key in _loaded:
+            return
+        message = threading.Timer(SLOW_LOAD_S, log.warning, args=(
+            "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
+            "later runs load it from numba's cache)...",))
+        message.daemon = True
+        message.start()
+        try:
+            n_years = 40 if counting else 2
+            values = np.zeros((n_years, 1), dtype=dtype)
+            per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
+            _compiled_order_statistics(kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative)
+        finally:
+            message.cancel()
+        _loaded.add(key)
+
+
+def _compiled_order_statistics(
+    kernel: ModuleType, values: np.ndarray, x: np.ndarray, z_crit: float, per_pixel: np.ndarray,
+    picked: np.ndarray, negative: np.ndarray,
+) -> None:
+    """The compiled kernels' per-pixel work: counting for long series, else compiled rows sorted by numpy."""
+    n_years, pixels = values.shape
+    if counting_pays(n_years):
+        kernel.sen_pixels(values, x, z_crit, per_pixel, picked, negative)
+        return
+    step = pair_chunk(n_years, ROWS_CHUNK_BYTES)
+    buffer = np.empty((min(step, pixels), max(n_years * (n_years - 1) // 2, 1)))
+    ranks = np.empty((4, min(step, pixels)), dtype=np.int64)
+    for start in range(0, pixels, step):
+        stop = min(start + step, pixels)
+        rows, chunk_ranks = buffer[: stop - start], ranks[:, : stop - start]
+        kernel.sen_rows(values[:, start:stop], x, z_crit, per_pixel[:, start:stop], chunk_ranks,
+                        negative[start:stop], rows)
+        rows.sort(axis=1)
+        kernel.picked_at(rows, chunk_ranks, picked[:, start:stop])
 
 
 def sen_mk(
@@ -236,9 +295,10 @@ def sen_mk(
     values, and ``sen_low``/``sen_high`` a series long enough for ``confidence``
     (see :func:`_interval_reachable`); short of that they are NaN.
 
-    The per-pixel work is done by the compiled kernel (:func:`.pair_select.sen_pixels`,
-    about twice as fast from 25 years on) where numba is installed, else with
-    numpy by sorting; both give the same bits. ``compiled`` True or False asks for one.
+    The per-pixel work is done by the compiled kernels where numba is installed
+    (from 25 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
+    below, :func:`.pair_select.sen_rows`, whose slopes numpy sorts), else with numpy by
+    sorting; all give the same bits. ``compiled`` True or False asks for one.
     """
     from scipy.special import ndtr, ndtri  # imported here: slow to import at start-up
 
@@ -259,10 +319,11 @@ def sen_mk(
         if kernel:
             if values.dtype not in (np.float32, np.float64):
                 values = values.astype(np.float64)
+            _ready(kernel, values.dtype, counting_pays(n_years))
             per_pixel = np.empty((6, values.shape[1]))
             picked = np.empty((4, values.shape[1]))
             negative = np.empty(values.shape[1], dtype=np.int64)
-            kernel(values, x, z_crit, per_pixel, picked, negative)
+            _compiled_order_statistics(kernel, values, x, z_crit, per_pixel, picked, negative)
             n = per_pixel[0].astype(np.int64)
             median_x, median_y, tied_pairs, tie_term = per_pixel[1:5]
             usable = per_pixel[5] > 0
