@@ -23,7 +23,7 @@ def _modules() -> dict[str, Path]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the pipeline modules it imports (``from . import x`` names the module x)."""
+    """Module -> the pipeline modules it imports (``from . import x`` names the module x if x is one)."""
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -37,7 +37,9 @@ def import_graph() -> dict[str, set[str]]:
                     module = ".".join(base + ([node.module] if node.module else []))
                 else:
                     module = node.module or ""
-                targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
+                # ``from . import x`` imports the submodule x when there is one, else a name of the package
+                targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module
+                           for alias in node.names]
             else:
                 continue
             graph[name].update(t for t in targets if t in modules and t != name)
