@@ -1,4 +1,4 @@
-"""The options reviewers ask for, as the trend engine sees them: checks, tags, memory, the FDR post-pass.
+"""The options reviewers ask for, as the trend engine sees them: memory, the FDR post-pass, the report.
 
 Kept apart from :mod:`pipeline.engine.trend` so the fitting loop only calls four small hooks; the
 options themselves, their checks and tags are in :mod:`pipeline.engine.options`.
@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 from .fdr import FDR_METHODS, apply_fdr
 from .kernels.breaks import working_bytes
-from .options import MK_TEST_NAMES, check_options, check_years, option_tags
 
 if TYPE_CHECKING:
     from .options import FitOptions
 
-__all__ = ["MK_TEST_NAMES", "check_options", "check_years", "option_tags"]  # checked and tagged in .options
+
 
 def extra_bytes_per_pixel(options: FitOptions, n_years: int) -> int:
     """Window memory the options add per pixel: counts as read (float32) and the values masked by them
