@@ -102,10 +102,10 @@ def main() -> None:
     parser.add_argument("--years", type=int, nargs="+", default=[10, 21, 30, 40])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     args = parser.parse_args()
-    from pipeline.engine.kernels import robust
+    from pipeline.engine.kernels import compiled
 
     print(f"load average at the start: {load_average()}; {args.pixels} pixels, {args.repeats} interleaved repeats, "
-          f"numpy {np.__version__}, kernel: {'numpy' if robust.compiled_turned_off() else 'default'}", flush=True)
+          f"numpy {np.__version__}, kernel: {'numpy' if compiled.turned_off() else 'default'}", flush=True)
     print(f"{'years':>5} {'pairs':>5} {'dtype':>7} {'fit s':>8} {'np.sort s':>9} {'ratio':>6} "
           f"{'in-place s':>10} {'ratio':>6}  load")
     rows = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.engine.kernels import robust
+from pipeline.engine.kernels import compiled, robust
 from pipeline.engine.kernels.robust import sen_mk
 from tests.test_robust_kernel import assert_matches_references
 
@@ -79,12 +79,12 @@ def test_short_series_through_the_compiled_kernel(n_years: int) -> None:
 
 
 def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
-    monkeypatch.setattr(robust, "_compiled", None)
+    monkeypatch.setattr(robust._kernel, "module", None)
     monkeypatch.setenv("EETREND_KERNEL", "numpy")
     assert robust.compiled_kernel() is None
     with pytest.raises(RuntimeError, match="numba"):
         sen_mk(np.zeros((3, 1)), np.arange(3.0), compiled=True)
-    monkeypatch.setattr(robust, "_compiled", None)
+    monkeypatch.setattr(robust._kernel, "module", None)
     monkeypatch.delenv("EETREND_KERNEL")
     assert robust.compiled_kernel() is not None
 
@@ -149,11 +149,11 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
         said.wait(timeout=60)
 
     flag = Flag()
-    robust.log.addHandler(flag)
-    level = robust.log.level
-    robust.log.setLevel(logging.WARNING)  # whatever earlier tests left
+    compiled.log.addHandler(flag)
+    level = compiled.log.level
+    compiled.log.setLevel(logging.WARNING)  # whatever earlier tests left
     monkeypatch.setattr(robust, "_loaded", set())
-    monkeypatch.setattr(robust, "SLOW_LOAD_S", 0.0)
+    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
     try:
         robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)
@@ -162,20 +162,20 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
             if isinstance(thread, threading.Timer):
                 thread.join(timeout=60)
     finally:
-        robust.log.removeHandler(flag)
-        robust.log.setLevel(level)
+        compiled.log.removeHandler(flag)
+        compiled.log.setLevel(level)
     assert said.is_set()
     assert messages == [
-        "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
+        "compiling Sen's kernel once for this install (seconds on an idle core, longer on a busy one; "
         "later runs load it from numba's cache)..."]
     assert len(calls) == 1  # the counting kernel, once
 
 
 def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:
     monkeypatch.setattr(robust, "_loaded", set())
-    monkeypatch.setattr(robust, "SLOW_LOAD_S", 3600.0)
+    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 3600.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: None)
-    with caplog.at_level("WARNING", logger=robust.log.name):
+    with caplog.at_level("WARNING", logger=compiled.log.name):
         robust._ready(robust.compiled_kernel(), np.dtype(np.float64), False)
     assert caplog.records == []
     assert (np.dtype(np.float64), False) in robust._loaded

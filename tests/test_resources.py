@@ -61,8 +61,6 @@ def test_a_budget_for_one_worker_uses_one_and_says_so(stack30, monkeypatch, capl
     assert roomy.workers == 2 and roomy.note is None
     tight = plan_memory(stack, options, 2, 250 * MB + numba, "thread")
     assert tight.workers == 1 and "holds 1 worker(s), not 2" in tight.note
-    if numba:  # OLS loads no numba: the same budget holds both workers
-        assert plan_memory(stack, FitOptions(method="ols"), 2, 250 * MB + numba, "thread").workers == 2
     # a worker process carries its own copy of the program: the same budget holds fewer of them
     processes = plan_memory(stack, options, 2, 500 * MB + numba, "process")
     assert processes.workers == 1 and processes.note
@@ -114,6 +112,7 @@ def test_the_plan_counts_numba_only_where_the_compiled_kernel_will_load_it(stack
     monkeypatch.delitem(sys.modules, "numba", raising=False)  # as in a fresh process
     assert trend_module._uses_compiled_kernel(FitOptions(method="both"), stack)
     assert trend_module._uses_compiled_kernel(FitOptions(method="sen"), stack)
-    assert not trend_module._uses_compiled_kernel(FitOptions(method="ols"), stack)
+    assert trend_module._uses_compiled_kernel(FitOptions(method="ols"), stack)  # OLS's sums, at every length
     monkeypatch.setenv("EETREND_KERNEL", "numpy")
-    assert not trend_module._uses_compiled_kernel(FitOptions(method="both"), stack)
+    for method in ("both", "sen", "ols"):
+        assert not trend_module._uses_compiled_kernel(FitOptions(method=method), stack)

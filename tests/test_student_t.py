@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -10,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from pipeline.engine.kernels.student_t import SMALL_P, _bucket_t, _t_cutoff, t_two_sided
+from pipeline.engine.kernels.ols import compiled_kernel
+from pipeline.engine.kernels.student_t import SMALL_P, _bucket_t, _t_cutoff
+from pipeline.engine.kernels.student_t import t_two_sided as numpy_or_compiled
 
 RELATIVE = 1e-12
 
@@ -21,12 +24,23 @@ T_GRID = np.unique(np.concatenate([
 ]))
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def t_two_sided(request: pytest.FixtureRequest):
+    """The p-values of the numpy kernel, and of OLS's compiled one (the same arithmetic, one pixel at a time)."""
+    if request.param == "numpy":
+        return numpy_or_compiled
+    kernel = compiled_kernel()
+    if kernel is None:
+        pytest.skip("numba is not installed")
+    return functools.partial(numpy_or_compiled, kernel=kernel)
+
+
 def _reference(t: np.ndarray, df: int) -> np.ndarray:
     return 2.0 * stats.t.sf(np.abs(t), df)
 
 
 @pytest.mark.parametrize("df", [*range(1, 61), 80, 150])
-def test_matches_scipy_on_a_dense_grid(df: int) -> None:
+def test_matches_scipy_on_a_dense_grid(df: int, t_two_sided) -> None:
     boundaries = [_t_cutoff(df), _bucket_t(df, 1), _bucket_t(df, 2)]
     near = np.concatenate([np.array([b * (1 + e) for e in (-1e-9, 0.0, 1e-9)]) for b in boundaries])
     t = np.concatenate([T_GRID, near])
@@ -38,7 +52,7 @@ def test_matches_scipy_on_a_dense_grid(df: int) -> None:
     assert df < 50 or want[normal].min() < 1e-290  # from df 50 on, the grid reaches p below 1e-290
 
 
-def test_deep_tail_is_exact_where_a_closed_form_exists() -> None:
+def test_deep_tail_is_exact_where_a_closed_form_exists(t_two_sided) -> None:
     """df = 1 (Cauchy) and df = 2 have elementary forms; scipy itself loses digits for t below 1e-4 and
     underflows early at df = 1."""
     t = np.geomspace(1e-12, 1e300, 800)
@@ -50,7 +64,7 @@ def test_deep_tail_is_exact_where_a_closed_form_exists() -> None:
     np.testing.assert_allclose(t_two_sided(t2, np.full(t2.shape, 2.0)), exact, rtol=RELATIVE)
 
 
-def test_edges_nan_and_infinity() -> None:
+def test_edges_nan_and_infinity(t_two_sided) -> None:
     t = np.array([0.0, -2.0, 2.0, np.inf, -np.inf, np.nan, 1.0, 1.0, 1.0])
     df = np.array([5.0, 7.0, 7.0, 3.0, 4.0, 9.0, 0.0, -1.0, np.nan])
     got = t_two_sided(t, df)
@@ -60,7 +74,7 @@ def test_edges_nan_and_infinity() -> None:
     assert np.isnan(got[5:]).all()
 
 
-def test_a_pixel_does_not_depend_on_its_neighbours() -> None:
+def test_a_pixel_does_not_depend_on_its_neighbours(t_two_sided) -> None:
     """The same (t, df) gives the same bits alone and among any others (windows must not matter)."""
     rng = np.random.default_rng(3)
     t = rng.normal(0.0, 6.0, 5000)
@@ -76,11 +90,12 @@ def test_a_pixel_does_not_depend_on_its_neighbours() -> None:
 @given(t=st.one_of(st.just(0.0), st.floats(1e-3, 1e3)), df=st.integers(1, 60))  # scipy is less exact below
 def test_matches_scipy_anywhere(t: float, df: int) -> None:
     want = _reference(np.array([t]), df)[0]
-    got = t_two_sided(np.array([t]), np.array([float(df)]))[0]
-    if want >= 1e-300:
-        assert got == pytest.approx(want, rel=RELATIVE, abs=0)
-    else:
-        assert got < 1e-290
+    for kernel in {None, compiled_kernel()}:  # numpy's, and the compiled one where numba is installed
+        got = numpy_or_compiled(np.array([t]), np.array([float(df)]), kernel)[0]
+        if want >= 1e-300:
+            assert got == pytest.approx(want, rel=RELATIVE, abs=0)
+        else:
+            assert got < 1e-290
 
 
 def test_the_branch_point_is_where_the_closed_form_still_has_its_digits() -> None:

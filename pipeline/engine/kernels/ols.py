@@ -12,14 +12,48 @@ points scipy's p = 0 and standard errors of 0 are NaN here (no residual, no test
 
 from __future__ import annotations
 
+import threading
+from types import ModuleType
+
 import numpy as np
 
+from .compiled import LazyKernel, said_if_slow
 from .student_t import t_two_sided
 
 OLS_BANDS = ("slope", "intercept", "rvalue", "pvalue", "stderr", "intercept_stderr")
 
 OLS_MIN_TESTED = 3  # valid years for pvalue, stderr and intercept_stderr: one residual degree of freedom
 _TINY = 1.0e-20  # scipy's guard against a zero denominator in the t statistic
+_kernel = LazyKernel("ols_compiled", "using numpy instead, the same results")
+_ready_lock = threading.Lock()
+_ready_types: set[np.dtype] = set()  # window types whose compiled kernels are loaded here
+
+
+def compiled_kernel() -> ModuleType | None:
+    """OLS's compiled kernels (:mod:`.ols_compiled`), or None where numba is not installed or
+    ``EETREND_KERNEL=numpy`` asks for numpy. Imported once, on first use."""
+    return _kernel.get()
+
+
+def warm_up(dtype: type = np.float32) -> None:
+    """Load (or, once per install, compile) the compiled kernels for windows of ``dtype``, saying so
+    on stderr if that takes more than a few seconds; nothing where they are unavailable."""
+    kernel = compiled_kernel()
+    if kernel is None or np.dtype(dtype) in _ready_types:
+        return
+    with _ready_lock, said_if_slow("OLS's kernel"):  # one thread compiles, the others wait for it
+        if np.dtype(dtype) not in _ready_types:
+            _compiled_sums(kernel, np.zeros((3, 1), dtype=dtype), np.zeros(3))
+            t_two_sided(np.ones(1), np.ones(1), kernel)
+            _ready_types.add(np.dtype(dtype))
+
+
+def _compiled_sums(kernel: ModuleType, values: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`_moments`' six results from the compiled kernel, reading ``values`` as stored."""
+    pixels = values.shape[1]
+    sums = tuple(np.empty(pixels) for _ in range(6))
+    kernel.moments(np.ascontiguousarray(values), xc, *sums)
+    return sums
 
 
 def _moments(y: np.ndarray, valid: np.ndarray, xc: np.ndarray):
@@ -55,7 +89,7 @@ def _moments(y: np.ndarray, valid: np.ndarray, xc: np.ndarray):
     return n, x_bar, y_bar, sxx, sxy, syy
 
 
-def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.ndarray]:
+def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3, compiled: bool | None = None) -> dict[str, np.ndarray]:
     """Fit y = intercept + slope * x for every pixel (column) of ``values``.
 
     ``values`` is (N, P) with NaN (or any non-finite value) for missing; ``x`` is
@@ -63,18 +97,28 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
     :data:`OLS_BANDS`, plus ``n``. Pixels with fewer than ``min_years`` valid
     values are NaN (``n`` is kept); with two, the line is scipy's but ``pvalue``,
     ``stderr`` and ``intercept_stderr`` are NaN (see :data:`OLS_MIN_TESTED`).
+
+    The sums come from the compiled :mod:`.ols_compiled` where numba is installed,
+    else from numpy; both give the same bits. ``compiled`` True or False asks for one.
     """
-    y = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     x = np.asarray(x, dtype=np.float64)
-    if y.ndim != 2 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"values must be (len(x), pixels); got {y.shape} for {x.shape[0]} x values")
-    valid = np.isfinite(y)
-    y0 = np.where(valid, y, 0.0)
+    if values.ndim != 2 or values.shape[0] != x.shape[0]:
+        raise ValueError(f"values must be (len(x), pixels); got {values.shape} for {x.shape[0]} x values")
+    kernel = compiled_kernel() if compiled is not False else None
+    if compiled and kernel is None:
+        raise RuntimeError("the compiled OLS kernel needs numba: pip install numba")
     x_mean_all = x.mean()
     xc = x - x_mean_all  # centred years: sums of squares keep their precision
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        n, x_bar, y_bar, sxx, sxy, syy = _moments(y0, valid, xc)
+        if kernel is not None and values.dtype in (np.float32, np.float64):
+            n, x_bar, y_bar, sxx, sxy, syy = _compiled_sums(kernel, values, xc)
+        else:
+            y = np.asarray(values, dtype=np.float64)
+            valid = np.isfinite(y)
+            n, x_bar, y_bar, sxx, sxy, syy = _moments(np.where(valid, y, 0.0), valid, xc)
+            del y, valid
         enough = n >= max(min_years, 2)
 
         # A constant series has no spread at all; make that exact so it gives what
@@ -82,11 +126,11 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
         # whose spread is within rounding of zero need the exact check.
         suspects = np.flatnonzero(syy <= 1e-20 * n * y_bar * y_bar)
         if suspects.size:
-            values_of = np.where(valid[:, suspects], y0[:, suspects], np.nan)  # each has a valid value
+            values_of = np.asarray(values[:, suspects], dtype=np.float64)
+            values_of[~np.isfinite(values_of)] = np.nan  # each has a valid value
             constant = suspects[np.nanmax(values_of, axis=0) == np.nanmin(values_of, axis=0)]
             syy[constant] = 0.0
             sxy[constant] = 0.0
-        del y0, valid
 
         degenerate = (sxx == 0.0) | (syy == 0.0)
         r = np.where(degenerate, np.where(sxy == 0.0, np.nan, 0.0), sxy / np.sqrt(sxx * syy))
@@ -98,7 +142,7 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3) -> dict[str, np.n
 
         df = n - 2.0
         t = r * np.sqrt(df / ((1.0 - r + _TINY) * (1.0 + r + _TINY)))
-        pvalue = t_two_sided(t, df)  # scipy's 2 * stdtr(df, -|t|), for whole df and several times faster
+        pvalue = t_two_sided(t, df, kernel)  # scipy's 2 * stdtr(df, -|t|), for whole df and several times faster
         stderr = np.sqrt((1.0 - r**2) * syy / sxx / df)
         intercept_stderr = stderr * np.sqrt(sxx / n + x_mean**2)
 

@@ -38,21 +38,18 @@ the window or chunk it was fitted in.
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 from types import ModuleType
 
 import numpy as np
 
+from .compiled import LazyKernel, said_if_slow
+
 SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives p = 1 whatever the values
-log = logging.getLogger(__name__)
-_compiled: ModuleType | bool | None = None  # see compiled_kernel
-_compiled_lock = threading.Lock()
+_kernel = LazyKernel("pair_select", "sorting instead, the same results")
 ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
-SLOW_LOAD_S = 5.0  # a longer wait is said on stderr: cached loads took up to 2.8 s here, compiles 9 s or more
 _loaded: set[tuple[np.dtype, bool]] = set()  # (window type, counting) of the kernels loaded here
 _loading_lock = threading.Lock()
 COUNTING_FROM_PAIRS = 300  # pairs of years (25 years and more) from which order statistics are counted
@@ -182,26 +179,10 @@ def _sorted_order_statistics(
             row[start:stop] = _at_ranks(slopes, rank[start:stop])
 
 
-def compiled_turned_off() -> bool:
-    """Whether ``EETREND_KERNEL=numpy`` asks for the numpy kernel whatever the series."""
-    return os.environ.get("EETREND_KERNEL", "").strip().lower() == "numpy"
-
-
 def compiled_kernel() -> ModuleType | None:
     """The compiled kernels (:mod:`.pair_select`), or None where numba is not installed or
     ``EETREND_KERNEL=numpy`` asks for the numpy one. Imported once, on first use."""
-    global _compiled
-    with _compiled_lock:  # worker threads and the warm-up may ask at once
-        if _compiled is None:
-            _compiled = False
-            if not compiled_turned_off():
-                try:
-                    from . import pair_select
-                except (ImportError, RuntimeError, OSError) as error:  # numba missing, or no cache it can write
-                    log.warning("Sen's compiled kernel is unavailable (%s); sorting instead, the same results", error)
-                else:
-                    _compiled = pair_select
-    return _compiled or None
+    return _kernel.get()
 
 
 def counting_pays(n_years: int) -> bool:
@@ -234,7 +215,7 @@ def _ready(kernel: ModuleType, dtype: np.dtype, counting: bool) -> None:
 
     In a fresh install numba compiles it once (about 10 s on an idle core, several
     times that on a loaded machine) and caches it; later processes load it in about
-    a second. One line is logged if the wait passes :data:`SLOW_LOAD_S`. Only the
+    a second. One line is logged if the wait passes :data:`.compiled.SLOW_LOAD_S`. Only the
     kernel and type the fit needs are compiled: each is a compile of its own.
     """
     key = (dtype, counting)
@@ -243,18 +224,11 @@ def _ready(kernel: ModuleType, dtype: np.dtype, counting: bool) -> None:
     with _loading_lock:  # one thread compiles, the others wait for it rather than compile too
         if key in _loaded:
             return
-        message = threading.Timer(SLOW_LOAD_S, log.warning, args=(
-            "compiling Sen's kernel once for this install (about 10 s on an idle core, longer on a busy one; "
-            "later runs load it from numba's cache)...",))
-        message.daemon = True
-        message.start()
-        try:
+        with said_if_slow("Sen's kernel"):
             n_years = 40 if counting else 2
             values = np.zeros((n_years, 1), dtype=dtype)
             per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
             _compiled_order_statistics(kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative)
-        finally:
-            message.cancel()
         _loaded.add(key)
 
 

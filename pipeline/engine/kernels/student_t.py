@@ -26,7 +26,8 @@ against ``scipy.stats.t.sf`` to 1e-12 relative on a dense grid of t and df.
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
+from types import ModuleType
 
 import numpy as np
 
@@ -35,20 +36,24 @@ _BUCKETS = 3  # tail pixels are cut at x_cutoff / 2 and / 4, each range with its
 _CF_EPS = 1e-17  # the continued fraction's levels are counted until a level changes it by less than this
 
 
-def t_two_sided(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+def t_two_sided(t: np.ndarray, df: np.ndarray, kernel: ModuleType | None = None) -> np.ndarray:
     """P(|T| >= |t|) for T ~ Student's t with ``df`` degrees of freedom, element-wise.
 
     ``df`` holds whole numbers as floats (an OLS fit's n - 2); where it is below 1
     or not finite, or ``t`` is NaN, the p-value is NaN. Matches
-    ``2 * scipy.stats.t.sf(abs(t), df)`` to 1e-12 relative.
+    ``2 * scipy.stats.t.sf(abs(t), df)`` to 1e-12 relative. ``kernel`` is OLS's
+    compiled module (:mod:`.ols_compiled`), which does the same one pixel at a time.
     """
     t = np.abs(np.asarray(t, dtype=np.float64)).ravel()
     df = np.asarray(df, dtype=np.float64).ravel()
-    p = np.full(t.shape, np.nan)
     usable = np.isfinite(df) & (df >= 1) & ~np.isnan(t)
     nu = np.where(usable, df, 0).astype(np.int64)
     counts = np.bincount(nu)
+    p = np.full(t.shape, np.nan)
     if counts.size <= 1:
+        return p
+    if kernel is not None:
+        kernel.t_two_sided(t, df, p, *compiled_tables(tuple(np.flatnonzero(counts[1:]) + 1)))
         return p
     order = np.argsort(nu.astype(np.min_scalar_type(counts.size)), kind="stable")  # a radix sort: pixels by df
     ends = np.cumsum(counts)
@@ -59,6 +64,30 @@ def t_two_sided(t: np.ndarray, df: np.ndarray) -> np.ndarray:
         p_sorted[group] = _p_of_df(t_sorted[group], int(v))
     p[order] = p_sorted
     return p
+
+
+@lru_cache(maxsize=64)
+def compiled_tables(present: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """The tables :func:`.ols_compiled.t_two_sided` reads, filled for the degrees of freedom ``present``.
+
+    Indexed by df (rows of the others are never read): the tail's cut-off t, the t
+    where buckets 1 and 2 of the tail start, each bucket's continued-fraction
+    coefficients (padded) and their number, and B(df/2, 1/2).
+    """
+    size = max(present) + 1
+    coefficients = {(nu, b): _cf_coefficients(nu, b) for nu in present for b in range(_BUCKETS)}
+    cutoff, beta = np.full(size, np.inf), np.ones(size)
+    edges = np.full((size, _BUCKETS - 1), np.inf)
+    n_levels = np.zeros((size, _BUCKETS), dtype=np.int64)
+    levels = np.zeros((size, _BUCKETS, max(len(c) for c in coefficients.values())))
+    for nu in present:
+        cutoff[nu], beta[nu] = _t_cutoff(nu), _beta(nu)
+        edges[nu] = [_bucket_t(nu, bucket) for bucket in range(1, _BUCKETS)]
+        for bucket in range(_BUCKETS):
+            found = coefficients[nu, bucket]
+            n_levels[nu, bucket] = len(found)
+            levels[nu, bucket, : len(found)] = found
+    return cutoff, edges, levels, n_levels, beta
 
 
 def _p_of_df(t: np.ndarray, nu: int) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""Loading the numba-compiled kernels: once per process, on first use, and saying so when it makes a user wait.
+
+Sen's (:mod:`.pair_select`) and OLS's (:mod:`.ols_compiled`) kernels are imported
+only when a fit needs them, so a command that fits nothing never pays for numba.
+Where numba is missing, or cannot write its cache, the numpy kernels run instead
+and give the same results; ``EETREND_KERNEL=numpy`` asks for them outright.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+SLOW_LOAD_S = 5.0  # a longer wait is said on stderr: cached loads took up to 2.8 s here, compiles 9 s or more
+
+
+def turned_off() -> bool:
+    """Whether ``EETREND_KERNEL=numpy`` asks for the numpy kernels whatever the fit."""
+    return os.environ.get("EETREND_KERNEL", "").strip().lower() == "numpy"
+
+
+class LazyKernel:
+    """One compiled kernel module, imported on the first :meth:`get` of this process (thread-safe)."""
+
+    def __init__(self, name: str, fallback: str) -> None:
+        self.name = name  # the module's name in this package
+        self.fallback = fallback  # what runs instead, for the warning when it cannot load
+        self.module: ModuleType | bool | None = None  # None: not tried yet; False: unavailable
+        self._lock = threading.Lock()  # worker threads and the warm-up may ask at once
+
+    def get(self) -> ModuleType | None:
+        """The module, or None where numba is not installed or ``EETREND_KERNEL=numpy``."""
+        with self._lock:
+            if self.module is None:
+                self.module = False
+                if not turned_off():
+                    try:
+                        self.module = importlib.import_module(f"{__package__}.{self.name}")
+                    except (ImportError, RuntimeError, OSError) as error:  # numba missing, or no cache it can write
+                        log.warning("%s is unavailable (%s); %s", self.name, error, self.fallback)
+        return self.module or None
+
+
+@contextmanager
+def said_if_slow(what: str) -> Iterator[None]:
+    """Log one line naming ``what`` is being compiled if the block lasts past :data:`SLOW_LOAD_S`.
+
+    Numba compiles a kernel once per install (seconds on an idle core, several times
+    that on a busy one) and caches it; a first run should not look hung meanwhile.
+    """
+    message = threading.Timer(SLOW_LOAD_S, log.warning, args=(
+        f"compiling {what} once for this install (seconds on an idle core, longer on a busy one; "
+        "later runs load it from numba's cache)...",))
+    message.daemon = True
+    message.start()
+    try:
+        yield
+    finally:
+        message.cancel()
