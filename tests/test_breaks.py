@@ -509,11 +509,12 @@ def test_peak_memory_stays_flat_on_a_raster_four_times_larger(tmp_path) -> None:
     peaks = {}
     # both large enough that windows are cut at their preferred size, not finer to share a small raster
     for label, rows, cols in (("1x", 512, 1024), ("4x", 1024, 2048)):
-        # 21 years without gaps: every pixel is fitted (segments of 3 years)
-        folder = write_sample(tmp_path / label, years=range(2000, 2021), rows=rows, cols=cols, nan_fraction=0.0,
+        # 15 years without gaps: every pixel is fitted (up to two breaks, segments of 3 years)
+        folder = write_sample(tmp_path / label, years=range(2000, 2015), rows=rows, cols=cols, nan_fraction=0.0,
                               seed=4).folder
         command = [sys.executable, "-c", "import cli; cli.app()", "trend", str(folder), "-o",
-                   str(tmp_path / f"{label}.tif"), "--breaks", "3", "--memory-budget", "384MB", "--workers", "2"]
+                   str(tmp_path / f"{label}.tif"), "--breaks", "2", "--min-segment", "0.2", "--memory-budget", "384MB",
+                   "--workers", "2"]
         _wall, peak, code, err = run_with_peak_rss(command, root, keep_stderr=True)
         assert code == 0, err
         peaks[label] = peak

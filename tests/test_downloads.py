@@ -170,7 +170,7 @@ def test_an_interrupted_download_resumes_from_the_bytes_on_disk(emulator, finish
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        download_study(study, chunk_size=1024, progress=stop_half_way)
+        download_study(study, chunk_size=4096, progress=stop_half_way)
     (partial,) = _no_partials(study)
     assert not (study.downloads / "test-study_NDVI_2000.tif").exists()
     kept = partial.stat().st_size
@@ -184,9 +184,9 @@ def test_an_interrupted_download_resumes_from_the_bytes_on_disk(emulator, finish
         return original(request, stored)
 
     emulator.drive.media.answer = spy
-    report = download_study(study, chunk_size=1024)
+    report = download_study(study, chunk_size=4096)
     assert not report.failed
-    assert ranges[0] == f"bytes={kept}-{kept + 1023}"  # picked up where it stopped
+    assert ranges[0] == f"bytes={kept}-{kept + 4095}"  # picked up where it stopped
     local = study.downloads / "test-study_NDVI_2000.tif"
     assert hashlib.md5(local.read_bytes()).digest() == _drive_file(emulator, local.name).md5
     assert _no_partials(study) == []

@@ -132,11 +132,11 @@ def _moments(count: int) -> list[tuple[signal.Signals, bool, float]]:
     return [(sigs[i % 3], i % 2 == 1, moment) for i, moment in enumerate(start + fit)]
 
 
-def test_forty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(rasters, tmp_path):
+def test_twenty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(rasters, tmp_path):
     """The reported bug: a signal while the pool started ended it with a traceback or a hang, one time in ten."""
     line = "interrupted ({}); nothing half-written was left under a final name"
     interrupted = 0
-    for i, (sig, group, moment) in enumerate(_moments(40)):
+    for i, (sig, group, moment) in enumerate(_moments(20)):
         output = tmp_path / f"trend{i}.tif"
         process = eetrend("trend", str(rasters), "-o", str(output), "--method", "both", "--workers", "2",
                           "--memory-budget", "1400MB", "--executor", "process", start_new_session=True)
@@ -162,7 +162,7 @@ def test_forty_signals_at_any_moment_of_a_process_pool_fit_all_end_cleanly(raste
         assert process.returncode == 128 + sig, case
         assert err.splitlines() == [line.format(sig.name)] and out == "", case
         assert not output.exists(), case
-    assert interrupted >= 30  # the moments fall inside the fit, not after it
+    assert interrupted >= 15  # the moments fall inside the fit, not after it
 
 
 def _catches_sigterm(pid: int) -> bool:
@@ -353,7 +353,7 @@ def test_two_writers_of_one_partial_download_cannot_double_it(emulator, done_rem
         store = open_store(study, ee_api.load_credentials(study))
         (remote,) = store.find(study.prefix(2000), record.destination_uris).files
         try:
-            fetch_file(store.media(remote), remote, target, chunk_size=512)
+            fetch_file(store.media(remote), remote, target, chunk_size=2048)  # 0.05 s a chunk: seconds long
             outcomes.append(remote)
         except DownloadError as exc:
             outcomes.append(exc)

@@ -301,6 +301,28 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
                 picked[q, p] = _select(slopes, m, ranks[q], probe_values, probe_counts, probes, scratch)
 
 
+_TILE = 64  # pixels whose pairwise slopes sen_rows makes at once, pair by pair: a loop the compiler vectorises
+
+
+@njit(**_OPTIONS)
+def _sort_columns(columns, n_rows, m):
+    """Sort each of the first ``m`` columns of ``columns[:n_rows]`` ascending, all columns at once.
+
+    Odd-even transposition: ``n_rows`` rounds of compare-exchanges of neighbouring
+    rows, each a loop over the columns the compiler vectorises. A pair is exchanged
+    only when the upper value is greater, so equal values (0.0 and -0.0) keep
+    their order, as in an insertion sort. The values must not be NaN.
+    """
+    for round_ in range(n_rows):
+        for i in range(round_ % 2, n_rows - 1, 2):
+            upper, lower = columns[i], columns[i + 1]
+            for q in range(m):
+                a, b = upper[q], lower[q]
+                keep = a <= b
+                upper[q] = a if keep else b
+                lower[q] = b if keep else a
+
+
 @njit(**_OPTIONS)
 def sen_rows(values, x, z_crit, out, ranks, negative, slopes):
     """What :func:`sen_pixels` writes, except the order statistics: their ranks instead, and the slopes to sort.
@@ -311,63 +333,83 @@ def sen_rows(values, x, z_crit, out, ranks, negative, slopes):
     valid slopes come first once sorted, exactly as in robust's numpy kernel);
     ``ranks`` (4, pixels) the positions of the two middle slopes and the bounds
     among them, or -1 for a pixel without pairs. ``out`` and ``negative`` are as
-    in :func:`sen_pixels`. One flat loop over the pairs (index arrays, not a loop
-    per lag: short loops cost more to enter than to run); the median of y by
-    insertion sort, the tie sums only where a zero difference shows a tie.
+    in :func:`sen_pixels`; :func:`picked_at` reads the order statistics off the
+    sorted slopes.
+
+    The pixels are taken :data:`_TILE` at a time, and every step is a loop over the
+    tile's pixels: each pair of years, with no index arrays to gather through; the
+    middle valid years; and the sort of the values (for their median and ties) by
+    a sorting network. The tile's slopes are then copied to the pixels' rows. Each
+    slope is the same float64 division as everywhere else, so nothing depends on the tile.
     """
     n_years, pixels = values.shape
     most = slopes.shape[1]
-    first = np.empty(most, dtype=np.int64)
-    second = np.empty(most, dtype=np.int64)
-    gaps = np.empty(most)
-    k = 0
-    for lag in range(1, n_years):
-        for i in range(n_years - lag):
-            first[k], second[k] = i, i + lag
-            gaps[k] = x[i + lag] - x[i]
-            k += 1
-    ys = np.empty(n_years)
-    xs = np.empty(n_years)
-    ordered = np.empty(n_years)
+    ys = np.empty((n_years, _TILE))
+    ordered = np.empty((n_years, _TILE))
+    tile = np.empty((most, _TILE))
+    count, below, ties = np.empty(_TILE), np.empty(_TILE), np.empty(_TILE)
+    low_x, high_x, seen = np.empty(_TILE), np.empty(_TILE), np.empty(_TILE)
     pixel_ranks = np.empty(4, dtype=np.int64)
-    for p in range(pixels):
-        n = 0
+    for start in range(0, pixels, _TILE):
+        m = min(_TILE, pixels - start)
+        count[:] = 0.0
         for t in range(n_years):
-            v = np.float64(values[t, p])
-            if v == v and abs(v) != np.inf:
-                ys[t] = v
-                xs[n] = x[t]
-                ordered[n] = v
-                n += 1
+            row, sortable = ys[t], ordered[t]
+            for q in range(m):
+                v = np.float64(values[t, start + q])
+                valid = v == v and abs(v) != np.inf
+                row[q] = v if valid else np.nan
+                sortable[q] = v if valid else np.inf  # missing values sort last
+                count[q] += 1.0 if valid else 0.0
+        seen[:] = 0.0
+        for t in range(n_years):  # the middle valid years, found as they are passed
+            x_t = x[t]
+            row = ys[t]
+            for q in range(m):
+                if row[q] == row[q]:
+                    if seen[q] == (count[q] - 1.0) // 2.0:
+                        low_x[q] = x_t
+                    if seen[q] == count[q] // 2.0:
+                        high_x[q] = x_t
+                    seen[q] += 1.0
+        below[:] = 0.0
+        ties[:] = 0.0
+        k = 0
+        for lag in range(1, n_years):
+            for i in range(n_years - lag):
+                gap = x[i + lag] - x[i]
+                later, earlier, dest = ys[i + lag], ys[i], tile[k]
+                for q in range(m):
+                    d = later[q] - earlier[q]
+                    below[q] += 1.0 if d < 0 else 0.0
+                    ties[q] += 1.0 if d == 0 else 0.0
+                    dest[q] = d / gap
+                k += 1
+        _sort_columns(ordered, n_years, m)
+        for q in range(m):
+            p = start + q
+            row = slopes[p]
+            for k in range(most):
+                row[k] = tile[k, q]
+            n = int(count[q])
+            out[0, p] = n
+            negative[p] = np.int64(below[q])
+            if n == 0:
+                out[1, p] = out[2, p] = np.nan
+                out[3, p] = out[4, p] = out[5, p] = 0.0
+                ranks[:, p] = -1
+                continue
+            out[1, p] = (low_x[q] + high_x[q]) / 2.0
+            out[2, p] = (ordered[(n - 1) // 2, q] + ordered[n // 2, q]) / 2.0
+            if ties[q]:
+                out[3, p], out[4, p] = _tie_sums(ordered[:, q], n)
             else:
-                ys[t] = np.nan
-        out[0, p] = n
-        row = slopes[p]
-        neg = 0
-        zero = 0
-        for k in range(most):
-            d = ys[second[k]] - ys[first[k]]
-            neg += d < 0
-            zero += d == 0
-            row[k] = d / gaps[k]
-        negative[p] = neg
-        if n == 0:
-            out[1, p] = out[2, p] = np.nan
-            out[3, p] = out[4, p] = out[5, p] = 0.0
-            ranks[:, p] = -1
-            continue
-        out[1, p] = (xs[(n - 1) // 2] + xs[n // 2]) / 2.0
-        _insertion_sort(ordered, n)
-        out[2, p] = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
-        if zero:
-            out[3, p], out[4, p] = _tie_sums(ordered, n)
-        else:
-            out[3, p] = out[4, p] = 0.0
-        m = n * (n - 1) // 2
-        usable = _sen_ranks(n, m, out[4, p], z_crit, pixel_ranks)
-        out[5, p] = 1.0 if usable else 0.0
-        for q in range(4):
-            ranks[q, p] = pixel_ranks[q] if m else -1
+                out[3, p] = out[4, p] = 0.0
+            pairs = n * (n - 1) // 2
+            usable = _sen_ranks(n, pairs, out[4, p], z_crit, pixel_ranks)
+            out[5, p] = 1.0 if usable else 0.0
+            for j in range(4):
+                ranks[j, p] = pixel_ranks[j] if pairs else -1
 
 
 @njit(**_OPTIONS)
