@@ -50,8 +50,17 @@ def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
+@pytest.fixture(params=["counting", "rows"])
+def route(request, monkeypatch) -> str:
+    """The 40-year cases through each compiled kernel: counting (asked for from 25 years) and rows (the default)."""
+    if request.param == "counting":
+        monkeypatch.setattr(robust, "COUNTING_FROM_PAIRS", 300)
+    assert robust.counting_pays(40) == (request.param == "counting")
+    return request.param
+
+
 @pytest.mark.parametrize("case", list(_cases()))
-def test_compiled_kernel_gives_the_numpy_kernels_bits(case: str) -> None:
+def test_compiled_kernel_gives_the_numpy_kernels_bits(case: str, route: str) -> None:
     years, values = _cases()[case]
     compiled = sen_mk(values, years, compiled=True)
     sorted_ = sen_mk(values, years, compiled=False)
@@ -61,14 +70,14 @@ def test_compiled_kernel_gives_the_numpy_kernels_bits(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["normal", "integers, many ties", "heavy tails", "irregular years", "half missing"])
-def test_compiled_kernel_matches_theilslopes_and_pymannkendall(case: str) -> None:
+def test_compiled_kernel_matches_theilslopes_and_pymannkendall(case: str, route: str) -> None:
     years, values = _cases()[case]
     result = sen_mk(values[:, :60], years, compiled=True)
     assert assert_matches_references(values[:, :60], years, result) > 30
 
 
-@pytest.mark.parametrize("n_years", [2, 3, 4, 6, 9, 25])
-def test_short_series_through_the_compiled_kernel(n_years: int) -> None:
+@pytest.mark.parametrize("n_years", [2, 3, 4, 6, 9, 25, 60])  # 60: the counting kernel by default
+def test_series_of_any_length_through_the_compiled_kernel(n_years: int) -> None:
     rng = np.random.default_rng(n_years)
     years = np.arange(2000, 2000 + n_years).astype(float)
     values = _gappy(rng.normal(size=(n_years, 300)), rng, 0.1)
@@ -90,8 +99,8 @@ def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
 
 
 def test_long_series_count_and_short_ones_sort_compiled_rows() -> None:
-    assert robust.counting_pays(40) and robust.counting_pays(25)
-    assert not robust.counting_pays(21) and robust.compiled_pays(10)
+    assert robust.counting_pays(56) and robust.counting_pays(80)
+    assert not robust.counting_pays(55) and not robust.counting_pays(40) and robust.compiled_pays(10)
 
 
 @pytest.mark.parametrize("n_years", [10, 21])
