@@ -161,7 +161,7 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
     compiled.log.addHandler(flag)
     level = compiled.log.level
     compiled.log.setLevel(logging.WARNING)  # whatever earlier tests left
-    monkeypatch.setattr(robust, "_loaded", set())
+    monkeypatch.setattr(robust._kernel, "loaded", set())
     monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
     try:
@@ -181,10 +181,10 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
 
 
 def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:
-    monkeypatch.setattr(robust, "_loaded", set())
+    monkeypatch.setattr(robust._kernel, "loaded", set())
     monkeypatch.setattr(compiled, "SLOW_LOAD_S", 3600.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: None)
     with caplog.at_level("WARNING", logger=compiled.log.name):
         robust._ready(robust.compiled_kernel(), np.dtype(np.float64), False)
     assert caplog.records == []
-    assert (np.dtype(np.float64), False) in robust._loaded
+    assert (np.dtype(np.float64), False) in robust._kernel.loaded

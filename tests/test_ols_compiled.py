@@ -106,7 +106,7 @@ def test_the_numpy_kernel_runs_when_asked_and_compiled_without_numba_is_an_error
 
 
 def test_a_kernel_that_cannot_load_falls_back_with_one_warning(monkeypatch, caplog) -> None:
-    broken = compiled.LazyKernel("no_such_kernel_module", "using numpy instead, the same results")
+    broken = compiled.LazyKernel("no_such_kernel_module", "using numpy instead, the same results", "OLS's kernel")
     monkeypatch.setattr(ols, "_kernel", broken)
     with caplog.at_level(logging.WARNING, logger=compiled.log.name):
         assert ols.compiled_kernel() is None
@@ -137,7 +137,7 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
     compiled.log.addHandler(flag)
     level = compiled.log.level
     compiled.log.setLevel(logging.WARNING)
-    monkeypatch.setattr(ols, "_ready_types", set())
+    monkeypatch.setattr(ols._kernel, "loaded", set())
     monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(ols, "_compiled_sums", slow_sums)
     try:
@@ -151,4 +151,4 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
         compiled.log.setLevel(level)
     assert messages == ["compiling OLS's kernel once for this install (seconds on an idle core, longer on a busy "
                         "one; later runs load it from numba's cache)..."]
-    assert np.dtype(np.float32) in ols._ready_types
+    assert np.dtype(np.float32) in ols._kernel.loaded

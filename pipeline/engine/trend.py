@@ -175,7 +175,7 @@ def plan_memory(
 
 
 def _uses_compiled_kernel(options: FitOptions, stack: Stack) -> bool:
-    """Whether the fit will load Sen's compiled kernel (numba) anew, which the memory plan must count."""
+    """Whether the fit will load a compiled kernel (numba: OLS's, or Sen's) anew, which the memory plan must count."""
     from .kernels.compiled import turned_off
     from .kernels.robust import compiled_pays
 

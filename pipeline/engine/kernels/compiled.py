@@ -12,7 +12,7 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
@@ -26,13 +26,17 @@ def turned_off() -> bool:
 
 
 class LazyKernel:
-    """One compiled kernel module, imported on the first :meth:`get` of this process (thread-safe)."""
+    """One compiled kernel module, imported on the first :meth:`get` of this process, and the
+    specialisations of it (one per input type, say) made :meth:`ready` here; thread-safe."""
 
-    def __init__(self, name: str, fallback: str) -> None:
+    def __init__(self, name: str, fallback: str, label: str) -> None:
         self.name = name  # the module's name in this package
         self.fallback = fallback  # what runs instead, for the warning when it cannot load
+        self.label = label  # the kernel as the line of a slow compile names it
         self.module: ModuleType | bool | None = None  # None: not tried yet; False: unavailable
+        self.loaded: set[Hashable] = set()  # the keys made ready in this process
         self._lock = threading.Lock()  # worker threads and the warm-up may ask at once
+        self._loading_lock = threading.Lock()
 
     def get(self) -> ModuleType | None:
         """The module, or None where numba is not installed or ``EETREND_KERNEL=numpy``."""
@@ -45,6 +49,21 @@ class LazyKernel:
                     except (ImportError, RuntimeError, OSError) as error:  # numba missing, or no cache it can write
                         log.warning("%s is unavailable (%s); %s", self.name, error, self.fallback)
         return self.module or None
+
+    def ready(self, key: Hashable, load: Callable[[], None]) -> None:
+        """Call ``load`` (a first call of the compiled functions that ``key`` stands for, which loads
+        them from numba's cache or compiles them) once per process, saying so if it is slow.
+
+        One thread loads while the others wait for it, rather than each compiling the same.
+        """
+        if key in self.loaded:
+            return
+        with self._loading_lock:
+            if key in self.loaded:
+                return
+            with said_if_slow(self.label):
+                load()
+            self.loaded.add(key)
 
 
 @contextmanager

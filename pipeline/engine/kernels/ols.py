@@ -12,21 +12,19 @@ points scipy's p = 0 and standard errors of 0 are NaN here (no residual, no test
 
 from __future__ import annotations
 
-import threading
 from types import ModuleType
 
 import numpy as np
 
-from .compiled import LazyKernel, said_if_slow
+from .compiled import LazyKernel
 from .student_t import t_two_sided
 
 OLS_BANDS = ("slope", "intercept", "rvalue", "pvalue", "stderr", "intercept_stderr")
 
 OLS_MIN_TESTED = 3  # valid years for pvalue, stderr and intercept_stderr: one residual degree of freedom
 _TINY = 1.0e-20  # scipy's guard against a zero denominator in the t statistic
-_kernel = LazyKernel("ols_compiled", "using numpy instead, the same results")
-_ready_lock = threading.Lock()
-_ready_types: set[np.dtype] = set()  # window types whose compiled kernels are loaded here
+_kernel = LazyKernel("ols_compiled", "using numpy instead, the same results", "OLS's kernel")
+COMPILED_TYPES = (np.dtype(np.float32), np.dtype(np.float64))  # windows the compiled sums read as stored
 
 
 def compiled_kernel() -> ModuleType | None:
@@ -39,13 +37,20 @@ def warm_up(dtype: type = np.float32) -> None:
     """Load (or, once per install, compile) the compiled kernels for windows of ``dtype``, saying so
     on stderr if that takes more than a few seconds; nothing where they are unavailable."""
     kernel = compiled_kernel()
-    if kernel is None or np.dtype(dtype) in _ready_types:
-        return
-    with _ready_lock, said_if_slow("OLS's kernel"):  # one thread compiles, the others wait for it
-        if np.dtype(dtype) not in _ready_types:
+    if kernel is not None:
+        _ready(kernel, np.dtype(dtype))
+
+
+def _ready(kernel: ModuleType, dtype: np.dtype) -> None:
+    """Make sure the compiled p-values, and the compiled sums for windows of ``dtype`` where there
+    are any (:data:`COMPILED_TYPES`), are loaded or compiled."""
+
+    def load() -> None:
+        if dtype in COMPILED_TYPES:
             _compiled_sums(kernel, np.zeros((3, 1), dtype=dtype), np.zeros(3))
-            t_two_sided(np.ones(1), np.ones(1), kernel)
-            _ready_types.add(np.dtype(dtype))
+        t_two_sided(np.ones(1), np.ones(1), kernel)
+
+    _kernel.ready(dtype, load)
 
 
 def _compiled_sums(kernel: ModuleType, values: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -108,11 +113,13 @@ def ols(values: np.ndarray, x: np.ndarray, min_years: int = 3, compiled: bool | 
     kernel = compiled_kernel() if compiled is not False else None
     if compiled and kernel is None:
         raise RuntimeError("the compiled OLS kernel needs numba: pip install numba")
+    if kernel is not None:
+        _ready(kernel, values.dtype)  # says so if a first compile makes this fit wait
     x_mean_all = x.mean()
     xc = x - x_mean_all  # centred years: sums of squares keep their precision
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        if kernel is not None and values.dtype in (np.float32, np.float64):
+        if kernel is not None and values.dtype in COMPILED_TYPES:
             n, x_bar, y_bar, sxx, sxy, syy = _compiled_sums(kernel, values, xc)
         else:
             y = np.asarray(values, dtype=np.float64)

@@ -38,20 +38,17 @@ the window or chunk it was fitted in.
 
 from __future__ import annotations
 
-import threading
 from types import ModuleType
 
 import numpy as np
 
-from .compiled import LazyKernel, said_if_slow
+from .compiled import LazyKernel
 
 SEN_BANDS = ("sen_slope", "sen_intercept", "sen_low", "sen_high")
 MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives p = 1 whatever the values
-_kernel = LazyKernel("pair_select", "sorting instead, the same results")
+_kernel = LazyKernel("pair_select", "sorting instead, the same results", "Sen's kernel")
 ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
-_loaded: set[tuple[np.dtype, bool]] = set()  # (window type, counting) of the kernels loaded here
-_loading_lock = threading.Lock()
 COUNTING_FROM_PAIRS = 1540  # pairs of years (56 years and more) from which order statistics are counted
 
 def bytes_per_pixel(n_years: int) -> int:
@@ -220,18 +217,11 @@ def _ready(kernel: ModuleType, dtype: np.dtype, counting: bool) -> None:
     a second. One line is logged if the wait passes :data:`.compiled.SLOW_LOAD_S`. Only the
     kernel and type the fit needs are compiled: each is a compile of its own.
     """
-    key = (dtype, counting)
-    if key in _loaded:
-        return
-    with _loading_lock:  # one thread compiles, the others wait for it rather than compile too
-        if key in _loaded:
-            return
-        with said_if_slow("Sen's kernel"):
-            n_years = 40 if counting else 2
-            values = np.zeros((n_years, 1), dtype=dtype)
-            per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
-            _compiled_order_statistics(kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative)
-        _loaded.add(key)
+    n_years = 40 if counting else 2
+    values = np.zeros((n_years, 1), dtype=dtype)
+    per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
+    _kernel.ready((dtype, counting), lambda: _compiled_order_statistics(
+        kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative))
 
 
 def _compiled_order_statistics(
