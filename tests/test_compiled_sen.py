@@ -98,15 +98,39 @@ def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
     assert robust.compiled_kernel() is not None
 
 
-def test_long_series_count_and_short_ones_sort_compiled_rows() -> None:
+def test_long_series_count_middle_ones_sort_compiled_rows_and_short_ones_a_network() -> None:
     assert robust.counting_pays(56) and robust.counting_pays(80)
     assert not robust.counting_pays(55) and not robust.counting_pays(40) and robust.compiled_pays(10)
+    assert [robust.compiled_route(n) for n in (2, 10, 13, 14, 40, 55, 56)] == [
+        "network", "network", "network", "rows", "rows", "rows", "counting"]
 
 
-@pytest.mark.parametrize("n_years", [10, 21])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 45, 64, 65, 78, 100])
+def test_the_merge_network_sorts_every_order_of_its_size(size: int) -> None:
+    """Batcher's network, pruned past ``size``, sorts (checked by the 0-1 principle where it is exhaustive)."""
+    network = robust.compiled_kernel().merge_network(size)
+    assert np.all(network[:, 0] < network[:, 1]) and np.all(network[:, 1] < size)
+    rng = np.random.default_rng(size)
+    if size <= 13:  # every 0-1 input: a network that sorts them all sorts everything (Knuth 5.3.4, ex. 36)
+        tests = ((np.arange(1 << size)[:, None] >> np.arange(size)) & 1).astype(float)
+    else:
+        tests = np.concatenate([rng.normal(size=(400, size)), rng.integers(0, 3, (400, size)).astype(float)])
+    columns = np.ascontiguousarray(tests.T)
+    for a, b in network:
+        low, high = np.minimum(columns[a], columns[b]), np.maximum(columns[a], columns[b])
+        columns[a], columns[b] = low, high
+    np.testing.assert_array_equal(columns.T, np.sort(tests, axis=1))
+
+
+@pytest.mark.parametrize(("n_years", "route"), [(10, "network"), (10, "rows"), (21, "rows")])
 @pytest.mark.parametrize("case", list(_cases()))
-def test_rows_kernel_gives_the_numpy_kernels_bits_on_short_series(case: str, n_years: int) -> None:
-    """Below the counting kernel's lengths, the compiled rows + numpy sort give the numpy kernel's bits."""
+def test_rows_kernel_gives_the_numpy_kernels_bits_on_short_series(case: str, n_years: int, route: str,
+                                                                   monkeypatch) -> None:
+    """Below the counting kernel's lengths, the compiled rows + numpy sort (and, up to 13 years by
+    default, the sorting network) give the numpy kernel's bits."""
+    if route == "rows":
+        monkeypatch.setattr(robust, "NETWORK_UP_TO_PAIRS", 0)
+    assert robust.compiled_route(n_years) == route
     assert not robust.counting_pays(n_years)
     years, values = _cases()[case]
     years, values = years[-n_years:], values[-n_years:]
@@ -165,8 +189,8 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
     monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
     try:
-        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)
-        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), True)  # loaded: nothing to wait for
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), "counting")
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), "counting")  # loaded: nothing to wait for
         for thread in threading.enumerate():  # the line's timer has finished logging before the test ends
             if isinstance(thread, threading.Timer):
                 thread.join(timeout=60)
@@ -185,6 +209,6 @@ def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:
     monkeypatch.setattr(compiled, "SLOW_LOAD_S", 3600.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: None)
     with caplog.at_level("WARNING", logger=compiled.log.name):
-        robust._ready(robust.compiled_kernel(), np.dtype(np.float64), False)
+        robust._ready(robust.compiled_kernel(), np.dtype(np.float64), "rows")
     assert caplog.records == []
-    assert (np.dtype(np.float64), False) in robust._kernel.loaded
+    assert (np.dtype(np.float64), "rows") in robust._kernel.loaded

@@ -301,7 +301,7 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
                 picked[q, p] = _select(slopes, m, ranks[q], probe_values, probe_counts, probes, scratch)
 
 
-_TILE = 64  # pixels whose pairwise slopes sen_rows makes at once, pair by pair: a loop the compiler vectorises
+_TILE = 64  # pixels whose pairwise slopes sen_tiles makes at once, pair by pair: a loop the compiler vectorises
 
 
 @njit(**_OPTIONS)
@@ -323,27 +323,96 @@ def _sort_columns(columns, n_rows, m):
                 lower[q] = b if keep else a
 
 
+@njit(inline="always", **_OPTIONS)  # inlined: the caller's own buffers, which the compiler knows apart
+def _tile_slopes(values, start, m, x, ys, ordered, tile, count, below, ties, low_x, high_x, seen):
+    """One tile's per-pixel work that needs no order statistics of the slopes, every step a loop over
+    its ``m`` pixels: the valid values and their count, the middle valid years, every pair of years'
+    slope into ``tile`` (pairs, pixels), +inf where a year is missing (so missing pairs sort last),
+    the negative and zero differences, and the values sorted into ``ordered`` (missing last)."""
+    n_years = values.shape[0]
+    count[:] = 0.0
+    for t in range(n_years):
+        row, sortable = ys[t], ordered[t]
+        for q in range(m):
+            v = np.float64(values[t, start + q])
+            valid = v == v and abs(v) != np.inf
+            row[q] = v if valid else np.nan
+            sortable[q] = v if valid else np.inf
+            count[q] += 1.0 if valid else 0.0
+    seen[:] = 0.0
+    for t in range(n_years):  # the middle valid years, found as they are passed
+        x_t = x[t]
+        row = ys[t]
+        for q in range(m):
+            if row[q] == row[q]:
+                if seen[q] == (count[q] - 1.0) // 2.0:
+                    low_x[q] = x_t
+                if seen[q] == count[q] // 2.0:
+                    high_x[q] = x_t
+                seen[q] += 1.0
+    below[:] = 0.0
+    ties[:] = 0.0
+    k = 0
+    for lag in range(1, n_years):
+        for i in range(n_years - lag):
+            gap = x[i + lag] - x[i]
+            later, earlier, dest = ys[i + lag], ys[i], tile[k]
+            for q in range(m):
+                d = later[q] - earlier[q]
+                below[q] += 1.0 if d < 0 else 0.0
+                ties[q] += 1.0 if d == 0 else 0.0
+                slope = d / gap
+                dest[q] = slope if slope == slope else np.inf
+            k += 1
+    _sort_columns(ordered, n_years, m)
+
+
+@njit(inline="always", **_OPTIONS)  # inlined: the caller's own buffers, which the compiler knows apart
+def _pixel_outputs(q, p, z_crit, count, below, ties, low_x, high_x, ordered, out, negative, pixel_ranks):
+    """Pixel ``p`` (column ``q`` of its tile): ``out`` and ``negative`` as :func:`sen_pixels` writes them,
+    and the ranks of its order statistics in ``pixel_ranks``; returns its number of pairs."""
+    n = int(count[q])
+    out[0, p] = n
+    negative[p] = np.int64(below[q])
+    if n == 0:
+        out[1, p] = out[2, p] = np.nan
+        out[3, p] = out[4, p] = out[5, p] = 0.0
+        return 0
+    out[1, p] = (low_x[q] + high_x[q]) / 2.0
+    out[2, p] = (ordered[(n - 1) // 2, q] + ordered[n // 2, q]) / 2.0
+    if ties[q]:
+        out[3, p], out[4, p] = _tie_sums(ordered[:, q], n)
+    else:
+        out[3, p] = out[4, p] = 0.0
+    pairs = n * (n - 1) // 2
+    out[5, p] = 1.0 if _sen_ranks(n, pairs, out[4, p], z_crit, pixel_ranks) else 0.0
+    return pairs
+
+
 @njit(**_OPTIONS)
-def sen_rows(values, x, z_crit, out, ranks, negative, slopes):
-    """What :func:`sen_pixels` writes, except the order statistics: their ranks instead, and the slopes to sort.
+def sen_tiles(values, x, z_crit, out, negative, in_place, network, picked, slopes, ranks):
+    """What :func:`sen_pixels` writes, for series too short for counting to beat sorting, a tile of
+    :data:`_TILE` pixels at a time; ``out`` and ``negative`` are as there.
 
-    For series too short for counting to beat numpy's vectorised sort: ``slopes``
-    (pixels, pairs of years) receives each pixel's pairwise slopes lag by lag, all
-    pairs of years, NaN where either year is missing (NaN sorts last, so the
-    valid slopes come first once sorted, exactly as in robust's numpy kernel);
-    ``ranks`` (4, pixels) the positions of the two middle slopes and the bounds
-    among them, or -1 for a pixel without pairs. ``out`` and ``negative`` are as
-    in :func:`sen_pixels`; :func:`picked_at` reads the order statistics off the
-    sorted slopes.
+    Every step is a loop over the tile's pixels (:func:`_tile_slopes`): each pair of
+    years, with no index arrays to gather through; the middle valid years; and the sort
+    of the values (for their median and ties) by a sorting network. Missing pairs are
+    +inf, so the valid slopes come first once sorted (a valid slope of +inf is the same
+    value). Then one of two things, as ``in_place`` asks:
 
-    The pixels are taken :data:`_TILE` at a time, and every step is a loop over the
-    tile's pixels: each pair of years, with no index arrays to gather through; the
-    middle valid years; and the sort of the values (for their median and ties) by
-    a sorting network. The tile's slopes are then copied to the pixels' rows. Each
-    slope is the same float64 division as everywhere else, so nothing depends on the tile.
+    * True, a sorting network (:func:`merge_network` for the number of pairs of years; short
+      series, up to :data:`.robust.NETWORK_UP_TO_PAIRS`): the tile's slopes are sorted in
+      place, each compare-exchange a loop over the pixels that the compiler vectorises,
+      and the order statistics go to ``picked`` (4, pixels), read off by position;
+    * False (``network`` unused): each pixel's slopes are copied to its row
+      of ``slopes`` (pixels, pairs of years) for numpy to sort, and ``ranks`` (4, pixels)
+      receives the positions of the two middle slopes and the bounds among them, or -1
+      for a pixel without pairs; :func:`picked_at` reads them off the sorted rows.
+
+    Each slope is the same float64 division as everywhere else, so nothing depends on the tile.
     """
     n_years, pixels = values.shape
-    most = slopes.shape[1]
+    most = max(n_years * (n_years - 1) // 2, 1)
     ys = np.empty((n_years, _TILE))
     ordered = np.empty((n_years, _TILE))
     tile = np.empty((most, _TILE))
@@ -352,64 +421,60 @@ def sen_rows(values, x, z_crit, out, ranks, negative, slopes):
     pixel_ranks = np.empty(4, dtype=np.int64)
     for start in range(0, pixels, _TILE):
         m = min(_TILE, pixels - start)
-        count[:] = 0.0
-        for t in range(n_years):
-            row, sortable = ys[t], ordered[t]
-            for q in range(m):
-                v = np.float64(values[t, start + q])
-                valid = v == v and abs(v) != np.inf
-                row[q] = v if valid else np.nan
-                sortable[q] = v if valid else np.inf  # missing values sort last
-                count[q] += 1.0 if valid else 0.0
-        seen[:] = 0.0
-        for t in range(n_years):  # the middle valid years, found as they are passed
-            x_t = x[t]
-            row = ys[t]
-            for q in range(m):
-                if row[q] == row[q]:
-                    if seen[q] == (count[q] - 1.0) // 2.0:
-                        low_x[q] = x_t
-                    if seen[q] == count[q] // 2.0:
-                        high_x[q] = x_t
-                    seen[q] += 1.0
-        below[:] = 0.0
-        ties[:] = 0.0
-        k = 0
-        for lag in range(1, n_years):
-            for i in range(n_years - lag):
-                gap = x[i + lag] - x[i]
-                later, earlier, dest = ys[i + lag], ys[i], tile[k]
-                for q in range(m):
-                    d = later[q] - earlier[q]
-                    below[q] += 1.0 if d < 0 else 0.0
-                    ties[q] += 1.0 if d == 0 else 0.0
-                    dest[q] = d / gap
-                k += 1
-        _sort_columns(ordered, n_years, m)
+        _tile_slopes(values, start, m, x, ys, ordered, tile, count, below, ties, low_x, high_x, seen)
+        if in_place:
+            _sort_rows(tile, m, network)
         for q in range(m):
             p = start + q
+            pairs = _pixel_outputs(q, p, z_crit, count, below, ties, low_x, high_x, ordered, out, negative,
+                                   pixel_ranks)
+            if in_place:
+                if pairs:
+                    for j in range(4):
+                        picked[j, p] = tile[pixel_ranks[j], q]
+                continue
             row = slopes[p]
             for k in range(most):
                 row[k] = tile[k, q]
-            n = int(count[q])
-            out[0, p] = n
-            negative[p] = np.int64(below[q])
-            if n == 0:
-                out[1, p] = out[2, p] = np.nan
-                out[3, p] = out[4, p] = out[5, p] = 0.0
-                ranks[:, p] = -1
-                continue
-            out[1, p] = (low_x[q] + high_x[q]) / 2.0
-            out[2, p] = (ordered[(n - 1) // 2, q] + ordered[n // 2, q]) / 2.0
-            if ties[q]:
-                out[3, p], out[4, p] = _tie_sums(ordered[:, q], n)
-            else:
-                out[3, p] = out[4, p] = 0.0
-            pairs = n * (n - 1) // 2
-            usable = _sen_ranks(n, pairs, out[4, p], z_crit, pixel_ranks)
-            out[5, p] = 1.0 if usable else 0.0
             for j in range(4):
                 ranks[j, p] = pixel_ranks[j] if pairs else -1
+
+
+def merge_network(size: int) -> np.ndarray:
+    """Batcher's odd-even merge sort of ``size`` values as compare-exchange pairs (i < j), in order.
+
+    Built for the next power of two; the pairs that reach past ``size`` are dropped,
+    because the values there would be +inf and a compare-exchange with +inf at the
+    greater index never moves anything. (Knuth, TAOCP vol. 3, 5.3.4, algorithm M.)
+    """
+    n = 1
+    while n < size:
+        n *= 2
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < size:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(inline="always", **_OPTIONS)  # inlined: the caller's own buffers, which the compiler knows apart
+def _sort_rows(tile, m, network):
+    """Apply the compare-exchanges of ``network`` to the rows of ``tile``, each a loop over ``m`` columns
+    (the smaller value to the lower row; equal values stay put, as in :func:`_sort_columns`)."""
+    for c in range(network.shape[0]):
+        upper, lower = tile[network[c, 0]], tile[network[c, 1]]
+        for q in range(m):
+            a, b = upper[q], lower[q]
+            keep = a <= b
+            upper[q] = a if keep else b
+            lower[q] = b if keep else a
 
 
 @njit(**_OPTIONS)

@@ -38,6 +38,7 @@ the window or chunk it was fitted in.
 
 from __future__ import annotations
 
+from functools import cache
 from types import ModuleType
 
 import numpy as np
@@ -50,6 +51,7 @@ MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives
 _kernel = LazyKernel("pair_select", "sorting instead, the same results", "Sen's kernel")
 ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
 COUNTING_FROM_PAIRS = 1540  # pairs of years (56 years and more) from which order statistics are counted
+NETWORK_UP_TO_PAIRS = 78  # pairs of years (13 years and fewer) sorted in place by a sorting network
 
 def bytes_per_pixel(n_years: int) -> int:
     """Working memory of :func:`sen_mk` per pixel of its block, for window planning.
@@ -186,11 +188,24 @@ def counting_pays(n_years: int) -> bool:
     """Whether the counting kernel (:func:`.pair_select.sen_pixels`) beats numpy's sort for series this long.
 
     Measured (``benchmarks/bench_sen_floor.py``'s workload, 131,072 float32 pixels, one thread):
-    the compiled :func:`.pair_select.sen_rows` with numpy's sort took 0.43, 0.55, 0.99 and 1.62 s
+    the compiled rows of :func:`.pair_select.sen_tiles` with numpy's sort took 0.43, 0.55, 0.99 and 1.62 s
     at 25, 30, 40 and 50 years against 0.76, 0.90, 1.23 and 1.76 s for counting, which wins
     from about 55 years (2.21 s against 2.42 s at 60). Below this the rows kernel runs.
     """
     return n_years * (n_years - 1) // 2 >= COUNTING_FROM_PAIRS
+
+
+def compiled_route(n_years: int) -> str:
+    """Which compiled kernel fits series this long: "network" (:func:`.pair_select.sen_tiles` sorting
+    in place by a network, up to 13 years), "rows" (its rows sorted by numpy) or "counting" (from 56 years).
+
+    Measured (131,072 float32 pixels, one thread, interleaved): the network took 78, 235, 487 and
+    586 ns a pixel at 5, 10, 12 and 13 years against 174, 368, 631 and 689 ns for the rows
+    kernel with numpy's sort; at 14 years they were even (737 against 775), at 15 the rows won.
+    """
+    if counting_pays(n_years):
+        return "counting"
+    return "network" if n_years * (n_years - 1) // 2 <= NETWORK_UP_TO_PAIRS else "rows"
 
 
 def compiled_pays(n_years: int) -> bool:
@@ -205,22 +220,22 @@ def warm_up(dtypes: tuple[type, ...] = (np.float32, np.float64), n_years: int = 
     kernel = compiled_kernel()
     if kernel is not None:
         for dtype in dtypes:
-            _ready(kernel, np.dtype(dtype), counting_pays(n_years))
+            _ready(kernel, np.dtype(dtype), compiled_route(n_years))
 
 
-def _ready(kernel: ModuleType, dtype: np.dtype, counting: bool) -> None:
-    """Make sure the kernel for ``dtype`` (counting, or rows to sort) is loaded or compiled, saying so
-    on stderr when that takes a while.
+def _ready(kernel: ModuleType, dtype: np.dtype, route: str) -> None:
+    """Make sure the kernel for ``dtype`` and ``route`` (see :func:`compiled_route`) is loaded or
+    compiled, saying so on stderr when that takes a while.
 
     In a fresh install numba compiles it once (about 10 s on an idle core, several
     times that on a loaded machine) and caches it; later processes load it in about
     a second. One line is logged if the wait passes :data:`.compiled.SLOW_LOAD_S`. Only the
     kernel and type the fit needs are compiled: each is a compile of its own.
     """
-    n_years = 40 if counting else 2
+    n_years = {"counting": 60, "rows": 20, "network": 2}[route]
     values = np.zeros((n_years, 1), dtype=dtype)
     per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
-    _kernel.ready((dtype, counting), lambda: _compiled_order_statistics(
+    _kernel.ready((dtype, route), lambda: _compiled_order_statistics(
         kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative))
 
 
@@ -228,10 +243,16 @@ def _compiled_order_statistics(
     kernel: ModuleType, values: np.ndarray, x: np.ndarray, z_crit: float, per_pixel: np.ndarray,
     picked: np.ndarray, negative: np.ndarray,
 ) -> None:
-    """The compiled kernels' per-pixel work: counting for long series, else compiled rows sorted by numpy."""
+    """The compiled kernels' per-pixel work: counting for long series, a sorting network for short ones,
+    compiled rows sorted by numpy between (:func:`compiled_route`)."""
     n_years, pixels = values.shape
-    if counting_pays(n_years):
+    route = compiled_route(n_years)
+    if route == "counting":
         kernel.sen_pixels(values, x, z_crit, per_pixel, picked, negative)
+        return
+    if route == "network":
+        kernel.sen_tiles(values, x, z_crit, per_pixel, negative, True, _network(n_years * (n_years - 1) // 2), picked,
+                         _NO_ROWS, _NO_RANKS)
         return
     step = pair_chunk(n_years, ROWS_CHUNK_BYTES)
     buffer = np.empty((min(step, pixels), max(n_years * (n_years - 1) // 2, 1)))
@@ -239,10 +260,19 @@ def _compiled_order_statistics(
     for start in range(0, pixels, step):
         stop = min(start + step, pixels)
         rows, chunk_ranks = buffer[: stop - start], ranks[:, : stop - start]
-        kernel.sen_rows(values[:, start:stop], x, z_crit, per_pixel[:, start:stop], chunk_ranks,
-                        negative[start:stop], rows)
+        kernel.sen_tiles(values[:, start:stop], x, z_crit, per_pixel[:, start:stop], negative[start:stop], False,
+                         _NO_NETWORK, picked[:, start:stop], rows, chunk_ranks)
         rows.sort(axis=1)
         kernel.picked_at(rows, chunk_ranks, picked[:, start:stop])
+
+
+_NO_ROWS, _NO_RANKS, _NO_NETWORK = np.empty((0, 1)), np.empty((4, 0), dtype=np.int64), np.empty((0, 2), dtype=np.int64)
+
+
+@cache
+def _network(pairs: int) -> np.ndarray:
+    """The sorting network for ``pairs`` slopes, built once per process (a few hundred compare-exchanges)."""
+    return _kernel.get().merge_network(pairs)
 
 
 def sen_mk(
@@ -263,7 +293,8 @@ def sen_mk(
 
     The per-pixel work is done by the compiled kernels where numba is installed
     (from 56 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
-    below, :func:`.pair_select.sen_rows`, whose slopes numpy sorts), else with numpy by
+    up to 13 years :func:`.pair_select.sen_tiles` with a sorting network, a sorting network over whole tiles;
+    between, the rows of :func:`.pair_select.sen_tiles`, which numpy sorts), else with numpy by
     sorting; all give the same bits. ``compiled`` True or False asks for one.
     """
     from scipy.special import ndtr, ndtri  # imported here: slow to import at start-up
@@ -285,7 +316,7 @@ def sen_mk(
         if kernel:
             if values.dtype not in (np.float32, np.float64):
                 values = values.astype(np.float64)
-            _ready(kernel, values.dtype, counting_pays(n_years))
+            _ready(kernel, values.dtype, compiled_route(n_years))
             per_pixel = np.empty((6, values.shape[1]))
             picked = np.empty((4, values.shape[1]))
             negative = np.empty(values.shape[1], dtype=np.int64)
