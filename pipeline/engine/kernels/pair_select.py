@@ -23,8 +23,12 @@ Whatever happens the answer is exact: a search that has not finished after a
 fixed number of counts, or a pixel whose slopes could overflow, falls back to
 sorting (only the bracketed slopes, or all of them).
 
-Nothing here allocates per pixel, and the loop releases the GIL, so worker
-threads run it in parallel.
+Shorter series (up to 55 years) go through :func:`sen_tiles` instead, 64 pixels at a
+time: their slopes are sorted in place by a sorting network up to 13 years, or copied
+out for numpy's sort (see :func:`.robust.compiled_route`).
+
+Nothing here allocates per pixel, and the loops release the GIL, so worker
+threads run them in parallel.
 """
 
 from __future__ import annotations
