@@ -1,7 +1,8 @@
-"""The compiled Sen + Mann-Kendall kernel (counting, no sort) gives the numpy kernel's bits and the references' values.
+"""The compiled Sen + Mann-Kendall kernels (counting, a sorting network, rows for numpy) give the
+numpy kernel's bits and the references' values.
 
-The two kernels share no code for the per-pixel work: the numpy one sorts every
-pixel's pairwise slopes, the compiled one brackets each order statistic by
+The kernels share no code for the per-pixel work: the numpy one sorts every
+pixel's pairwise slopes, the compiled counting one brackets each order statistic by
 counting. Data are chosen to push the counting search off its easy path: tied
 values, slopes that are all equal, heavy tails, huge and tiny magnitudes,
 irregular years, very short series.
@@ -52,9 +53,9 @@ def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture(params=["counting", "rows"])
 def route(request, monkeypatch) -> str:
-    """The 40-year cases through each compiled kernel: counting (asked for from 25 years) and rows (the default)."""
-    if request.param == "counting":
-        monkeypatch.setattr(robust, "COUNTING_FROM_PAIRS", 300)
+    """The 40-year cases through each compiled kernel: counting (the default) and rows (asked for)."""
+    if request.param == "rows":
+        monkeypatch.setattr(robust, "COUNTING_FROM_PAIRS", 10**6)
     assert robust.counting_pays(40) == (request.param == "counting")
     return request.param
 
@@ -76,7 +77,7 @@ def test_compiled_kernel_matches_theilslopes_and_pymannkendall(case: str, route:
     assert assert_matches_references(values[:, :60], years, result) > 30
 
 
-@pytest.mark.parametrize("n_years", [2, 3, 4, 6, 9, 25, 60])  # 60: the counting kernel by default
+@pytest.mark.parametrize("n_years", [2, 3, 4, 6, 9, 25, 33, 60])  # from 33: the counting kernel by default
 def test_series_of_any_length_through_the_compiled_kernel(n_years: int) -> None:
     rng = np.random.default_rng(n_years)
     years = np.arange(2000, 2000 + n_years).astype(float)
@@ -99,10 +100,10 @@ def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
 
 
 def test_long_series_count_middle_ones_sort_compiled_rows_and_short_ones_a_network() -> None:
-    assert robust.counting_pays(56) and robust.counting_pays(80)
-    assert not robust.counting_pays(55) and not robust.counting_pays(40) and robust.compiled_pays(10)
-    assert [robust.compiled_route(n) for n in (2, 10, 13, 14, 40, 55, 56)] == [
-        "network", "network", "network", "rows", "rows", "rows", "counting"]
+    assert robust.counting_pays(33) and robust.counting_pays(40) and robust.counting_pays(80)
+    assert not robust.counting_pays(32) and not robust.counting_pays(21) and robust.compiled_pays(10)
+    assert [robust.compiled_route(n) for n in (2, 10, 13, 14, 32, 33, 60)] == [
+        "network", "network", "network", "rows", "rows", "counting", "counting"]
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 45, 64, 65, 78, 100])

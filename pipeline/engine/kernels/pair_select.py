@@ -2,28 +2,26 @@
 
 Sen's slope needs four order statistics of a pixel's n(n-1)/2 pairwise slopes:
 the one or two middle ones and the two confidence bounds. Sorting them all (the
-numpy kernel's way) costs about n^2 log n per pixel; this kernel finds the four
-exactly with a handful of passes that only *count* the slopes below a pivot, a
-loop the compiler turns into vector instructions (about 50 ns for 780 slopes):
+numpy kernel's way) costs about n^2 log n per pixel; :func:`sen_pixels` finds the
+four exactly by *counting* the slopes below a pivot, a loop the compiler turns into
+vector instructions (82-122 ns for 780 slopes):
 
-* the pairwise slopes are built into a small buffer that stays in cache, lag by
-  lag, with the same float64 operations as the numpy kernel (so the values, and
-  hence the order statistics, are bit for bit the same), and the negative
-  differences are counted on the way for Mann-Kendall's S;
-* every target rank k is bracketed by pivots a < b with fewer than k+1 slopes
-  below a and more than k below b; the next pivot is interpolated between them
-  (Illinois' variant of regula falsi, so one side cannot stall) and the bracket
-  narrows with each count;
-* once the bracket holds one slope, a masked sum returns it; when counts stop
-  narrowing (tied slopes), the greatest slope below b is tried, which is the
-  answer if no more than k slopes lie below it;
+* the pairwise slopes are built lag by lag, with the same float64 operations as the
+  numpy kernel (so the values, and hence the order statistics, are bit for bit the
+  same), and the negative and zero differences are counted on the way;
+* the first pivots are the pixel's least-squares slope and the ends of its interval,
+  which lie near Sen's median and bounds; then secant steps through the last two
+  counts, with Illinois' regula falsi between the bounds where a step fails;
+* once the bracket holds one slope, a masked sum returns it (a masked minimum or
+  maximum would be exact too, but numba leaves those scalar: 1.4-1.6 us for 780
+  slopes); when counts stop narrowing (tied slopes), the greatest slope below the
+  upper bound is tried, which is the answer if no more than k slopes lie below it;
 * counts are shared between the four targets, so later ones start narrow.
 
-Whatever happens the answer is exact: a search that has not finished after a
-fixed number of counts, or a pixel whose slopes could overflow, falls back to
-sorting (only the bracketed slopes, or all of them).
+Whatever happens the answer is exact: a search that has not settled after a fixed
+number of counts, or a pixel whose slopes could overflow, is sorted instead.
 
-Shorter series (up to 55 years) go through :func:`sen_tiles` instead, 64 pixels at a
+Shorter series (below 33 years) go through :func:`sen_tiles` instead, 64 pixels at a
 time: their slopes are sorted in place by a sorting network up to 13 years, or copied
 out for numpy's sort (see :func:`.robust.compiled_route`).
 
@@ -40,7 +38,7 @@ from numba import njit
 # order of the (exact) min/max/sum may change, never a value.
 _REDUCE = {"nnan", "nsz", "reassoc"}
 _OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy"}
-_MAX_COUNTS = 24  # counts per target before the bracket is sorted instead
+_MAX_COUNTS = 40  # counts per target before the pixel's slopes are sorted instead
 _SMALL = 16  # pixels with fewer slopes are simply sorted
 _SAFE = 1e300  # slopes are finite when |y| range / smallest year gap stays below this
 
@@ -53,35 +51,49 @@ def _count_below(slopes, m, pivot):
     return count
 
 
-@njit(fastmath=_REDUCE, **_OPTIONS)
+@njit(**_OPTIONS)
 def _least_at_or_above(slopes, m, a):
-    least = np.inf
-    for i in range(m):
+    """The least of ``slopes[:m]`` at or above ``a`` (+inf if none), with eight running minima:
+    numba leaves a single masked minimum scalar, one slope at a time (1.5 us for 780, against 0.4)."""
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = np.inf
+    full = m - m % 8
+    for i in range(0, full, 8):
+        block = slopes[i:i + 8]
+        v0, v1, v2, v3, v4, v5, v6, v7 = block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7]
+        l0 = v0 if (v0 >= a) & (v0 < l0) else l0
+        l1 = v1 if (v1 >= a) & (v1 < l1) else l1
+        l2 = v2 if (v2 >= a) & (v2 < l2) else l2
+        l3 = v3 if (v3 >= a) & (v3 < l3) else l3
+        l4 = v4 if (v4 >= a) & (v4 < l4) else l4
+        l5 = v5 if (v5 >= a) & (v5 < l5) else l5
+        l6 = v6 if (v6 >= a) & (v6 < l6) else l6
+        l7 = v7 if (v7 >= a) & (v7 < l7) else l7
+    for i in range(full, m):
         v = slopes[i]
-        least = min(least, v if v >= a else np.inf)
-    return least
-
-
-@njit(fastmath=_REDUCE, **_OPTIONS)
-def _greatest_below(slopes, m, b):
-    greatest = -np.inf
-    for i in range(m):
-        v = slopes[i]
-        greatest = max(greatest, v if v < b else -np.inf)
-    return greatest
+        l0 = v if (v >= a) & (v < l0) else l0
+    return min(min(min(l0, l1), min(l2, l3)), min(min(l4, l5), min(l6, l7)))
 
 
 @njit(**_OPTIONS)
-def _sorted_between(slopes, m, a, b, rank, scratch):
-    """The ``rank``-th (from 0) of the slopes in [a, b), by sorting just those."""
-    kept = 0
-    for i in range(m):
+def _greatest_below(slopes, m, b):
+    """The greatest of ``slopes[:m]`` below ``b`` (-inf if none), as :func:`_least_at_or_above`."""
+    g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = -np.inf
+    full = m - m % 8
+    for i in range(0, full, 8):
+        block = slopes[i:i + 8]
+        v0, v1, v2, v3, v4, v5, v6, v7 = block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7]
+        g0 = v0 if (v0 < b) & (v0 > g0) else g0
+        g1 = v1 if (v1 < b) & (v1 > g1) else g1
+        g2 = v2 if (v2 < b) & (v2 > g2) else g2
+        g3 = v3 if (v3 < b) & (v3 > g3) else g3
+        g4 = v4 if (v4 < b) & (v4 > g4) else g4
+        g5 = v5 if (v5 < b) & (v5 > g5) else g5
+        g6 = v6 if (v6 < b) & (v6 > g6) else g6
+        g7 = v7 if (v7 < b) & (v7 > g7) else g7
+    for i in range(full, m):
         v = slopes[i]
-        if v >= a and v < b:
-            scratch[kept] = v
-            kept += 1
-    scratch[:kept].sort()
-    return scratch[rank]
+        g0 = v if (v < b) & (v > g0) else g0
+    return max(max(max(g0, g1), max(g2, g3)), max(max(g4, g5), max(g6, g7)))
 
 
 @njit(fastmath=_REDUCE, **_OPTIONS)
@@ -91,76 +103,6 @@ def _sum_between(slopes, m, a, b):
         v = slopes[i]
         total += v if (v >= a) & (v < b) else 0.0
     return total
-
-
-@njit(**_OPTIONS)
-def _select(slopes, m, k, probe_values, probe_counts, probes, scratch):
-    """The k-th smallest (from 0) of ``slopes[:m]``, exactly.
-
-    ``probe_values``/``probe_counts`` hold earlier pivots and how many slopes lie
-    below each (``probes[0]`` of them); this search adds its own.
-    """
-    a, below_a, b, below_b = -np.inf, 0, np.inf, m  # the answer is in [a, b)
-    for i in range(probes[0]):
-        if probe_counts[i] <= k:
-            if probe_values[i] >= a:
-                a, below_a = probe_values[i], probe_counts[i]
-        elif probe_values[i] <= b:
-            b, below_b = probe_values[i], probe_counts[i]
-    if a == -np.inf:  # no pivot below the target yet: the least slope is one
-        a = _least_at_or_above(slopes, m, a)
-    if b == np.inf:  # nor above it: just past the greatest
-        b = np.nextafter(_greatest_below(slopes, m, b), np.inf)
-    last_side = 0
-    stalled = 0
-    for _ in range(_MAX_COUNTS):
-        if below_b - below_a == 1:
-            return _sum_between(slopes, m, a, b)  # the one slope in [a, b)
-        if stalled >= 3:  # counts stopped narrowing, as when slopes tie: is the greatest below b the one?
-            top = _greatest_below(slopes, m, b)
-            below_top = _count_below(slopes, m, top)
-            if below_top <= k:
-                return top
-            b, below_b = top, below_top
-            stalled = 0
-            continue
-        weight_a = k + 0.5 - below_a
-        weight_b = below_b - k - 0.5
-        if last_side == -1:
-            weight_b *= 0.5
-        elif last_side == 1:
-            weight_a *= 0.5
-        pivot = a + (b - a) * (weight_a / (weight_a + weight_b))
-        if not (a < pivot < b):
-            pivot = 0.5 * a + 0.5 * b
-            if not (a < pivot < b):
-                if b == np.nextafter(a, np.inf):
-                    return a  # [a, b) holds no other value
-                break
-        below = _count_below(slopes, m, pivot)
-        if probes[0] < probe_values.shape[0]:
-            probe_values[probes[0]] = pivot
-            probe_counts[probes[0]] = below
-            probes[0] += 1
-        stalled = stalled + 1 if below == below_a or below == below_b else 0
-        if below <= k:
-            a, below_a = pivot, below
-            last_side = -1 if last_side <= 0 else 0
-        else:
-            b, below_b = pivot, below
-            last_side = 1 if last_side >= 0 else 0
-    return _sorted_between(slopes, m, a, b, k - below_a, scratch)
-
-
-@njit(**_OPTIONS)
-def _insertion_sort(values, n):
-    for i in range(1, n):
-        v = values[i]
-        j = i - 1
-        while j >= 0 and values[j] > v:
-            values[j + 1] = values[j]
-            j -= 1
-        values[j + 1] = v
 
 
 @njit(**_OPTIONS)
@@ -180,38 +122,6 @@ def _tie_sums(ordered, n):
 
 
 @njit(**_OPTIONS)
-def _valid_years(values, p, x, xs, ys):
-    """Copy pixel ``p``'s valid years and values to ``xs``/``ys``; their number, least and greatest value."""
-    n = 0
-    low, high = np.inf, -np.inf
-    for t in range(values.shape[0]):
-        v = np.float64(values[t, p])
-        if v == v and abs(v) != np.inf:
-            xs[n] = x[t]
-            ys[n] = v
-            low, high = min(low, v), max(high, v)
-            n += 1
-    return n, low, high
-
-
-@njit(**_OPTIONS)
-def _pixel_terms(ys, n, zero, ordered, probe_values, probe_counts, probes, scratch):
-    """Median of ``ys[:n]``, its tied pairs and the variance's tie term (only a pixel with
-    equal values, ``zero`` of its differences, is sorted)."""
-    ordered[:n] = ys[:n]
-    if zero:
-        _insertion_sort(ordered, n)
-        middle_low, middle_high = ordered[(n - 1) // 2], ordered[n // 2]
-        tied_pairs, tie_term = _tie_sums(ordered, n)
-    else:
-        probes[0] = 0
-        middle_low = _select(ordered, n, (n - 1) // 2, probe_values, probe_counts, probes, scratch)
-        middle_high = _select(ordered, n, n // 2, probe_values, probe_counts, probes, scratch)
-        tied_pairs, tie_term = 0.0, 0.0
-    return (middle_low + middle_high) / 2.0, tied_pairs, tie_term
-
-
-@njit(**_OPTIONS)
 def _sen_ranks(n, m, tie_term, z_crit, ranks):
     """Sen (1968) eq. 2.6, with theilslopes' own arithmetic and rounding, as in robust.sen_mk:
     the ranks of the two middle slopes and the two bounds in ``ranks``; whether the bounds exist."""
@@ -228,8 +138,155 @@ def _sen_ranks(n, m, tie_term, z_crit, ranks):
 
 
 @njit(**_OPTIONS)
+def _build_slopes(ys, xs, n, slopes):
+    """The pairwise slopes of the valid values ``ys[:n]`` (years ``xs``) into ``slopes``, lag by lag;
+    their number, and how many differences are negative and how many zero (Mann-Kendall's S, the ties).
+    Each lag is a loop over slices, with no index arithmetic, which the compiler vectorises."""
+    m = 0
+    negative = 0
+    zero = 0
+    for lag in range(1, n):
+        width = n - lag
+        later_y, later_x = ys[lag:], xs[lag:]
+        dest = slopes[m:m + width]
+        for i in range(width):
+            d = later_y[i] - ys[i]
+            negative += d < 0
+            zero += d == 0
+            dest[i] = d / (later_x[i] - xs[i])
+        m += width
+    return m, negative, zero
+
+
+@njit(**_OPTIONS)
+def _guesses(xs, ys, n, z):
+    """Where to look first: the least-squares slope of ``ys[:n]`` and the half-width of its interval at
+    normal quantile ``z``; Sen's median and bounds lie near them. Only pivots: any value is exact."""
+    mean_x = 0.0
+    mean_y = 0.0
+    for i in range(n):
+        mean_x += xs[i]
+        mean_y += ys[i]
+    mean_x /= n
+    mean_y /= n
+    sxx = 0.0
+    sxy = 0.0
+    syy = 0.0
+    for i in range(n):
+        dx = xs[i] - mean_x
+        dy = ys[i] - mean_y
+        sxx += dx * dx
+        sxy += dx * dy
+        syy += dy * dy
+    slope = sxy / sxx
+    spread = z * np.sqrt(max(syy - slope * sxy, 0.0) / max(n - 2, 1) / sxx)
+    return slope, spread
+
+
+@njit(**_OPTIONS)
+def _bracket(slopes, m, k, guess, density, probe_values, probe_counts, probes):
+    """Narrow rank ``k`` (from 0) of ``slopes[:m]`` by counting: (0, a, b) once [a, b) holds that one
+    slope; (2, v, v) when the answer is v itself (tied slopes); (3, 0, 0) if it did not settle.
+
+    Earlier counts (``probe_values``/``probe_counts``, ``probes[0]`` of them) bound the search
+    from the start, and this one's are added. The first pivot is ``guess``; then a secant
+    step through the last two counts (or, with one, a step at ``density`` slopes per unit);
+    Illinois' regula falsi between the bounds when a step falls outside them or one bound
+    keeps moving. When counts stop narrowing (ties), the greatest slope below the upper
+    bound is tried: it is the answer if no more than k slopes lie below it.
+    """
+    a, below_a, b, below_b = -np.inf, 0, np.inf, m  # the answer is in [a, b)
+    for i in range(probes[0]):
+        if probe_counts[i] <= k:
+            if probe_values[i] >= a:
+                a, below_a = probe_values[i], probe_counts[i]
+        elif probe_values[i] <= b:
+            b, below_b = probe_values[i], probe_counts[i]
+    last, below_last = np.nan, 0.0
+    before, below_before = np.nan, 0.0
+    weight_a = weight_b = 1.0
+    side = 0
+    stalled = 0
+    for step in range(_MAX_COUNTS):
+        if below_b - below_a == 1:
+            return 0, a, b
+        if stalled >= 3:
+            top = _greatest_below(slopes, m, b)
+            below_top = _count_below(slopes, m, top)
+            if below_top <= k:
+                return 2, top, top
+            b, below_b = top, below_top
+            stalled = side = 0
+            weight_a = weight_b = 1.0
+            last = np.nan
+            continue
+        pivot = np.nan
+        if step == 0:
+            pivot = guess
+        elif before == before and below_last != below_before and last != before:
+            pivot = last + (k + 0.5 - below_last) * (last - before) / (below_last - below_before)
+        elif last == last and density > 0:
+            pivot = last + (k + 0.5 - below_last) / density
+        if weight_a < 1.0 or weight_b < 1.0:
+            pivot = np.nan  # one bound keeps moving: regula falsi instead
+        if not (a < pivot < b):
+            if a == -np.inf or b == np.inf:  # step out from the bound there is, else find the extremes
+                if density > 0 and b != np.inf:
+                    pivot = b - 2.0 * (below_b - k + 0.5) / density
+                elif density > 0 and a != -np.inf:
+                    pivot = a + 2.0 * (k + 0.5 - below_a) / density
+                if not (a < pivot < b):
+                    if a == -np.inf:
+                        a, below_a = _least_at_or_above(slopes, m, a), 0
+                    if b == np.inf:
+                        b, below_b = np.nextafter(_greatest_below(slopes, m, b), np.inf), m
+                    continue
+            else:
+                share_a = (k + 0.5 - below_a) * weight_a
+                share_b = (below_b - k - 0.5) * weight_b
+                pivot = a + (b - a) * (share_a / (share_a + share_b))
+                if not (a < pivot < b):
+                    pivot = 0.5 * a + 0.5 * b
+                    if not (a < pivot < b):
+                        return 2, a, a  # [a, b) holds no other value
+        below = _count_below(slopes, m, pivot)
+        if probes[0] < probe_values.shape[0]:
+            probe_values[probes[0]] = pivot
+            probe_counts[probes[0]] = below
+            probes[0] += 1
+        before, below_before, last, below_last = last, below_last, pivot, float(below)
+        stalled = stalled + 1 if below == below_a or below == below_b else 0
+        if below <= k:
+            a, below_a = pivot, below
+            weight_b = weight_b * 0.5 if side == -1 else 1.0
+            weight_a = 1.0
+            side = -1
+        else:
+            b, below_b = pivot, below
+            weight_a = weight_a * 0.5 if side == 1 else 1.0
+            weight_b = 1.0
+            side = 1
+    return 3, 0.0, 0.0
+
+
+@njit(**_OPTIONS)
+def _tile_values(values, start, m, x, rows, ordered):
+    """Pixels ``start`` to ``start + m``: each one's values in a row of ``rows`` (NaN where missing),
+    and ``ordered`` (years, pixels) their values sorted, missing last, by :func:`_sort_columns`."""
+    for t in range(values.shape[0]):
+        source = values[t, start:start + m]
+        sortable = ordered[t]
+        for q in range(m):
+            v = np.float64(source[q])
+            valid = v == v and abs(v) != np.inf
+            rows[q, t] = v if valid else np.nan
+            sortable[q] = v if valid else np.inf
+    _sort_columns(ordered, values.shape[0], m)
+
+
+@njit(**_OPTIONS)
 def sen_pixels(values, x, z_crit, out, picked, negative):
-    """Everything :func:`robust.sen_mk` needs per pixel, one pixel at a time.
+    """Everything :func:`robust.sen_mk` needs per pixel, by counting (long series).
 
     ``values`` is (years, pixels), NaN or +-inf for missing; ``x`` the years
     (strictly increasing); ``z_crit`` the normal quantile of the confidence
@@ -239,70 +296,83 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
     and the lower and upper bound (untouched without pairs or bounds);
     ``negative``: how many pairs i < j have y_j - y_i < 0. Every quantity is
     computed with the numpy kernel's float64 operations, so the bits agree.
+
+    A tile of pixels at a time has its values transposed and sorted (median of y,
+    ties); then each pixel's slopes are built (:func:`_build_slopes`) and each order
+    statistic bracketed by counting (:func:`_bracket`), starting from the least-squares
+    slope and its interval, and read off by a masked sum once one slope is left.
     """
     n_years, pixels = values.shape
     most = n_years * (n_years - 1) // 2
     slopes = np.empty(max(most, 1))
-    scratch = np.empty(max(most, n_years, 1))
+    rows = np.empty((_TILE, n_years))
+    ordered = np.empty((n_years, _TILE))
     xs = np.empty(n_years)
     ys = np.empty(n_years)
-    ordered = np.empty(n_years)
-    sample = np.empty(15)
-    probe_values = np.empty(64)
-    probe_counts = np.empty(64, dtype=np.int64)
+    probe_values = np.empty(96)
+    probe_counts = np.empty(96, dtype=np.int64)
     probes = np.zeros(1, dtype=np.int64)
     ranks = np.empty(4, dtype=np.int64)
+    z = abs(z_crit) * 1.05  # Sen's interval is about 5 % wider than least squares' for normal noise
     smallest_gap = np.inf
     for t in range(1, n_years):
         smallest_gap = min(smallest_gap, x[t] - x[t - 1])
-    for p in range(pixels):
-        n, low, high = _valid_years(values, p, x, xs, ys)
-        out[0, p] = n
-        negative[p] = 0
-        if n == 0:
-            out[1, p] = out[2, p] = np.nan
-            out[3, p] = out[4, p] = out[5, p] = 0.0
-            continue
-        out[1, p] = (xs[(n - 1) // 2] + xs[n // 2]) / 2.0
-
-        # The pairwise slopes, lag by lag; negative and zero differences counted on the way.
-        m = 0
-        neg = 0
-        zero = 0
-        for lag in range(1, n):
-            for i in range(n - lag):
-                d = ys[i + lag] - ys[i]
-                neg += d < 0
-                zero += d == 0
-                slopes[m + i] = d / (xs[i + lag] - xs[i])
-            m += n - lag
-        negative[p] = neg
-        out[2, p], out[3, p], out[4, p] = _pixel_terms(ys, n, zero, ordered, probe_values, probe_counts, probes,
-                                                       scratch)
-        usable = _sen_ranks(n, m, out[4, p], z_crit, ranks)
-        out[5, p] = 1.0 if usable else 0.0
-        if m == 0:
-            continue
-
-        if m < _SMALL or not (high - low) / smallest_gap < _SAFE:
-            slopes[:m].sort()
-            for q in range(4):
-                picked[q, p] = slopes[ranks[q]]
-            continue
-        # First pivots: three quantiles of a spread-out sample of the slopes.
-        for i in range(15):
-            sample[i] = slopes[(i * m) // 15]
-        _insertion_sort(sample, 15)
-        probes[0] = 0
-        for j in (3, 7, 11):
-            probe_values[probes[0]] = sample[j]
-            probe_counts[probes[0]] = _count_below(slopes, m, sample[j])
-            probes[0] += 1
-        for q in range(4):
-            if q and ranks[q] == ranks[q - 1]:
-                picked[q, p] = picked[q - 1, p]  # an odd number of pairs has one middle slope
+    for start in range(0, pixels, _TILE):
+        width = min(_TILE, pixels - start)
+        _tile_values(values, start, width, x, rows, ordered)
+        for q in range(width):
+            p = start + q
+            row = rows[q]
+            n = 0
+            for t in range(n_years):  # the valid years, packed
+                v = row[t]
+                xs[n] = x[t]
+                ys[n] = v
+                n += 1 if v == v else 0
+            out[0, p] = n
+            negative[p] = 0
+            if n == 0:
+                out[1, p] = out[2, p] = np.nan
+                out[3, p] = out[4, p] = out[5, p] = 0.0
+                continue
+            out[1, p] = (xs[(n - 1) // 2] + xs[n // 2]) / 2.0
+            out[2, p] = (ordered[(n - 1) // 2, q] + ordered[n // 2, q]) / 2.0
+            m, negative[p], zero = _build_slopes(ys, xs, n, slopes)
+            if zero:
+                out[3, p], out[4, p] = _tie_sums(ordered[:, q], n)
             else:
-                picked[q, p] = _select(slopes, m, ranks[q], probe_values, probe_counts, probes, scratch)
+                out[3, p] = out[4, p] = 0.0
+            usable = _sen_ranks(n, m, out[4, p], z_crit, ranks)
+            out[5, p] = 1.0 if usable else 0.0
+            if m == 0:
+                continue
+            low, high = ordered[0, q], ordered[n - 1, q]
+            if m < _SMALL or not (high - low) / smallest_gap < _SAFE:
+                slopes[:m].sort()
+                for r in range(4):
+                    picked[r, p] = slopes[ranks[r]]
+                continue
+            slope, spread = _guesses(xs, ys, n, z)
+            density = (ranks[3] - ranks[2]) / (2.0 * spread) if usable and spread > 0 else 0.0
+            if not np.isfinite(density):
+                density = 0.0
+            probes[0] = 0
+            for r in range(4):
+                if r == 1 and ranks[1] == ranks[0]:
+                    picked[1, p] = picked[0, p]  # an odd number of pairs has one middle slope
+                    continue
+                if r >= 2 and not usable:
+                    continue
+                guess = slope if r < 2 else (slope - spread if r == 2 else slope + spread)
+                found, a, b = _bracket(slopes, m, ranks[r], guess, density, probe_values, probe_counts, probes)
+                if found == 0:
+                    picked[r, p] = _sum_between(slopes, m, a, b)  # the one slope in [a, b)
+                elif found == 2:
+                    picked[r, p] = a
+                else:
+                    ordered_slopes = slopes[:m].copy()
+                    ordered_slopes.sort()
+                    picked[r, p] = ordered_slopes[ranks[r]]
 
 
 _TILE = 64  # pixels whose pairwise slopes sen_tiles makes at once, pair by pair: a loop the compiler vectorises

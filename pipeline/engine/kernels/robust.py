@@ -50,7 +50,7 @@ MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives p = 1 whatever the values
 _kernel = LazyKernel("pair_select", "sorting instead, the same results", "Sen's kernel")
 ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
-COUNTING_FROM_PAIRS = 1540  # pairs of years (56 years and more) from which order statistics are counted
+COUNTING_FROM_PAIRS = 528  # pairs of years (33 years and more) from which order statistics are counted
 NETWORK_UP_TO_PAIRS = 78  # pairs of years (13 years and fewer) sorted in place by a sorting network
 
 def bytes_per_pixel(n_years: int) -> int:
@@ -187,17 +187,17 @@ def compiled_kernel() -> ModuleType | None:
 def counting_pays(n_years: int) -> bool:
     """Whether the counting kernel (:func:`.pair_select.sen_pixels`) beats numpy's sort for series this long.
 
-    Measured (``benchmarks/bench_sen_floor.py``'s workload, 131,072 float32 pixels, one thread):
-    the compiled rows of :func:`.pair_select.sen_tiles` with numpy's sort took 0.43, 0.55, 0.99 and 1.62 s
-    at 25, 30, 40 and 50 years against 0.76, 0.90, 1.23 and 1.76 s for counting, which wins
-    from about 55 years (2.21 s against 2.42 s at 60). Below this the rows kernel runs.
+    Measured (``benchmarks/bench_sen_floor.py``'s workload, 65,536 float32 pixels, one thread,
+    interleaved, load 0.9-1.0): counting took 4.22, 4.55, 5.09, 5.37, 8.97 and 11.28 us a pixel
+    at 30, 33, 36, 40, 50 and 60 years against 3.79, 4.69, 6.01, 6.85, 13.05 and 19.10 us for the
+    rows of :func:`.pair_select.sen_tiles` with numpy's sort, which runs below 33 years.
     """
     return n_years * (n_years - 1) // 2 >= COUNTING_FROM_PAIRS
 
 
 def compiled_route(n_years: int) -> str:
     """Which compiled kernel fits series this long: "network" (:func:`.pair_select.sen_tiles` sorting
-    in place by a network, up to 13 years), "rows" (its rows sorted by numpy) or "counting" (from 56 years).
+    in place by a network, up to 13 years), "rows" (its rows sorted by numpy) or "counting" (from 33 years).
 
     Measured (131,072 float32 pixels, one thread, interleaved): the network took 78, 235, 487 and
     586 ns a pixel at 5, 10, 12 and 13 years against 174, 368, 631 and 689 ns for the rows
@@ -292,7 +292,7 @@ def sen_mk(
     (see :func:`_interval_reachable`); short of that they are NaN.
 
     The per-pixel work is done by the compiled kernels where numba is installed
-    (from 56 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
+    (from 33 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
     up to 13 years :func:`.pair_select.sen_tiles` with a sorting network, a sorting network over whole tiles;
     between, the rows of :func:`.pair_select.sen_tiles`, which numpy sorts), else with numpy by
     sorting; all give the same bits. ``compiled`` True or False asks for one.
