@@ -270,7 +270,7 @@ def _bracket(slopes, m, k, guess, density, probe_values, probe_counts, probes):
 
 
 @njit(**_OPTIONS)
-def _tile_values(values, start, m, x, rows, ordered):
+def _tile_values(values, start, m, rows, ordered):
     """Pixels ``start`` to ``start + m``: each one's values in a row of ``rows`` (NaN where missing),
     and ``ordered`` (years, pixels) their values sorted, missing last, by :func:`_sort_columns`."""
     for t in range(values.shape[0]):
@@ -305,6 +305,7 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
     n_years, pixels = values.shape
     most = n_years * (n_years - 1) // 2
     slopes = np.empty(max(most, 1))
+    scratch = np.empty(max(most, 1))  # a pixel's slopes, sorted, where a search did not settle
     rows = np.empty((_TILE, n_years))
     ordered = np.empty((n_years, _TILE))
     xs = np.empty(n_years)
@@ -319,7 +320,7 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
         smallest_gap = min(smallest_gap, x[t] - x[t - 1])
     for start in range(0, pixels, _TILE):
         width = min(_TILE, pixels - start)
-        _tile_values(values, start, width, x, rows, ordered)
+        _tile_values(values, start, width, rows, ordered)
         for q in range(width):
             p = start + q
             row = rows[q]
@@ -370,9 +371,9 @@ def sen_pixels(values, x, z_crit, out, picked, negative):
                 elif found == 2:
                     picked[r, p] = a
                 else:
-                    ordered_slopes = slopes[:m].copy()
-                    ordered_slopes.sort()
-                    picked[r, p] = ordered_slopes[ranks[r]]
+                    scratch[:m] = slopes[:m]
+                    scratch[:m].sort()
+                    picked[r, p] = scratch[ranks[r]]
 
 
 _TILE = 64  # pixels whose pairwise slopes sen_tiles makes at once, pair by pair: a loop the compiler vectorises

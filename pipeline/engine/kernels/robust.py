@@ -199,9 +199,10 @@ def compiled_route(n_years: int) -> str:
     """Which compiled kernel fits series this long: "network" (:func:`.pair_select.sen_tiles` sorting
     in place by a network, up to 13 years), "rows" (its rows sorted by numpy) or "counting" (from 33 years).
 
-    Measured (131,072 float32 pixels, one thread, interleaved): the network took 78, 235, 487 and
-    586 ns a pixel at 5, 10, 12 and 13 years against 174, 368, 631 and 689 ns for the rows
-    kernel with numpy's sort; at 14 years they were even (737 against 775), at 15 the rows won.
+    Measured (131,072 float32 pixels, one thread, interleaved in one process, load 0.7-0.8): the
+    network took 185, 375 and 659 ns a pixel at 5, 10 and 13 years against 274, 495 and 729 ns
+    for the rows with numpy's sort; at 14 years a first version of the two was even (737 against
+    775 ns), at 15 the rows won.
     """
     if counting_pays(n_years):
         return "counting"
@@ -293,7 +294,7 @@ def sen_mk(
 
     The per-pixel work is done by the compiled kernels where numba is installed
     (from 33 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
-    up to 13 years :func:`.pair_select.sen_tiles` with a sorting network, a sorting network over whole tiles;
+    up to 13 years :func:`.pair_select.sen_tiles`, sorting whole tiles in place by a network;
     between, the rows of :func:`.pair_select.sen_tiles`, which numpy sorts), else with numpy by
     sorting; all give the same bits. ``compiled`` True or False asks for one.
     """
