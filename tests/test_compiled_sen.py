@@ -213,3 +213,27 @@ def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:
         robust._ready(robust.compiled_kernel(), np.dtype(np.float64), "rows")
     assert caplog.records == []
     assert (np.dtype(np.float64), "rows") in robust._kernel.loaded
+
+
+@pytest.mark.parametrize("n_years", [4, 6, 10, 21, 40])
+@pytest.mark.parametrize("min_years", [1, 3, 5])
+def test_the_bands_at_every_count_of_valid_years_are_the_numpy_kernels(n_years: int, min_years: int) -> None:
+    """Pixels missing anything from none to all of their years, so that every threshold of the
+    bands is crossed (fitted at all, tested, an interval at 95 %), through whichever compiled
+    route the length takes, against the numpy kernel's bits, NaN for NaN."""
+    rng = np.random.default_rng(n_years * 10 + min_years)
+    years = np.arange(1990.0, 1990.0 + n_years)
+    values = rng.normal(size=(n_years, 3000))
+    values[:, :1000] = np.round(values[:, :1000])  # ties in the values and in the slopes
+    values[:, 1000:1100] = 2.5  # flat: no pair differs
+    missing = rng.integers(0, n_years + 1, size=values.shape[1])  # how many years each pixel lacks
+    order = rng.random(values.shape).argsort(axis=0)
+    values[order < missing] = np.nan
+    compiled = sen_mk(values, years, min_years=min_years, compiled=True)
+    sorted_ = sen_mk(values, years, min_years=min_years, compiled=False)
+    assert list(compiled) == list(sorted_)
+    for name in sorted_:
+        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=name)
+    fitted = compiled["n"] >= max(min_years, 2)
+    assert np.isnan(compiled["sen_slope"][~fitted]).all() and np.isfinite(compiled["mk_s"][fitted]).all()
+    assert np.isnan(compiled["mk_p"][compiled["n"] < robust.MK_MIN_TESTED]).all()

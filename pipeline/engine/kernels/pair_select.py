@@ -34,6 +34,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .sen_bands import ROWS as SEN_MK_ROWS  # noqa: F401  (robust reaches every compiled piece of Sen here)
+from .sen_bands import sen_mk_bands  # noqa: F401
+
 # Reductions over slopes that are never NaN; only the sign of a zero and the
 # order of the (exact) min/max/sum may change, never a value.
 _REDUCE = {"nnan", "nsz", "reassoc"}

@@ -236,8 +236,13 @@ def _ready(kernel: ModuleType, dtype: np.dtype, route: str) -> None:
     n_years = {"counting": 60, "rows": 20, "network": 2}[route]
     values = np.zeros((n_years, 1), dtype=dtype)
     per_pixel, picked, negative = np.empty((6, 1)), np.empty((4, 1)), np.empty(1, dtype=np.int64)
-    _kernel.ready((dtype, route), lambda: _compiled_order_statistics(
-        kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative))
+    bands = np.empty((len(kernel.SEN_MK_ROWS), 1))
+
+    def load() -> None:
+        _compiled_order_statistics(kernel, values, np.arange(float(n_years)), -1.96, per_pixel, picked, negative)
+        kernel.sen_mk_bands(per_pixel, picked, negative, -1.96, 2, MK_MIN_TESTED, bands)
+
+    _kernel.ready((dtype, route), load)
 
 
 def _compiled_order_statistics(
@@ -322,11 +327,12 @@ def sen_mk(
             picked = np.empty((4, values.shape[1]))
             negative = np.empty(values.shape[1], dtype=np.int64)
             _compiled_order_statistics(kernel, values, x, z_crit, per_pixel, picked, negative)
-            n = per_pixel[0].astype(np.int64)
-            median_x, median_y, tied_pairs, tie_term = per_pixel[1:5]
-            usable = per_pixel[5] > 0
-        else:
-            n, median_x, median_y, tied_pairs, tie_term, usable, picked, negative = _sen_by_sorting(values, x, z_crit)
+            bands = np.empty((len(kernel.SEN_MK_ROWS), values.shape[1]))
+            kernel.sen_mk_bands(per_pixel, picked, negative, z_crit, max(min_years, 2), MK_MIN_TESTED, bands)
+            found = dict(zip(kernel.SEN_MK_ROWS, bands, strict=True))
+            found["mk_p"] = 2.0 * (1.0 - ndtr(np.abs(found["mk_z"])))  # NaN where z is
+            return {name: found[name] for name in (*_BANDS_IN_ORDER, "n")}
+        n, median_x, median_y, tied_pairs, tie_term, usable, picked, negative = _sen_by_sorting(values, x, z_crit)
         pairs = n * (n - 1) // 2
         n_float = n.astype(np.float64)
         tie_free = n_float * (n_float - 1.0) * (2.0 * n_float + 5.0) - tie_term
@@ -364,6 +370,9 @@ def sen_mk(
         band[too_few] = np.nan
     out["n"] = n_float
     return out
+
+
+_BANDS_IN_ORDER = ("sen_slope", "sen_intercept", "sen_low", "sen_high", "mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 
 
 def _interval_reachable(pairs: np.ndarray, tie_free: np.ndarray, z_crit: float) -> np.ndarray:
