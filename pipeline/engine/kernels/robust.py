@@ -331,7 +331,7 @@ def sen_mk(
             kernel.sen_mk_bands(per_pixel, picked, negative, z_crit, max(min_years, 2), MK_MIN_TESTED, bands)
             found = dict(zip(kernel.SEN_MK_ROWS, bands, strict=True))
             found["mk_p"] = 2.0 * (1.0 - ndtr(np.abs(found["mk_z"])))  # NaN where z is
-            return {name: found[name] for name in (*_BANDS_IN_ORDER, "n")}
+            return {name: found[name] for name in (*SEN_BANDS, *MK_BANDS, "n")}
         n, median_x, median_y, tied_pairs, tie_term, usable, picked, negative = _sen_by_sorting(values, x, z_crit)
         pairs = n * (n - 1) // 2
         n_float = n.astype(np.float64)
@@ -370,9 +370,6 @@ def sen_mk(
         band[too_few] = np.nan
     out["n"] = n_float
     return out
-
-
-_BANDS_IN_ORDER = ("sen_slope", "sen_intercept", "sen_low", "sen_high", "mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 
 
 def _interval_reachable(pairs: np.ndarray, tie_free: np.ndarray, z_crit: float) -> np.ndarray:
