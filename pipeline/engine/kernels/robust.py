@@ -50,7 +50,7 @@ MK_BANDS = ("mk_s", "mk_var_s", "mk_z", "mk_p", "mk_tau")
 MK_MIN_TESTED = 3  # valid years for mk_z and mk_p: with two, the one pair gives p = 1 whatever the values
 _kernel = LazyKernel("pair_select", "sorting instead, the same results", "Sen's kernel")
 ROWS_CHUNK_BYTES = 256 << 10  # slopes the compiled rows kernel builds and numpy sorts at once: in L2
-COUNTING_FROM_PAIRS = 528  # pairs of years (33 years and more) from which order statistics are counted
+COUNTING_FROM_PAIRS = 465  # pairs of years (31 years and more) from which order statistics are counted
 NETWORK_UP_TO_PAIRS = 78  # pairs of years (13 years and fewer) sorted in place by a sorting network
 
 def bytes_per_pixel(n_years: int) -> int:
@@ -187,17 +187,18 @@ def compiled_kernel() -> ModuleType | None:
 def counting_pays(n_years: int) -> bool:
     """Whether the counting kernel (:func:`.pair_select.sen_pixels`) beats numpy's sort for series this long.
 
-    Measured (``benchmarks/bench_sen_floor.py``'s workload, 65,536 float32 pixels, one thread,
-    interleaved, load 0.9-1.0): counting took 4.22, 4.55, 5.09, 5.37, 8.97 and 11.28 us a pixel
-    at 30, 33, 36, 40, 50 and 60 years against 3.79, 4.69, 6.01, 6.85, 13.05 and 19.10 us for the
-    rows of :func:`.pair_select.sen_tiles` with numpy's sort, which runs below 33 years.
+    Measured (``benchmarks/bench_sen_floor.py``'s workload through ``pipeline.fit``, 65,536 float32
+    pixels, one thread, interleaved, medians of 7, load 0.8-0.9), counting against the rows of
+    :func:`.pair_select.sen_tiles` with numpy's sort: 1.48x as long at 21 years, 1.10 at 29,
+    0.97-1.05 at 30, 0.93 at 31, 0.91 at 32, 0.81-0.83 at 33 and 0.75 at 40 (4.25 against 5.65 us
+    a pixel); so the rows run below 31 years.
     """
     return n_years * (n_years - 1) // 2 >= COUNTING_FROM_PAIRS
 
 
 def compiled_route(n_years: int) -> str:
     """Which compiled kernel fits series this long: "network" (:func:`.pair_select.sen_tiles` sorting
-    in place by a network, up to 13 years), "rows" (its rows sorted by numpy) or "counting" (from 33 years).
+    in place by a network, up to 13 years), "rows" (its rows sorted by numpy) or "counting" (from 31 years).
 
     Measured (131,072 float32 pixels, one thread, interleaved in one process, load 0.7-0.8): the
     network took 185, 375 and 659 ns a pixel at 5, 10 and 13 years against 274, 495 and 729 ns
@@ -298,7 +299,7 @@ def sen_mk(
     (see :func:`_interval_reachable`); short of that they are NaN.
 
     The per-pixel work is done by the compiled kernels where numba is installed
-    (from 33 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
+    (from 31 years on :func:`.pair_select.sen_pixels`, which counts instead of sorting;
     up to 13 years :func:`.pair_select.sen_tiles`, sorting whole tiles in place by a network;
     between, the rows of :func:`.pair_select.sen_tiles`, which numpy sorts), else with numpy by
     sorting; all give the same bits. ``compiled`` True or False asks for one.
