@@ -247,3 +247,45 @@ def test_the_bands_at_every_count_of_valid_years_are_the_numpy_kernels(n_years: 
     fitted = compiled["n"] >= max(min_years, 2)
     assert np.isnan(compiled["sen_slope"][~fitted]).all() and np.isfinite(compiled["mk_s"][fitted]).all()
     assert np.isnan(compiled["mk_p"][compiled["n"] < robust.MK_MIN_TESTED]).all()
+
+
+def _random_long_stack(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A stack of 31 to 60 years (the counting kernel's lengths) of one of seven kinds of data, with a
+    random share of missing values, years regular or not, float32 or float64."""
+    n, p = int(rng.integers(31, 61)), int(rng.integers(50, 300))
+    years = np.arange(2020.0 - n, 2020.0)
+    if rng.random() < 0.5:
+        years = np.sort(rng.choice(np.arange(1950, 2060), n, replace=False)).astype(float)
+    line = rng.normal(0, 0.01, p) * (years[:, None] - years.mean())
+    noise = rng.normal(0, 0.05, (n, p))
+    kind = int(rng.integers(0, 7))
+    if kind == 0:
+        values = line + noise
+    elif kind == 1:  # integers: tied values and tied slopes
+        values = np.round(100 * line + 40 * noise)
+    elif kind == 2:  # heavy tails
+        values = line + 0.05 * rng.standard_cauchy((n, p))
+    elif kind == 3:  # a step, where least squares points far from Sen's median
+        values = np.where(years[:, None] >= rng.uniform(years[0], years[-1], p), 1.0, 0.0) + noise * rng.integers(0, 2)
+    elif kind == 4:  # a few wild outliers
+        values = line + noise + np.where(rng.random((n, p)) < 0.1, rng.normal(0, 50, (n, p)), 0.0)
+    elif kind == 5:  # three values only
+        values = rng.integers(0, 3, (n, p)).astype(float)
+    else:  # float32-rounded values scaled far from 1
+        values = (line + noise).astype(np.float32).astype(float) * 10.0 ** rng.integers(-30, 30)
+    values[rng.random(values.shape) < rng.choice([0.0, 0.05, 0.3, 0.7])] = np.nan
+    return years, values.astype(np.float32 if rng.random() < 0.3 else np.float64)
+
+
+def test_random_long_stacks_give_the_numpy_kernels_bits() -> None:
+    """Three hundred random stacks through the counting kernel against the numpy kernel, every band
+    bit for bit, at random confidence levels and minimum years: the class of input, not a few cases."""
+    rng = np.random.default_rng(2026)
+    for _ in range(300):
+        years, values = _random_long_stack(rng)
+        confidence, min_years = float(rng.choice([0.9, 0.95, 0.99])), int(rng.integers(1, 10))
+        assert robust.counting_pays(len(years))
+        compiled = sen_mk(values, years, confidence=confidence, min_years=min_years, compiled=True)
+        sorted_ = sen_mk(values, years, confidence=confidence, min_years=min_years, compiled=False)
+        for name in sorted_:
+            np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{name}, {len(years)} years")
