@@ -26,6 +26,17 @@ def _gappy(values: np.ndarray, rng: np.random.Generator, fraction: float = 0.05)
     return values
 
 
+def _same_bits_both_ways(values: np.ndarray, years: np.ndarray, label: str, **options) -> dict[str, np.ndarray]:
+    """Fit ``values`` with the compiled kernel and with the numpy kernel; assert every band is the same
+    bits (NaN for NaN) and return the compiled result. ``label`` names the data in a failure."""
+    compiled = sen_mk(values, years, compiled=True, **options)
+    sorted_ = sen_mk(values, years, compiled=False, **options)
+    assert list(compiled) == list(sorted_)
+    for name in sorted_:
+        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{label}: {name}")
+    return compiled
+
+
 def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(11)
     years = np.arange(1981, 2021).astype(float)
@@ -73,10 +84,7 @@ def route(request, monkeypatch) -> str:
 @pytest.mark.parametrize("case", list(_cases()))
 def test_compiled_kernel_gives_the_numpy_kernels_bits(case: str, route: str) -> None:
     years, values = _cases()[case]
-    compiled = sen_mk(values, years, compiled=True)
-    sorted_ = sen_mk(values, years, compiled=False)
-    for name in sorted_:
-        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{case}: {name}")
+    compiled = _same_bits_both_ways(values, years, case)
     assert np.isfinite(compiled["sen_slope"]).sum() > 0
 
 
@@ -92,10 +100,7 @@ def test_series_of_any_length_through_the_compiled_kernel(n_years: int) -> None:
     rng = np.random.default_rng(n_years)
     years = np.arange(2000, 2000 + n_years).astype(float)
     values = _gappy(rng.normal(size=(n_years, 300)), rng, 0.1)
-    compiled = sen_mk(values, years, compiled=True)
-    sorted_ = sen_mk(values, years, compiled=False)
-    for name in sorted_:
-        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=name)
+    _same_bits_both_ways(values, years, f"{n_years} years")
 
 
 def test_the_numpy_kernel_is_used_when_asked(monkeypatch) -> None:
@@ -145,10 +150,7 @@ def test_rows_kernel_gives_the_numpy_kernels_bits_on_short_series(case: str, n_y
     assert not robust.counting_pays(n_years)
     years, values = _cases()[case]
     years, values = years[-n_years:], values[-n_years:]
-    compiled = sen_mk(values, years, compiled=True)
-    sorted_ = sen_mk(values, years, compiled=False)
-    for name in sorted_:
-        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{case}, {n_years} years: {name}")
+    compiled = _same_bits_both_ways(values, years, f"{case}, {n_years} years")
     assert np.isfinite(compiled["sen_slope"]).sum() > 0
 
 
@@ -239,11 +241,7 @@ def test_the_bands_at_every_count_of_valid_years_are_the_numpy_kernels(n_years: 
     missing = rng.integers(0, n_years + 1, size=values.shape[1])  # how many years each pixel lacks
     order = rng.random(values.shape).argsort(axis=0)
     values[order < missing] = np.nan
-    compiled = sen_mk(values, years, min_years=min_years, compiled=True)
-    sorted_ = sen_mk(values, years, min_years=min_years, compiled=False)
-    assert list(compiled) == list(sorted_)
-    for name in sorted_:
-        np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=name)
+    compiled = _same_bits_both_ways(values, years, f"{n_years} years, min_years {min_years}", min_years=min_years)
     fitted = compiled["n"] >= max(min_years, 2)
     assert np.isnan(compiled["sen_slope"][~fitted]).all() and np.isfinite(compiled["mk_s"][fitted]).all()
     assert np.isnan(compiled["mk_p"][compiled["n"] < robust.MK_MIN_TESTED]).all()
@@ -273,7 +271,7 @@ def _random_long_stack(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
         values = rng.integers(0, 3, (n, p)).astype(float)
     else:  # float32-rounded values scaled far from 1
         values = (line + noise).astype(np.float32).astype(float) * 10.0 ** rng.integers(-30, 30)
-    values[rng.random(values.shape) < rng.choice([0.0, 0.05, 0.3, 0.7])] = np.nan
+    values = _gappy(values, rng, float(rng.choice([0.0, 0.05, 0.3, 0.7])))
     return years, values.astype(np.float32 if rng.random() < 0.3 else np.float64)
 
 
@@ -285,7 +283,4 @@ def test_random_long_stacks_give_the_numpy_kernels_bits() -> None:
         years, values = _random_long_stack(rng)
         confidence, min_years = float(rng.choice([0.9, 0.95, 0.99])), int(rng.integers(1, 10))
         assert robust.counting_pays(len(years))
-        compiled = sen_mk(values, years, confidence=confidence, min_years=min_years, compiled=True)
-        sorted_ = sen_mk(values, years, confidence=confidence, min_years=min_years, compiled=False)
-        for name in sorted_:
-            np.testing.assert_array_equal(compiled[name], sorted_[name], err_msg=f"{name}, {len(years)} years")
+        _same_bits_both_ways(values, years, f"{len(years)} years", confidence=confidence, min_years=min_years)
