@@ -64,6 +64,17 @@ def test_deep_tail_is_exact_where_a_closed_form_exists(t_two_sided) -> None:
     np.testing.assert_allclose(t_two_sided(t2, np.full(t2.shape, 2.0)), exact, rtol=RELATIVE)
 
 
+@pytest.mark.parametrize("df", [150, 400, 1000])
+def test_keeps_its_digits_just_above_underflow(df: int, t_two_sided) -> None:
+    """Strong trends over long series reach p just above the smallest normal double (2.2e-308), below
+    the dense grid's 1e-300: the continued fraction keeps its digits there too."""
+    grid = np.geomspace(1.0, 1e8, 20001)
+    p = _reference(grid, df)
+    t = grid[(p > 2.3e-308) & (p < 1e-250)]
+    assert t.size > 50
+    np.testing.assert_allclose(t_two_sided(t, np.full(t.shape, float(df))), _reference(t, df), rtol=RELATIVE, atol=0)
+
+
 def test_edges_nan_and_infinity(t_two_sided) -> None:
     t = np.array([0.0, -2.0, 2.0, np.inf, -np.inf, np.nan, 1.0, 1.0, 1.0])
     df = np.array([5.0, 7.0, 7.0, 3.0, 4.0, 9.0, 0.0, -1.0, np.nan])

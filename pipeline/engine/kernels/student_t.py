@@ -87,7 +87,21 @@ def compiled_tables(present: tuple[int, ...]) -> tuple[np.ndarray, ...]:
             found = coefficients[nu, bucket]
             n_levels[nu, bucket] = len(found)
             levels[nu, bucket, : len(found)] = found
-    return cutoff, edges, levels, n_levels, beta
+    series = np.zeros((size, max(max(present) // 2, 1)))
+    for nu in present:
+        series[nu, : nu // 2] = _series(nu)
+    return cutoff, edges, levels, n_levels, beta, series
+
+
+def _series(nu: int) -> list[float]:
+    """The closed form's coefficients for ``nu``: 1, then each the last times (2k)/(2k+1) (odd nu) or
+    (2k-1)/(2k) (even nu), as :func:`_closed_form` multiplies them in turn."""
+    coefficients = [1.0] if nu // 2 > 0 else []
+    term = 1.0
+    for k in range(1, nu // 2):
+        term *= (2 * k) / (2 * k + 1) if nu % 2 == 1 else (2 * k - 1) / (2 * k)
+        coefficients.append(term)
+    return coefficients
 
 
 def _p_of_df(t: np.ndarray, nu: int) -> np.ndarray:
