@@ -212,9 +212,93 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
         compiled.log.setLevel(level)
     assert said.is_set()
     assert messages == [
-        "compiling Sen's kernel once for this install (seconds on an idle core, longer on a busy one; "
-        "later runs load it from numba's cache)..."]
+        "loading Sen's kernel (compiled once per install: seconds on an idle core, longer on a busy one; "
+        "later runs load from numba's cache)..."]
     assert len(calls) == 1  # the counting kernel, once
+
+
+def test_a_runs_warm_up_says_one_line_for_both_kernels(monkeypatch) -> None:
+    """``--method both`` loads OLS's kernel, then Sen's: one clock and one line for the two waits, so
+    that two compiles each shorter than the threshold are still said, and nothing is said twice."""
+    import importlib
+    import logging
+    import threading
+
+    from pipeline.engine import trend
+    from pipeline.engine.options import Method
+
+    ols = importlib.import_module("pipeline.engine.kernels.ols")
+    said = threading.Event()
+    messages = []
+
+    class Flag(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+            said.set()
+
+    def slow_sums(*args):  # OLS's compile: it lasts until the line has been said
+        said.wait(timeout=60)
+        return tuple(np.zeros(1) for _ in range(6))
+
+    sen_loads = []
+    flag = Flag()
+    compiled.log.addHandler(flag)
+    level = compiled.log.level
+    compiled.log.setLevel(logging.WARNING)
+    monkeypatch.setattr(ols._kernel, "loaded", set())
+    monkeypatch.setattr(robust._kernel, "loaded", set())
+    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)  # every block would say its line at once
+    monkeypatch.setattr(ols, "_compiled_sums", slow_sums)
+    monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: sen_loads.append(args))
+    try:
+        trend._warm_up_kernels(Method.both, 40, np.dtype(np.float32), background=False)
+        for thread in threading.enumerate():
+            if isinstance(thread, threading.Timer):
+                thread.join(timeout=60)
+    finally:
+        compiled.log.removeHandler(flag)
+        compiled.log.setLevel(level)
+    assert messages == [
+        "loading OLS's and Sen's kernels (compiled once per install: seconds on an idle core, longer on a busy "
+        "one; later runs load from numba's cache)..."]
+    assert len(sen_loads) == 1  # Sen's kernel was loaded inside the same block
+
+
+_ONE_SPECIALISATION = """
+import sys
+import numpy as np
+from pipeline.engine import trend
+from pipeline.engine.kernels import fit_pixels
+from pipeline.engine.kernels import ols_compiled, pair_select, sen_bands
+from pipeline.engine.options import Method
+
+n_years = int(sys.argv[1])
+functions = [getattr(module, name) for module in (ols_compiled, pair_select, sen_bands) for name in dir(module)
+             if hasattr(getattr(module, name), "signatures")]
+trend._warm_up_kernels(Method.both, n_years, np.dtype(np.float32), background=False)
+loaded = {f: len(f.signatures) for f in functions}
+rng = np.random.default_rng(n_years)
+years = np.arange(1990, 1990 + n_years)
+for pixels in (50, 40_000):  # one chunk, and several: views of a wider window
+    values = rng.normal(size=(n_years, pixels)).astype(np.float32)
+    fit_pixels(values, years, method="both", dtype=np.float32)
+    fit_pixels(values[:, ::2], years, method="both", dtype=np.float32)  # strided columns, as a window's may be
+added = [f.__name__ for f in functions if len(f.signatures) != loaded[f]]
+print(added)
+"""
+
+
+@pytest.mark.parametrize("n_years", [10, 21, 40])
+def test_a_runs_fit_uses_only_what_its_warm_up_loaded(n_years: int) -> None:
+    """Every compiled function the fit calls was loaded by the run's warm-up, for any window: numba
+    would otherwise compile another specialisation (seconds, on a first run) in the middle of the fit.
+    A fresh process, so that no other test's calls have loaded anything."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _ONE_SPECIALISATION, str(n_years)], capture_output=True,
+                          text=True, check=True, timeout=600)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_a_quick_load_says_nothing(monkeypatch, caplog) -> None:

@@ -149,6 +149,6 @@ def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
     finally:
         compiled.log.removeHandler(flag)
         compiled.log.setLevel(level)
-    assert messages == ["compiling OLS's kernel once for this install (seconds on an idle core, longer on a busy "
-                        "one; later runs load it from numba's cache)..."]
+    assert messages == ["loading OLS's kernel (compiled once per install: seconds on an idle core, longer on a "
+                        "busy one; later runs load from numba's cache)..."]
     assert np.dtype(np.float32) in ols._kernel.loaded

@@ -209,15 +209,20 @@ def _warm_up_kernels(method: Method, n_years: int, dtype: np.dtype, background: 
     processes start, so that they load what this process compiled and cached instead
     of each compiling it at once on the same cores.
     """
+    from .kernels.compiled import said_if_slow
     from .kernels.ols import warm_up as warm_up_ols
+    from .kernels.robust import compiled_pays
+
+    sen = method is not Method.ols and compiled_pays(n_years)
+    names = [name for name, used in (("OLS's", method is not Method.sen), ("Sen's", sen)) if used]
 
     def load() -> None:
-        if method is not Method.sen:
-            warm_up_ols(dtype.type)
-        if method is not Method.ols:
-            from .kernels.robust import compiled_pays, warm_up
+        with said_if_slow(" and ".join(names) + (" kernels" if len(names) > 1 else " kernel")):
+            if method is not Method.sen:
+                warm_up_ols(dtype.type)
+            if sen:
+                from .kernels.robust import warm_up
 
-            if compiled_pays(n_years):
                 warm_up((dtype.type,), n_years)
 
     if background:

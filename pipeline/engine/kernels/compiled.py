@@ -17,7 +17,11 @@ from contextlib import contextmanager
 from types import ModuleType
 
 log = logging.getLogger(__name__)
-SLOW_LOAD_S = 5.0  # a longer wait is said on stderr: cached loads took up to 2.8 s here, compiles 9 s or more
+# A longer wait is said on stderr. On 2026-12-04's machine cached loads took 0.01-0.24 s and compiles
+# 2.5-6.3 s a kernel (a first `--method both` waited 7 s for two of them); a slower host's cached loads
+# took up to 2.8 s, which the line's wording covers too.
+SLOW_LOAD_S = 2.0
+_SAYING = threading.local()  # whether this thread is inside said_if_slow: one clock for nested loads
 
 
 def turned_off() -> bool:
@@ -68,17 +72,25 @@ class LazyKernel:
 
 @contextmanager
 def said_if_slow(what: str) -> Iterator[None]:
-    """Log one line naming ``what`` is being compiled if the block lasts past :data:`SLOW_LOAD_S`.
+    """Log one line naming ``what`` if the block lasts past :data:`SLOW_LOAD_S`.
 
     Numba compiles a kernel once per install (seconds on an idle core, several times
     that on a busy one) and caches it; a first run should not look hung meanwhile.
+    Loads nested in one block (a run's warm-up loads OLS's and Sen's kernels in turn)
+    share its clock and its one line: two waits just under the threshold are still
+    said when together they pass it.
     """
+    if getattr(_SAYING, "active", False):  # an enclosing block already times this wait
+        yield
+        return
     message = threading.Timer(SLOW_LOAD_S, log.warning, args=(
-        f"compiling {what} once for this install (seconds on an idle core, longer on a busy one; "
-        "later runs load it from numba's cache)...",))
+        f"loading {what} (compiled once per install: seconds on an idle core, longer on a busy one; "
+        "later runs load from numba's cache)...",))
     message.daemon = True
+    _SAYING.active = True
     message.start()
     try:
         yield
     finally:
         message.cancel()
+        _SAYING.active = False

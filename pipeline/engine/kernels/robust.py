@@ -263,14 +263,19 @@ def _compiled_order_statistics(
         return
     step = pair_chunk(n_years, ROWS_CHUNK_BYTES)
     buffer = np.empty((min(step, pixels), max(n_years * (n_years - 1) // 2, 1)))
-    ranks = np.empty((4, min(step, pixels)), dtype=np.int64)
     for start in range(0, pixels, step):
         stop = min(start + step, pixels)
-        rows, chunk_ranks = buffer[: stop - start], ranks[:, : stop - start]
-        kernel.sen_tiles(values[:, start:stop], x, z_crit, per_pixel[:, start:stop], negative[start:stop], False,
-                         _NO_NETWORK, picked[:, start:stop], rows, chunk_ranks)
+        # Contiguous copies of the step's columns (a few KiB, in cache), not strided views of the whole:
+        # the kernels then see the one layout their warm-up loads, whatever the number of steps, where
+        # views would make numba compile a second specialisation during a first run's fit.
+        rows, chunk_ranks = buffer[: stop - start], np.empty((4, stop - start), dtype=np.int64)
+        chunk_out, chunk_picked = np.empty((6, stop - start)), np.ascontiguousarray(picked[:, start:stop])
+        kernel.sen_tiles(np.ascontiguousarray(values[:, start:stop]), x, z_crit, chunk_out, negative[start:stop],
+                         False, _NO_NETWORK, chunk_picked, rows, chunk_ranks)
         rows.sort(axis=1)
-        kernel.picked_at(rows, chunk_ranks, picked[:, start:stop])
+        kernel.picked_at(rows, chunk_ranks, chunk_picked)
+        per_pixel[:, start:stop] = chunk_out
+        picked[:, start:stop] = chunk_picked
 
 
 _NO_ROWS, _NO_RANKS, _NO_NETWORK = np.empty((0, 1)), np.empty((4, 0), dtype=np.int64), np.empty((0, 2), dtype=np.int64)
