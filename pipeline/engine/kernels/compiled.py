@@ -87,9 +87,9 @@ def said_if_slow(what: str) -> Iterator[None]:
         f"loading {what} (compiled once per install: seconds on an idle core, longer on a busy one; "
         "later runs load from numba's cache)...",))
     message.daemon = True
-    _SAYING.active = True
-    message.start()
     try:
+        _SAYING.active = True
+        message.start()
         yield
     finally:
         message.cancel()

@@ -254,6 +254,7 @@ def _compiled_order_statistics(
     compiled rows sorted by numpy between (:func:`compiled_route`)."""
     n_years, pixels = values.shape
     route = compiled_route(n_years)
+    values = np.ascontiguousarray(values)  # one layout, the warm-up's, whatever view a caller passes
     if route == "counting":
         kernel.sen_pixels(values, x, z_crit, per_pixel, picked, negative)
         return

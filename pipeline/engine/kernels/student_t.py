@@ -72,7 +72,8 @@ def compiled_tables(present: tuple[int, ...]) -> tuple[np.ndarray, ...]:
 
     Indexed by df (rows of the others are never read): the tail's cut-off t, the t
     where buckets 1 and 2 of the tail start, each bucket's continued-fraction
-    coefficients (padded) and their number, and B(df/2, 1/2).
+    coefficients (padded) and their number, B(df/2, 1/2), and the closed form's coefficients
+    (padded; see :func:`_series`), so that its finite sum is one polynomial in cos^2.
     """
     size = max(present) + 1
     coefficients = {(nu, b): _cf_coefficients(nu, b) for nu in present for b in range(_BUCKETS)}
@@ -93,7 +94,8 @@ def compiled_tables(present: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     return cutoff, edges, levels, n_levels, beta, series
 
 
-def _series(nu: int) -> list[float]:
+@cache
+def _series(nu: int) -> tuple[float, ...]:
     """The closed form's coefficients for ``nu``: 1, then each the last times (2k)/(2k+1) (odd nu) or
     (2k-1)/(2k) (even nu), as :func:`_closed_form` multiplies them in turn."""
     coefficients = [1.0] if nu // 2 > 0 else []
@@ -101,7 +103,7 @@ def _series(nu: int) -> list[float]:
     for k in range(1, nu // 2):
         term *= (2 * k) / (2 * k + 1) if nu % 2 == 1 else (2 * k - 1) / (2 * k)
         coefficients.append(term)
-    return coefficients
+    return tuple(coefficients)
 
 
 def _p_of_df(t: np.ndarray, nu: int) -> np.ndarray:
