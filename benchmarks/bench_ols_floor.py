@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
-from program import eetrend_command, startup_command  # noqa: E402
+from program import eetrend_command, startup_time  # noqa: E402
 
 from pipeline.engine.kernels import fit_pixels  # noqa: E402
 from pipeline.engine.sample import write_sample  # noqa: E402
@@ -146,9 +146,7 @@ def main() -> None:
         write_cpu = time.process_time()
         write = write_like_output(out, args.work / "floor_write.tif")
         runs["write_cpu"].append(time.process_time() - write_cpu)
-        started = time.perf_counter()
-        subprocess.run(startup_command(folder, out), cwd=ROOT, check=True)
-        runs["startup"].append(time.perf_counter() - started)
+        runs["startup"].append(startup_time(folder, out, 1, ROOT))
         runs["kernel_load_cpu"].append(kernel_load_cpu())
         runs["read"].append(read)
         runs["write"].append(write)

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from program import eetrend_command, startup_command  # noqa: E402
+from program import eetrend_command, startup_time  # noqa: E402
 from tree_rss import run_with_peak_rss  # noqa: E402
 
 from pipeline.engine.kernels.robust import pair_chunk, pairwise_differences, sen_mk, year_gaps  # noqa: E402
@@ -131,16 +130,6 @@ def run_trend(folder: Path, out: Path, *args: str) -> dict[str, float]:
     return {"process_s": wall, "engine_s": found.pop("wall"), "peak_rss_mb": peak / 2**20, **found}
 
 
-def startup_time(folder: Path, out: Path, repeats: int) -> float:
-    """Median seconds of what every ``eetrend trend`` does before its first file (see program.py)."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run(startup_command(folder, out), cwd=ROOT, check=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def draw(curve: dict, path: Path) -> None:
     import matplotlib
 
@@ -204,7 +193,7 @@ def main() -> None:
     median = lambda runs: {k: statistics.median(r[k] for r in runs) for k in runs[0]}  # noqa: E731
     scene = folders[sizes[-1]]
     out = args.work / "trend.tif"
-    report["startup_s"] = startup_time(scene, out, 3)
+    report["startup_s"] = startup_time(scene, out, 3, ROOT)  # what every eetrend trend does before its first file
     report["read_only_s"] = read_only(scene, cores)
     print(f"start-up (interpreter, imports, options) {report['startup_s']:.2f} s; reading the {sizes[-1]}^2 stack only "
           f"{report['read_only_s']:.2f} s", flush=True)

@@ -6,7 +6,10 @@ then an exit without the interpreter's teardown), or ``python -m cli`` where the
 
 from __future__ import annotations
 
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -32,3 +35,13 @@ os._exit(0)
 def startup_command(folder: Path, out: Path) -> list[str]:
     """A process that does only the start-up of ``eetrend trend folder -o out``, for timing it."""
     return [sys.executable, "-c", _STARTUP, str(folder), "-o", str(out)]
+
+
+def startup_time(folder: Path, out: Path, repeats: int, cwd: Path) -> float:
+    """Median wall seconds of ``repeats`` such processes, run in ``cwd``."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(startup_command(folder, out), cwd=cwd, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)

@@ -212,18 +212,18 @@ def _warm_up_kernels(method: Method, n_years: int, dtype: np.dtype, background: 
     from .kernels.compiled import said_if_slow
     from .kernels.ols import warm_up as warm_up_ols
     from .kernels.robust import compiled_pays
+    from .kernels.robust import warm_up as warm_up_sen
 
+    ols = method is not Method.sen
     sen = method is not Method.ols and compiled_pays(n_years)
-    names = [name for name, used in (("OLS's", method is not Method.sen), ("Sen's", sen)) if used]
+    names = [name for name, used in (("OLS's", ols), ("Sen's", sen)) if used]
 
     def load() -> None:
         with said_if_slow(" and ".join(names) + (" kernels" if len(names) > 1 else " kernel")):
-            if method is not Method.sen:
+            if ols:
                 warm_up_ols(dtype.type)
             if sen:
-                from .kernels.robust import warm_up
-
-                warm_up((dtype.type,), n_years)
+                warm_up_sen((dtype.type,), n_years)
 
     if background:
         threading.Thread(target=load, name="eetrend-kernel", daemon=True).start()

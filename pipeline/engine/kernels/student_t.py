@@ -96,14 +96,19 @@ def compiled_tables(present: tuple[int, ...]) -> tuple[np.ndarray, ...]:
 
 @cache
 def _series(nu: int) -> tuple[float, ...]:
-    """The closed form's coefficients for ``nu``: 1, then each the last times (2k)/(2k+1) (odd nu) or
-    (2k-1)/(2k) (even nu), as :func:`_closed_form` multiplies them in turn."""
+    """The closed form's coefficients for ``nu``: 1, then each the last times :func:`_ratio`, as
+    :func:`_closed_form` multiplies them in turn."""
     coefficients = [1.0] if nu // 2 > 0 else []
     term = 1.0
     for k in range(1, nu // 2):
-        term *= (2 * k) / (2 * k + 1) if nu % 2 == 1 else (2 * k - 1) / (2 * k)
+        term *= _ratio(nu, k)
         coefficients.append(term)
     return tuple(coefficients)
+
+
+def _ratio(nu: int, k: int) -> float:
+    """The closed form's k-th term over its (k-1)-th, cos^2 aside: (2k)/(2k+1) for odd nu, (2k-1)/(2k) for even."""
+    return (2 * k) / (2 * k + 1) if nu % 2 == 1 else (2 * k - 1) / (2 * k)
 
 
 def _p_of_df(t: np.ndarray, nu: int) -> np.ndarray:
@@ -139,7 +144,7 @@ def _closed_form(t: np.ndarray, nu: int) -> np.ndarray:
     term = np.ones(t.shape)
     for k in range(1, m):
         term *= c2
-        term *= (2 * k) / (2 * k + 1) if odd else (2 * k - 1) / (2 * k)
+        term *= _ratio(nu, k)
         total += term
     if odd:  # (2 / pi) (pi/2 - theta - sin theta cos theta (1 + 2/3 cos^2 + ...))
         total *= s
