@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,45 @@ def study_lock_held_by_another_thread(study) -> Iterator[None]:
     finally:
         release.set()
         holder.join()
+
+
+@dataclass
+class LoaderLines:
+    """What the compiled kernels' loader says on stderr (``pipeline.engine.kernels.compiled.log``)."""
+
+    messages: list[str] = field(default_factory=list)
+    said: threading.Event = field(default_factory=threading.Event)  # set by the first line
+
+    def settled(self) -> list[str]:
+        """The lines, once every pending line's timer has finished logging."""
+        for thread in threading.enumerate():
+            if isinstance(thread, threading.Timer):
+                thread.join(timeout=60)
+        return self.messages
+
+
+@pytest.fixture
+def loader_lines(monkeypatch) -> Iterator[LoaderLines]:
+    """The loader's lines, with every wait said at once (``SLOW_LOAD_S`` 0): a fake load that waits for
+    ``said`` lasts until its line is out, as a compile outlasts the threshold."""
+    from pipeline.engine.kernels import compiled
+
+    lines = LoaderLines()
+
+    class Flag(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.messages.append(record.getMessage())
+            lines.said.set()
+
+    flag, level = Flag(), compiled.log.level
+    compiled.log.addHandler(flag)
+    compiled.log.setLevel(logging.WARNING)  # whatever earlier tests left
+    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
+    try:
+        yield lines
+    finally:
+        compiled.log.removeHandler(flag)
+        compiled.log.setLevel(level)
 
 
 @pytest.fixture

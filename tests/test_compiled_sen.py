@@ -175,90 +175,47 @@ def test_a_pixel_is_fitted_the_same_whatever_its_chunk() -> None:
             np.testing.assert_array_equal(part[name], whole[name][start:stop], err_msg=name)
 
 
-def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
+def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch, loader_lines) -> None:
     """A first compile that keeps the fit waiting gets one line saying what is happening."""
-    import logging
-    import threading
-
-    said = threading.Event()
-    messages = []
-
-    class Flag(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-            said.set()
-
     calls = []
 
     def slow_load(*args) -> None:  # stands for numba compiling: it lasts until the line has been said
         calls.append(args)
-        said.wait(timeout=60)
+        loader_lines.said.wait(timeout=60)
 
-    flag = Flag()
-    compiled.log.addHandler(flag)
-    level = compiled.log.level
-    compiled.log.setLevel(logging.WARNING)  # whatever earlier tests left
     monkeypatch.setattr(robust._kernel, "loaded", set())
-    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(robust, "_compiled_order_statistics", slow_load)
-    try:
-        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), "counting")
-        robust._ready(robust.compiled_kernel(), np.dtype(np.float32), "counting")  # loaded: nothing to wait for
-        for thread in threading.enumerate():  # the line's timer has finished logging before the test ends
-            if isinstance(thread, threading.Timer):
-                thread.join(timeout=60)
-    finally:
-        compiled.log.removeHandler(flag)
-        compiled.log.setLevel(level)
-    assert said.is_set()
-    assert messages == [
+    robust._ready(robust.compiled_kernel(), np.dtype(np.float32), "counting")
+    robust._ready(robust.compiled_kernel(), np.dtype(np.float32), "counting")  # loaded: nothing to wait for
+    assert loader_lines.said.is_set()
+    assert loader_lines.settled() == [
         "loading Sen's kernel (compiled once per install: seconds on an idle core, longer on a busy one; "
         "later runs load from numba's cache)..."]
     assert len(calls) == 1  # the counting kernel, once
 
 
-def test_a_runs_warm_up_says_one_line_for_both_kernels(monkeypatch) -> None:
+def test_a_runs_warm_up_says_one_line_for_both_kernels(monkeypatch, loader_lines) -> None:
     """``--method both`` loads OLS's kernel, then Sen's: one clock and one line for the two waits, so
-    that two compiles each shorter than the threshold are still said, and nothing is said twice."""
+    that two compiles each shorter than the threshold are still said, and nothing is said twice
+    (every block would say its line at once here)."""
     import importlib
-    import logging
-    import threading
 
     from pipeline.engine import trend
     from pipeline.engine.options import Method
 
     ols = importlib.import_module("pipeline.engine.kernels.ols")
-    said = threading.Event()
-    messages = []
-
-    class Flag(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-            said.set()
 
     def slow_sums(*args):  # OLS's compile: it lasts until the line has been said
-        said.wait(timeout=60)
+        loader_lines.said.wait(timeout=60)
         return tuple(np.zeros(1) for _ in range(6))
 
     sen_loads = []
-    flag = Flag()
-    compiled.log.addHandler(flag)
-    level = compiled.log.level
-    compiled.log.setLevel(logging.WARNING)
     monkeypatch.setattr(ols._kernel, "loaded", set())
     monkeypatch.setattr(robust._kernel, "loaded", set())
-    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)  # every block would say its line at once
     monkeypatch.setattr(ols, "_compiled_sums", slow_sums)
     monkeypatch.setattr(robust, "_compiled_order_statistics", lambda *args: sen_loads.append(args))
-    try:
-        trend._warm_up_kernels(Method.both, 40, np.dtype(np.float32), background=False)
-        for thread in threading.enumerate():
-            if isinstance(thread, threading.Timer):
-                thread.join(timeout=60)
-    finally:
-        compiled.log.removeHandler(flag)
-        compiled.log.setLevel(level)
-    assert messages == [
+    trend._warm_up_kernels(Method.both, 40, np.dtype(np.float32), background=False)
+    assert loader_lines.settled() == [
         "loading OLS's and Sen's kernels (compiled once per install: seconds on an idle core, longer on a busy "
         "one; later runs load from numba's cache)..."]
     assert len(sen_loads) == 1  # Sen's kernel was loaded inside the same block

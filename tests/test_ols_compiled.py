@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 import warnings
 
 import numpy as np
@@ -120,35 +119,16 @@ def test_a_kernel_that_cannot_load_falls_back_with_one_warning(monkeypatch, capl
     assert result["slope"][0] == pytest.approx(1.5)
 
 
-def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch) -> None:
-    said = threading.Event()
-    messages: list[str] = []
-
-    class Flag(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-            said.set()
-
+def test_a_slow_first_load_is_said_once_on_stderr(monkeypatch, loader_lines) -> None:
     def slow_sums(*args):  # stands for numba compiling: it lasts until the line has been said
-        said.wait(timeout=60)
+        loader_lines.said.wait(timeout=60)
         return tuple(np.zeros(1) for _ in range(6))
 
-    flag = Flag()
-    compiled.log.addHandler(flag)
-    level = compiled.log.level
-    compiled.log.setLevel(logging.WARNING)
     monkeypatch.setattr(ols._kernel, "loaded", set())
-    monkeypatch.setattr(compiled, "SLOW_LOAD_S", 0.0)
     monkeypatch.setattr(ols, "_compiled_sums", slow_sums)
-    try:
-        ols.warm_up(np.float32)
-        ols.warm_up(np.float32)  # loaded: nothing to wait for, nothing said
-        for thread in threading.enumerate():
-            if isinstance(thread, threading.Timer):
-                thread.join(timeout=60)
-    finally:
-        compiled.log.removeHandler(flag)
-        compiled.log.setLevel(level)
-    assert messages == ["loading OLS's kernel (compiled once per install: seconds on an idle core, longer on a "
-                        "busy one; later runs load from numba's cache)..."]
+    ols.warm_up(np.float32)
+    ols.warm_up(np.float32)  # loaded: nothing to wait for, nothing said
+    assert loader_lines.settled() == [
+        "loading OLS's kernel (compiled once per install: seconds on an idle core, longer on a busy one; later "
+        "runs load from numba's cache)..."]
     assert np.dtype(np.float32) in ols._kernel.loaded
